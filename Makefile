@@ -1,0 +1,35 @@
+# Two commands matter: `make run` and `make test`. Everything else supports them.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test install lint migrate clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+migrate: install
+	$(PY) manage.py migrate --noinput
+
+## Serve on http://127.0.0.1:8000 (embedded SQLite unless DATABASE_URL is set).
+run: migrate
+	$(PY) manage.py collectstatic --noinput --verbosity 0
+	$(PY) manage.py bootstrap
+	$(VENV)/bin/gunicorn authservice.wsgi --config gunicorn.conf.py
+
+## Lint, then the whole suite on SQLite and on PostgreSQL (TEST_DATABASE_URL).
+test: install
+	$(VENV)/bin/ruff check .
+	scripts/run-tests
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""OCEN Auth Service: the Django project and its OAuth 2.0 provider."""

@@ -1,0 +1,40 @@
+"""What a client may be granted: audiences, the scopes at each, and identity claims.
+
+Scopes and audiences are never free: the token endpoint grants only what the
+configured provider (``AUTHSERVICE["GRANTS_PROVIDER"]``) returns for the client.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.utils.module_loading import import_string
+
+from authservice.conf import authservice_settings
+
+
+@dataclass(frozen=True)
+class ClientGrants:
+    # audience -> the scopes the client may use there
+    scopes_by_audience: dict[str, frozenset[str]]
+    # extra claims identifying the client (participantId, participant_role, org_id)
+    claims: dict[str, Any] = field(default_factory=dict)
+    # the audience identifiers under which this client acts as a resource server
+    identities: frozenset[str] = frozenset()
+
+    @property
+    def all_scopes(self) -> frozenset[str]:
+        return frozenset().union(*self.scopes_by_audience.values())
+
+
+def default_grants(client) -> ClientGrants:
+    """Every active client may read the registry; nothing else without the registry app."""
+    return ClientGrants(
+        scopes_by_audience={
+            authservice_settings.REGISTRY_AUDIENCE: frozenset({authservice_settings.REGISTRY_SCOPE})
+        },
+        identities=frozenset(),
+    )
+
+
+def grants_for(client) -> ClientGrants:
+    return import_string(authservice_settings.GRANTS_PROVIDER)(client)

@@ -1,0 +1,22 @@
+from django.contrib import admin
+from django.urls import path, re_path
+
+from authservice import views
+
+urlpatterns = [
+    path("oauth2/token", views.TokenView.as_view(), name="oauth2-token"),
+    path("oauth2/introspect", views.IntrospectionView.as_view(), name="oauth2-introspect"),
+    path("oauth2/revoke", views.RevocationView.as_view(), name="oauth2-revoke"),
+    path("oauth2/jwks", views.jwks, name="oauth2-jwks"),
+    path(".well-known/jwks.json", views.jwks, name="well-known-jwks"),
+    path(".well-known/openid-configuration", views.openid_configuration, name="openid-configuration"),
+    re_path(r"^(?P<prefix>.+)/\.well-known/openid-configuration$", views.openid_configuration),
+    re_path(r"^\.well-known/oauth-authorization-server(?P<suffix>/.*)?$", views.oauth_authorization_server,
+            name="oauth-authorization-server"),
+    path("healthz", views.healthz, name="healthz"),
+    path("readyz", views.readyz, name="readyz"),
+    path("admin/", admin.site.urls),
+]
+
+handler404 = "authservice.views.json_404"
+handler500 = "authservice.views.json_500"

@@ -1,0 +1,57 @@
+"""Fixtures shared by every suite: a signing key, OAuth clients, token requests."""
+
+import base64
+from collections.abc import Callable
+from urllib.parse import urlencode
+
+import pytest
+from django.core.cache import cache
+
+from authservice.keys import key_cache, signing_key_ensure
+from authservice.services import client_create
+
+
+@pytest.fixture(autouse=True)
+def _fresh_caches():
+    key_cache.clear()
+    cache.clear()
+    yield
+    key_cache.clear()
+    cache.clear()
+
+
+@pytest.fixture
+def signing_key(db):
+    key, _ = signing_key_ensure()
+    return key
+
+
+@pytest.fixture
+def make_client(db, signing_key) -> Callable:
+    def factory(name: str = "client"):
+        return client_create(name=name)
+
+    return factory
+
+
+FORM = "application/x-www-form-urlencoded"
+
+
+def form(data) -> str:
+    return urlencode(data, doseq=True)
+
+
+def basic(client_id: str, secret: str) -> str:
+    return "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+
+
+@pytest.fixture
+def token_for(client) -> Callable:
+    """POST /oauth2/token with client_secret_basic; returns the response."""
+
+    def request(oauth_client, secret: str, **params):
+        data = {"grant_type": "client_credentials", **params}
+        return client.post("/oauth2/token", form(data), content_type=FORM,
+                           HTTP_AUTHORIZATION=basic(oauth_client.client_id, secret))
+
+    return request
