@@ -178,6 +178,16 @@ OAUTH2_PROVIDER = {
     "SCOPES": {"registry.read": "Read the participant registry"},
     "DEFAULT_SCOPES": ["registry.read"],
     "PKCE_REQUIRED": True,
+    # RFC 9700 (OAuth 2.0 Security BCP) behaviour, ahead of DOT 4.0's defaults. Token
+    # storage keeps only a checksum of the jti, never a usable value.
+    "COMPLIANT_BCP_RFC9700_IMPLICIT_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_PKCE_METHOD": True,
+    "COMPLIANT_BCP_RFC9700_ACCESS_TOKEN_TRANSPORT": True,
+    "COMPLIANT_BCP_RFC9700_AUTHZ_RESPONSE_ISS": True,
+    "COMPLIANT_BCP_RFC9700_TOKEN_STORAGE": True,
+    "REFRESH_TOKEN_REUSE_PROTECTION": True,
+    "ALLOWED_REDIRECT_URI_SCHEMES": ["https"],
 }
 
 # --- This service -------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from urllib.parse import unquote_plus
 from django.contrib.auth.hashers import check_password, make_password
 from django.db import transaction
 from django.utils import timezone
-from oauth2_provider.models import get_access_token_model, get_application_model
+from oauth2_provider.models import get_access_token_model, get_application_model, set_token_value
 from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauthlib.oauth2.rfc6749 import errors
 
@@ -134,18 +134,19 @@ class ClientCredentialsValidator(OAuth2Validator):
     # --- storage -----------------------------------------------------------------------------
 
     def save_bearer_token(self, token, request, *args, **kwargs) -> None:
-        """Record the token's jti (never the token itself): one indexed insert."""
+        """Record a checksum of the token's jti (never the token itself): one indexed insert."""
         claims = request.access_token_claims
         AccessToken = get_access_token_model()
         with transaction.atomic(using=AccessToken.objects.db):
-            AccessToken.objects.create(
-                token=claims["jti"],
+            row = AccessToken(
                 application=request.client,
                 user=None,
                 scope=claims["scope"],
                 expires=timezone.now() + timedelta(seconds=int(request.expires_in)),
                 resource=sorted(request.token_audiences),
             )
+            set_token_value(row, claims["jti"])
+            row.save()
 
     # --- introspection and revocation ----------------------------------------------------------
 

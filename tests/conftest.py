@@ -55,3 +55,12 @@ def token_for(client) -> Callable:
                            HTTP_AUTHORIZATION=basic(oauth_client.client_id, secret))
 
     return request
+
+
+def pytest_report_header(config):
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    cache_backend = settings.CACHES["default"]["BACKEND"].rsplit(".", 1)[-1]
+    engine = db["ENGINE"].rsplit(".", 1)[-1]
+    return f"database: {engine} {db.get('HOST') or db['NAME']}; cache: {cache_backend}"

@@ -1,0 +1,88 @@
+"""Health endpoints, bootstrap, client creation command, production settings checks."""
+
+import json
+import os
+import subprocess
+import sys
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import CommandError, call_command
+
+from authservice.models import SigningKey
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_healthz(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+def test_readyz_is_ready_with_a_signing_key(client, signing_key):
+    response = client.get("/readyz")
+    assert response.status_code == 200
+    assert response.json()["checks"] == {"database": "ok", "signing_key": "ok"}
+
+
+def test_readyz_is_unavailable_without_a_signing_key(client, db):
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["checks"]["signing_key"] == "missing"
+
+
+def test_bootstrap_creates_key_and_admin_once(db):
+    out = StringIO()
+    call_command("bootstrap", stdout=out)
+    text = out.getvalue()
+    assert "Created signing key" in text
+    assert "password:" in text
+    assert get_user_model().objects.get(username="admin").is_superuser
+    again = StringIO()
+    call_command("bootstrap", stdout=again)
+    assert "password:" not in again.getvalue()
+    assert SigningKey.objects.count() == 1
+
+
+def test_create_client_prints_secret_once_as_json(db, signing_key, client):
+    out = StringIO()
+    call_command("create_client", "--name", "svc", "--json", stdout=out)
+    created = json.loads(out.getvalue())
+    assert set(created) == {"client_id", "client_secret"}
+    response = client.post("/oauth2/token", "grant_type=client_credentials",
+                           content_type="application/x-www-form-urlencoded",
+                           HTTP_AUTHORIZATION=__import__("tests.conftest", fromlist=["basic"]).basic(
+                               created["client_id"], created["client_secret"]))
+    assert response.status_code == 200
+
+
+def test_create_client_refuses_blank_name(db):
+    with pytest.raises(CommandError):
+        call_command("create_client", "--name", "  ")
+
+
+def _manage(*args, **env):
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "AUTHSERVICE_"))}
+    full_env.update(env)
+    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=full_env,
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_check_deploy_is_clean_in_production_settings():
+    result = _manage(
+        "check", "--deploy", "--fail-level", "WARNING",
+        DJANGO_DEBUG="0", DJANGO_SECURE_HTTPS="1",
+        DJANGO_SECRET_KEY="x" * 20 + "a-long-and-random-production-secret-key-value",
+        AUTHSERVICE_KEY_ENCRYPTION_KEY="a dedicated key-encryption key",
+        AUTHSERVICE_ISSUER="https://auth.example.org",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_missing_key_encryption_key_is_warned_about_in_production():
+    result = _manage("check", DJANGO_DEBUG="0")
+    assert "authservice.W001" in result.stdout + result.stderr
