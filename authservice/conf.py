@@ -34,6 +34,8 @@ DEFAULTS: dict[str, Any] = {
     "KEY_ENCRYPTION_KEYS": [],
     # How long a process reuses the loaded signing key before looking for a newer one.
     "SIGNER_CACHE_SECONDS": 10,
+    # Accept http:// participant API base URLs (development only).
+    "REGISTRY_ALLOW_HTTP_ENDPOINTS": False,
     # Dotted path of the function returning the audiences/scopes a client may be granted.
     "GRANTS_PROVIDER": "authservice.grants.default_grants",
 }

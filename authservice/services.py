@@ -2,7 +2,9 @@
 management commands. Secrets are returned once, to the caller, and stored hashed."""
 
 import secrets
+from datetime import timedelta
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 from oauth2_provider.models import get_access_token_model, get_application_model
@@ -32,20 +34,34 @@ def client_create(*, name: str) -> tuple[object, str]:
     return client, secret
 
 
+MAX_SECRET_GRACE_SECONDS = 7 * 24 * 3600
+
+
 @transaction.atomic
-def client_rotate_secret(*, client) -> str:
-    """Replace the client's secret; the old one stops working at once."""
+def client_rotate_secret(*, client, grace_seconds: int = 0) -> str:
+    """Replace the client's secret. The old one stops working at once, or after
+    ``grace_seconds`` so a participant can roll its deployments over."""
+    if not 0 <= grace_seconds <= MAX_SECRET_GRACE_SECONDS:
+        raise ValidationError(f"The grace period must be between 0 and {MAX_SECRET_GRACE_SECONDS} seconds.")
     secret = generate_client_secret()
     Client = get_application_model()
     locked = Client.objects.select_for_update().get(pk=client.pk)
+    if grace_seconds:
+        locked.previous_client_secret = locked.client_secret
+        locked.previous_secret_expires_at = timezone.now() + timedelta(seconds=grace_seconds)
+    else:
+        locked.previous_client_secret = ""
+        locked.previous_secret_expires_at = None
     locked.client_secret = secret
-    locked.save(update_fields=["client_secret", "updated"])
+    locked.save(update_fields=["client_secret", "previous_client_secret", "previous_secret_expires_at",
+                               "updated"])
     return secret
 
 
 @transaction.atomic
-def client_deactivate(*, client) -> int:
-    """Stop the client at once: no authentication, every token it holds revoked.
+def client_deactivate(*, client, revoke_tokens: bool = True) -> int:
+    """Stop the client at once: it cannot authenticate and its tokens introspect as
+    inactive. With ``revoke_tokens`` its token records are deleted too, for good.
 
     Returns the number of tokens revoked.
     """
@@ -54,6 +70,8 @@ def client_deactivate(*, client) -> int:
     locked.is_active = False
     locked.deactivated_at = timezone.now()
     locked.save(update_fields=["is_active", "deactivated_at", "updated"])
+    if not revoke_tokens:
+        return 0
     deleted, _ = get_access_token_model().objects.filter(application=locked).delete()
     return deleted
 

@@ -54,7 +54,10 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "oauth2_provider",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "authservice",
+    "registry",
 ]
 
 MIDDLEWARE = [
@@ -140,8 +143,6 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
-if os.environ.get("PYTEST_CURRENT_TEST") is not None or os.environ.get("AUTHSERVICE_TESTING"):
-    STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}
 
 # Token requests are small; anything bigger than this is refused before parsing.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024
@@ -200,6 +201,8 @@ AUTHSERVICE = {
     "ACCESS_TOKEN_TTL": OAUTH2_PROVIDER["ACCESS_TOKEN_EXPIRE_SECONDS"],
     "SIGNING_ALG": os.environ.get("AUTHSERVICE_SIGNING_ALG", "RS256"),
     "KEY_ENCRYPTION_KEYS": [k for k in _key_encryption_key.split(",") if k],
+    "REGISTRY_ALLOW_HTTP_ENDPOINTS": env_bool("AUTHSERVICE_ALLOW_HTTP_ENDPOINTS", False),
+    "GRANTS_PROVIDER": "registry.grants.participant_grants",
 }
 
 LOGGING = {
@@ -218,5 +221,20 @@ LOGGING = {
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "OCEN Participant Registry API",
+    "DESCRIPTION": "Participants, their endpoints and public keys. Bearer token with scope registry.read.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_AUTHENTICATION": [],
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "EXTENSIONS_INFO": {},
+    "PREPROCESSING_HOOKS": ["registry.api.schema.registry_paths_only"],
 }

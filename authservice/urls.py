@@ -1,7 +1,8 @@
 from django.contrib import admin
-from django.urls import path, re_path
+from django.urls import include, path, re_path
 
 from authservice import views
+from registry.api.views import OcenParticipantRoleView
 
 urlpatterns = [
     path("oauth2/token", views.TokenView.as_view(), name="oauth2-token"),
@@ -15,6 +16,9 @@ urlpatterns = [
             name="oauth-authorization-server"),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
+    path("registry/v1/", include("registry.api.urls")),
+    path("service/participant-roles/<str:participant_id>", OcenParticipantRoleView.as_view(),
+         name="ocen-participant-role"),
     path("admin/", admin.site.urls),
 ]
 

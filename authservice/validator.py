@@ -63,20 +63,28 @@ class ClientCredentialsValidator(OAuth2Validator):
         basic = _basic_credentials(request)
         body_secret = getattr(request, "client_secret", None)
         if basic is not None:
-            if body_secret:
-                return False  # RFC 6749 §2.3: one authentication method per request
             client_id, secret = basic
-            if request.client_id and request.client_id != client_id:
+            # RFC 6749 §2.3: one authentication method per request, naming one client.
+            if body_secret or (request.client_id and request.client_id != client_id):
                 return False
         else:
             client_id, secret = request.client_id or "", body_secret or ""
         client = self._active_client(client_id)
         stored = client.client_secret if client is not None else _DUMMY_SECRET_HASH
-        if not check_password(secret, stored) or client is None:
+        secret_ok = check_password(secret, stored)
+        if client is None or not (secret_ok or self._previous_secret_matches(client, secret)):
             return False
         request.client = client
         request.client_id = client.client_id
         return True
+
+    @staticmethod
+    def _previous_secret_matches(client, secret: str) -> bool:
+        """During a rotation's grace period the old secret still works."""
+        expires = client.previous_secret_expires_at
+        if not client.previous_client_secret or expires is None or expires <= timezone.now():
+            return False
+        return check_password(secret, client.previous_client_secret)
 
     def authenticate_client_id(self, client_id, request, *args, **kwargs) -> bool:
         return False  # no public clients

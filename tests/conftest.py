@@ -12,6 +12,13 @@ from authservice.services import client_create
 
 
 @pytest.fixture(autouse=True)
+def _plain_static_storage(settings):
+    """Tests do not run collectstatic, so they skip the hashed-manifest storage."""
+    settings.STORAGES = {**settings.STORAGES, "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
+
+
+@pytest.fixture(autouse=True)
 def _fresh_caches():
     key_cache.clear()
     cache.clear()

@@ -1,0 +1,121 @@
+"""Input (query) and output serializers of the registry API. Nothing secret is ever
+a field here: no client secret, no private key material."""
+
+import json
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from registry.models import Participant, Role, Status
+
+VISIBLE_STATUSES = [s for s in Status.values if s != Status.OFFBOARDED]
+
+
+class ParticipantFilterSerializer(serializers.Serializer):
+    role = serializers.ChoiceField(choices=Role.values, required=False)
+    status = serializers.ChoiceField(choices=VISIBLE_STATUSES, required=False)
+    organisation = serializers.UUIDField(required=False, help_text="org_id of the organisation")
+    search = serializers.CharField(required=False, max_length=100, help_text="part of the organisation name")
+    page = serializers.IntegerField(required=False, min_value=1)
+    page_size = serializers.IntegerField(required=False, min_value=1, max_value=200)
+
+
+class OrganisationSerializer(serializers.Serializer):
+    org_id = serializers.UUIDField()
+    legal_name = serializers.CharField()
+    website = serializers.CharField()
+
+
+class JWKSerializer(serializers.Serializer):
+    """An RFC 7517 public JWK (``x5c`` when a certificate was registered)."""
+
+    kty = serializers.CharField()
+    kid = serializers.CharField()
+    alg = serializers.CharField()
+    use = serializers.CharField()
+    n = serializers.CharField(required=False)
+    e = serializers.CharField(required=False)
+    crv = serializers.CharField(required=False)
+    x = serializers.CharField(required=False)
+    y = serializers.CharField(required=False)
+    x5c = serializers.ListField(child=serializers.CharField(), required=False)
+
+    def to_representation(self, instance):
+        return dict(instance.public_jwk)
+
+
+class KeySummarySerializer(serializers.Serializer):
+    kid = serializers.CharField()
+    thumbprint = serializers.CharField()
+    alg = serializers.CharField()
+    not_before = serializers.DateTimeField(allow_null=True)
+    not_after = serializers.DateTimeField(allow_null=True)
+
+
+class ParticipantSerializer(serializers.Serializer):
+    participant_id = serializers.UUIDField()
+    role = serializers.ChoiceField(choices=Role.values)
+    status = serializers.ChoiceField(choices=VISIBLE_STATUSES)
+    organisation = OrganisationSerializer()
+    endpoints = serializers.SerializerMethodField()
+    keys = serializers.SerializerMethodField()
+    approved_at = serializers.DateTimeField(allow_null=True)
+    updated_at = serializers.DateTimeField()
+
+    @extend_schema_field(serializers.ListField(child=serializers.URLField()))
+    def get_endpoints(self, participant: Participant) -> list[str]:
+        return [endpoint.url for endpoint in participant.endpoints.all()]
+
+    @extend_schema_field(JWKSerializer(many=True))
+    def get_keys(self, participant: Participant) -> list[dict]:
+        return [dict(key.public_jwk) for key in participant.active_keys]
+
+
+class ParticipantPageSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = ParticipantSerializer(many=True)
+
+
+class JWKSetSerializer(serializers.Serializer):
+    keys = JWKSerializer(many=True)
+
+
+class OcenParticipantSerializer(serializers.Serializer):
+    id = serializers.UUIDField(source="org_id")
+    participantName = serializers.CharField(source="legal_name")
+    participantWebsite = serializers.CharField(source="website")
+    participantEmail = serializers.CharField(source="contact_email")
+    participantPhone = serializers.CharField(source="contact_phone")
+
+
+class OcenParticipantRoleSerializer(serializers.Serializer):
+    """The shape OCEN's reference participant code reads from the registry."""
+
+    id = serializers.UUIDField(source="participant_id")
+    participantRole = serializers.CharField(source="role")
+    participantRoleStatus = serializers.CharField(source="status")
+    isApproved = serializers.SerializerMethodField()
+    approvedOn = serializers.DateTimeField(source="approved_at", allow_null=True)
+    approvedBy = serializers.SerializerMethodField()
+    baseUrl = serializers.SerializerMethodField()
+    publicKey = serializers.SerializerMethodField()
+    participant = OcenParticipantSerializer(source="organisation")
+
+    def get_isApproved(self, participant: Participant) -> bool:
+        return participant.status == Status.APPROVED
+
+    def get_approvedBy(self, participant: Participant) -> str | None:
+        return participant.approved_by.get_username() if participant.approved_by else None
+
+    def get_baseUrl(self, participant: Participant) -> str | None:
+        endpoints = list(participant.endpoints.all())
+        return endpoints[0].url if endpoints else None
+
+    def get_publicKey(self, participant: Participant) -> str | None:
+        """The newest active key, as a JWK JSON string (the reference code parses it)."""
+        keys = participant.active_keys
+        if not keys:
+            return None
+        return json.dumps(keys[-1].public_jwk, sort_keys=True)

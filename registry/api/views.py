@@ -1,0 +1,107 @@
+"""Registry REST API: one view per operation, reads through selectors.
+
+Every response carries an ETag and honours If-None-Match (Django's conditional GET),
+so providers can cache keys and revalidate with a cheap 304.
+"""
+
+import uuid
+
+from django.middleware.http import ConditionalGetMiddleware
+from django.utils.decorators import decorator_from_middleware, method_decorator
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import exceptions
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from authservice.authentication import BearerTokenAuthentication, HasScope
+from authservice.conf import authservice_settings
+from registry import selectors
+from registry.api.serializers import (
+    JWKSetSerializer,
+    OcenParticipantRoleSerializer,
+    ParticipantFilterSerializer,
+    ParticipantPageSerializer,
+    ParticipantSerializer,
+)
+
+conditional_get = decorator_from_middleware(ConditionalGetMiddleware)
+NOT_FOUND = OpenApiResponse(description="Unknown or offboarded participant")
+ERRORS = {401: OpenApiResponse(description="Missing or invalid access token"),
+          403: OpenApiResponse(description="The token lacks the registry.read scope")}
+
+
+class ParticipantPagination(PageNumberPagination):
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 200
+
+
+@method_decorator(conditional_get, name="dispatch")
+class RegistryView(APIView):
+    authentication_classes = [BearerTokenAuthentication]
+    permission_classes = [HasScope]
+
+    @property
+    def required_scope(self) -> str:
+        return authservice_settings.REGISTRY_SCOPE
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        if response.status_code == 200:
+            response["Cache-Control"] = "private, no-cache"
+        response["Vary"] = "Authorization"
+        return response
+
+    def get_participant(self, participant_id: str):
+        try:
+            parsed = uuid.UUID(participant_id)
+        except ValueError as exc:
+            raise exceptions.ValidationError({"participant_id": ["Not a valid UUID."]}) from exc
+        participant = selectors.participant_get(parsed)
+        if participant is None:
+            raise exceptions.NotFound("No such participant.")
+        return participant
+
+
+class ParticipantListView(RegistryView):
+    @extend_schema(operation_id="participants_list", parameters=[ParticipantFilterSerializer],
+                   responses={200: ParticipantPageSerializer, 400: OpenApiResponse(
+                       description="Bad filter"), **ERRORS})
+    def get(self, request: Request) -> Response:
+        filters = ParticipantFilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        data = filters.validated_data
+        queryset = selectors.participant_list(role=data.get("role"), status=data.get("status"),
+                                              org_id=data.get("organisation"), search=data.get("search"))
+        paginator = ParticipantPagination()
+        page = paginator.paginate_queryset(queryset, request, view=self)
+        return paginator.get_paginated_response(ParticipantSerializer(page, many=True).data)
+
+
+ID_PARAMETER = OpenApiParameter("participant_id", str, OpenApiParameter.PATH, description="participant UUID")
+
+
+class ParticipantDetailView(RegistryView):
+    @extend_schema(operation_id="participants_retrieve", parameters=[ID_PARAMETER],
+                   responses={200: ParticipantSerializer, 404: NOT_FOUND, **ERRORS})
+    def get(self, request: Request, participant_id: str) -> Response:
+        return Response(ParticipantSerializer(self.get_participant(participant_id)).data)
+
+
+class ParticipantJWKSView(RegistryView):
+    @extend_schema(operation_id="participants_jwks", parameters=[ID_PARAMETER],
+                   responses={200: JWKSetSerializer, 404: NOT_FOUND, **ERRORS})
+    def get(self, request: Request, participant_id: str) -> Response:
+        participant = self.get_participant(participant_id)
+        return Response({"keys": [dict(key.public_jwk) for key in participant.active_keys]})
+
+
+class OcenParticipantRoleView(RegistryView):
+    """OCEN reference-compatible view of one participant role."""
+
+    @extend_schema(operation_id="ocen_participant_role", parameters=[ID_PARAMETER],
+                   responses={200: OcenParticipantRoleSerializer, 404: NOT_FOUND, **ERRORS})
+    def get(self, request: Request, participant_id: str) -> Response:
+        return Response(OcenParticipantRoleSerializer(self.get_participant(participant_id)).data)

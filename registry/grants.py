@@ -1,0 +1,39 @@
+"""The token endpoint's grants provider: what a participant's client may be granted.
+
+Audiences and scopes come only from the participant's resource mappings to approved
+providers (or to the registry). Clients that belong to no participant are service
+accounts and keep the default grant.
+"""
+
+from authservice.conf import authservice_settings
+from authservice.grants import ClientGrants, default_grants
+from registry.models import Participant, ResourceMapping, Status, participant_audience
+
+
+def participant_grants(client) -> ClientGrants:
+    participant = (
+        Participant.objects.select_related("organisation").filter(client_id=client.pk).first()
+    )
+    if participant is None:
+        return default_grants(client)
+    if participant.status != Status.APPROVED:
+        return ClientGrants(scopes_by_audience={})
+    scopes_by_audience: dict[str, frozenset[str]] = {}
+    mappings = ResourceMapping.objects.filter(client=participant).select_related("provider")
+    for mapping in mappings:
+        if mapping.provider_id is None:
+            audience = authservice_settings.REGISTRY_AUDIENCE
+        elif mapping.provider.status == Status.APPROVED:
+            audience = participant_audience(mapping.provider.participant_id)
+        else:
+            continue
+        scopes_by_audience[audience] = scopes_by_audience.get(audience, frozenset()) | mapping.scope_set
+    return ClientGrants(
+        scopes_by_audience=scopes_by_audience,
+        claims={
+            "participantId": str(participant.participant_id),
+            "participant_role": participant.role,
+            "org_id": str(participant.organisation.org_id),
+        },
+        identities=frozenset({participant_audience(participant.participant_id)}),
+    )

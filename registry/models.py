@@ -1,0 +1,255 @@
+"""The Participant Registry: organisations, participants (one organisation in one
+role), their endpoints and public keys, resource mappings, and the audit log.
+
+Models hold data and invariants the database can enforce; every change goes
+through ``registry.services``.
+"""
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from authservice.conf import authservice_settings
+
+
+class Role(models.TextChoices):
+    LENDER = "LENDER", "Lender"
+    LOAN_AGENT = "LOAN_AGENT", "Loan agent"
+    DISBURSEMENT_PARTNER = "DISBURSEMENT_PARTNER", "Disbursement partner"
+    COLLECTIONS_PARTNER = "COLLECTIONS_PARTNER", "Collections partner"
+    DERIVED_DATA_PARTNER = "DERIVED_DATA_PARTNER", "Derived data partner"
+    KYC_PARTNER = "KYC_PARTNER", "KYC partner"
+    ADMIN = "ADMIN", "Admin"
+    REGULATOR = "REGULATOR", "Regulator"
+
+
+class Status(models.TextChoices):
+    APPLIED = "APPLIED", "Applied"
+    UNDER_REVIEW = "UNDER_REVIEW", "Under review"
+    APPROVED = "APPROVED", "Approved"
+    SUSPENDED = "SUSPENDED", "Suspended"
+    REJECTED = "REJECTED", "Rejected"
+    OFFBOARDED = "OFFBOARDED", "Offboarded"
+
+
+# The legal lifecycle transitions; anything else is refused by the services.
+TRANSITIONS: dict[str, set[str]] = {
+    Status.APPLIED: {Status.UNDER_REVIEW, Status.APPROVED, Status.REJECTED, Status.OFFBOARDED},
+    Status.UNDER_REVIEW: {Status.APPROVED, Status.REJECTED, Status.OFFBOARDED},
+    Status.APPROVED: {Status.SUSPENDED, Status.OFFBOARDED},
+    Status.SUSPENDED: {Status.APPROVED, Status.OFFBOARDED},
+    Status.REJECTED: set(),
+    Status.OFFBOARDED: set(),
+}
+# Statuses in which an organisation "holds" a role: at most one participant each.
+HOLDING_STATUSES = [Status.APPLIED, Status.UNDER_REVIEW, Status.APPROVED, Status.SUSPENDED]
+
+
+class Organisation(models.Model):
+    org_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    legal_name = models.CharField(max_length=200, unique=True)
+    website = models.URLField(blank=True)
+    contact_email = models.EmailField(blank=True)
+    contact_phone = models.CharField(max_length=32, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["legal_name"]
+
+    def __str__(self) -> str:
+        return self.legal_name
+
+
+class Participant(models.Model):
+    participant_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    organisation = models.ForeignKey(Organisation, on_delete=models.PROTECT, related_name="participants")
+    role = models.CharField(max_length=32, choices=Role.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.APPLIED, db_index=True)
+    status_reason = models.TextField(blank=True)
+    status_changed_at = models.DateTimeField(default=timezone.now)
+    approved_at = models.DateTimeField(null=True, blank=True)
+    approved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                    related_name="+")
+    client = models.OneToOneField(settings.OAUTH2_PROVIDER_APPLICATION_MODEL, null=True, blank=True,
+                                  on_delete=models.SET_NULL, related_name="participant")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["organisation__legal_name", "role"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organisation", "role"],
+                condition=models.Q(status__in=HOLDING_STATUSES),
+                name="one_live_participant_per_org_role",
+                violation_error_message="This organisation already holds that role.",
+            )
+        ]
+        permissions = [
+            ("onboard_participant", "Can onboard, approve and reject participants"),
+            ("manage_participant_keys", "Can add and revoke participant keys and endpoints"),
+            ("manage_resource_mappings", "Can grant and remove resource mappings"),
+            ("rotate_participant_secret", "Can rotate a participant's client secret"),
+            ("suspend_participant", "Can suspend and reinstate participants"),
+            ("offboard_participant", "Can offboard participants"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.organisation.legal_name} ({self.get_role_display()})"
+
+    @property
+    def audience(self) -> str:
+        return participant_audience(self.participant_id)
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == Status.APPROVED
+
+
+def participant_audience(participant_id) -> str:
+    return f"urn:ocen:participant:{participant_id}"
+
+
+class Endpoint(models.Model):
+    participant = models.ForeignKey(Participant, on_delete=models.CASCADE, related_name="endpoints")
+    url = models.URLField(max_length=500)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        constraints = [models.UniqueConstraint(fields=["participant", "url"], name="unique_participant_endpoint")]
+
+    def __str__(self) -> str:
+        return self.url
+
+
+class KeyStatus(models.TextChoices):
+    ACTIVE = "ACTIVE", "Active"
+    REVOKED = "REVOKED", "Revoked"
+
+
+class KeyFormat(models.TextChoices):
+    CERTIFICATE = "CERTIFICATE", "X.509 certificate (PEM)"
+    PUBLIC_KEY = "PUBLIC_KEY", "Public key (PEM)"
+    JWK = "JWK", "JWK"
+
+
+class PublicKey(models.Model):
+    participant = models.ForeignKey(Participant, on_delete=models.CASCADE, related_name="keys")
+    kid = models.CharField(max_length=128)
+    thumbprint = models.CharField(max_length=64, help_text="RFC 7638 JWK thumbprint (SHA-256)")
+    alg = models.CharField(max_length=10)
+    kty = models.CharField(max_length=5)
+    source_format = models.CharField(max_length=12, choices=KeyFormat.choices)
+    public_jwk = models.JSONField()
+    certificate_pem = models.TextField(blank=True)
+    not_before = models.DateTimeField(null=True, blank=True)
+    not_after = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(max_length=8, choices=KeyStatus.choices, default=KeyStatus.ACTIVE)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["thumbprint"], condition=models.Q(status="ACTIVE"),
+                                    name="unique_active_key_thumbprint",
+                                    violation_error_message="This key is already registered."),
+            models.UniqueConstraint(fields=["participant", "kid"], condition=models.Q(status="ACTIVE"),
+                                    name="unique_active_participant_kid",
+                                    violation_error_message="This participant already has a key with that kid."),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kid} ({self.alg}, {self.status})"
+
+
+class ResourceMapping(models.Model):
+    """The client participant may use ``scopes`` at the provider (or, with no
+    provider, at the registry itself). The token endpoint grants only from these."""
+
+    client = models.ForeignKey(Participant, on_delete=models.CASCADE, related_name="mappings_as_client")
+    provider = models.ForeignKey(Participant, null=True, blank=True, on_delete=models.CASCADE,
+                                 related_name="mappings_as_provider")
+    scopes = models.CharField(max_length=500)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["client", "provider"], name="unique_mapping_to_provider"),
+            models.UniqueConstraint(fields=["client"], condition=models.Q(provider__isnull=True),
+                                    name="unique_mapping_to_registry"),
+        ]
+
+    def __str__(self) -> str:
+        target = self.provider or "registry"
+        return f"{self.client} → {target}: {self.scopes}"
+
+    @property
+    def audience(self) -> str:
+        if self.provider_id is None:
+            return authservice_settings.REGISTRY_AUDIENCE
+        return participant_audience(self.provider.participant_id)
+
+    @property
+    def scope_set(self) -> frozenset[str]:
+        return frozenset(self.scopes.split())
+
+
+class AuditAction(models.TextChoices):
+    ORGANISATION_CREATED = "ORGANISATION_CREATED", "Organisation created"
+    PARTICIPANT_APPLIED = "PARTICIPANT_APPLIED", "Participant applied"
+    PARTICIPANT_UNDER_REVIEW = "PARTICIPANT_UNDER_REVIEW", "Participant under review"
+    PARTICIPANT_APPROVED = "PARTICIPANT_APPROVED", "Participant approved"
+    PARTICIPANT_REJECTED = "PARTICIPANT_REJECTED", "Participant rejected"
+    PARTICIPANT_SUSPENDED = "PARTICIPANT_SUSPENDED", "Participant suspended"
+    PARTICIPANT_REINSTATED = "PARTICIPANT_REINSTATED", "Participant reinstated"
+    PARTICIPANT_OFFBOARDED = "PARTICIPANT_OFFBOARDED", "Participant offboarded"
+    CLIENT_SECRET_ROTATED = "CLIENT_SECRET_ROTATED", "Client secret rotated"
+    KEY_ADDED = "KEY_ADDED", "Public key added"
+    KEY_REVOKED = "KEY_REVOKED", "Public key revoked"
+    ENDPOINT_ADDED = "ENDPOINT_ADDED", "Endpoint added"
+    ENDPOINT_REMOVED = "ENDPOINT_REMOVED", "Endpoint removed"
+    MAPPING_GRANTED = "MAPPING_GRANTED", "Resource mapping granted"
+    MAPPING_REMOVED = "MAPPING_REMOVED", "Resource mapping removed"
+
+
+class AuditEvent(models.Model):
+    """Append-only; each event carries the hash of the one before it."""
+
+    sequence = models.PositiveBigIntegerField(unique=True, editable=False)
+    occurred_at = models.DateTimeField(default=timezone.now, editable=False, db_index=True)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                              related_name="+")
+    actor_label = models.CharField(max_length=150)
+    action = models.CharField(max_length=32, choices=AuditAction.choices, db_index=True)
+    participant = models.ForeignKey(Participant, null=True, blank=True, on_delete=models.PROTECT,
+                                    related_name="audit_events")
+    organisation = models.ForeignKey(Organisation, null=True, blank=True, on_delete=models.PROTECT,
+                                     related_name="audit_events")
+    before = models.JSONField(default=dict, blank=True)
+    after = models.JSONField(default=dict, blank=True)
+    prev_hash = models.CharField(max_length=64, editable=False)
+    hash = models.CharField(max_length=64, unique=True, editable=False)
+
+    class Meta:
+        ordering = ["-sequence"]
+        indexes = [models.Index(fields=["participant", "-sequence"]), models.Index(fields=["actor_label"])]
+
+    def __str__(self) -> str:
+        return f"#{self.sequence} {self.action} by {self.actor_label}"
+
+
+class AuditChainHead(models.Model):
+    """One row, locked by every append so the chain never forks."""
+
+    sequence = models.PositiveBigIntegerField(default=0)
+    last_hash = models.CharField(max_length=64, default="0" * 64)
+
+    def __str__(self) -> str:
+        return f"audit chain head #{self.sequence}"

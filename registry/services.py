@@ -1,0 +1,454 @@
+"""Every change to the registry: one function per workflow, one transaction each,
+one audit event written inside that transaction. The admin, the management
+commands, the API and the tests all come through here; nothing else writes models.
+
+Functions take keyword-only arguments and an explicit ``acting_user`` (``None``
+for the system), validate everything before writing, and raise
+``django.core.exceptions.ValidationError`` with a readable message on refusal.
+"""
+
+import json
+import re
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from authservice.conf import authservice_settings
+from authservice.services import client_create, client_deactivate, client_reactivate, client_rotate_secret
+from registry.audit import record_event
+from registry.keys import parse_public_key
+from registry.models import (
+    TRANSITIONS,
+    AuditAction,
+    Endpoint,
+    KeyStatus,
+    Organisation,
+    Participant,
+    PublicKey,
+    ResourceMapping,
+    Role,
+    Status,
+)
+
+# RFC 6749 §3.3 scope-token: printable ASCII except space, double quote and backslash.
+SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5B\x5D-\x7E]{1,64}$")
+MAX_SCOPES = 32
+
+
+# --- Validation helpers -------------------------------------------------------------------
+
+def normalise_endpoint_url(url: str) -> str:
+    """Validate an API base URL and return its normal form (https unless allowed)."""
+    url = (url or "").strip()
+    if not url:
+        raise ValidationError("An API base URL is required.")
+    allowed = ["https", "http"] if authservice_settings.REGISTRY_ALLOW_HTTP_ENDPOINTS else ["https"]
+    try:
+        URLValidator(schemes=["http", "https"])(url)
+    except ValidationError as exc:
+        raise ValidationError(f"{url!r} is not a valid URL.") from exc
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in allowed:
+        raise ValidationError(f"API base URLs must use https ({url!r}).")
+    if parts.username or parts.password:
+        raise ValidationError("API base URLs must not carry credentials.")
+    if parts.query or parts.fragment:
+        raise ValidationError("API base URLs must not carry a query or fragment.")
+    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+    port = parts.port
+    default_port = {"https": 443, "http": 80}[scheme]
+    netloc = host if port in (None, default_port) else f"{host}:{port}"
+    if ":" in host:  # IPv6 literal
+        netloc = f"[{host}]" if port in (None, default_port) else f"[{host}]:{port}"
+    return urlunsplit((scheme, netloc, parts.path.rstrip("/"), "", ""))
+
+
+def parse_scopes(scopes: str | list[str]) -> list[str]:
+    items = scopes.split() if isinstance(scopes, str) else [s.strip() for s in scopes]
+    items = [s for s in items if s]
+    if not items:
+        raise ValidationError("At least one scope is required.")
+    if len(items) > MAX_SCOPES:
+        raise ValidationError(f"At most {MAX_SCOPES} scopes per mapping.")
+    for scope in items:
+        if not SCOPE_TOKEN.match(scope):
+            raise ValidationError(f"{scope!r} is not a valid scope (RFC 6749 scope token, at most 64 characters).")
+    return sorted(set(items))
+
+
+def _transition(participant: Participant, target: str) -> None:
+    if target not in TRANSITIONS[participant.status]:
+        raise ValidationError(
+            f"A participant that is {participant.get_status_display().lower()} cannot become "
+            f"{Status(target).label.lower()}."
+        )
+
+
+def _locked(participant: Participant) -> Participant:
+    """Re-read the participant under a row lock: two admins cannot act on stale state."""
+    return Participant.objects.select_for_update(of=("self",)).select_related("organisation", "client").get(
+        pk=participant.pk
+    )
+
+
+def _snapshot(participant: Participant) -> dict:
+    return {
+        "status": participant.status,
+        "role": participant.role,
+        "participant_id": str(participant.participant_id),
+        "client_id": participant.client.client_id if participant.client_id else None,
+    }
+
+
+def _active_keys(participant: Participant):
+    now = timezone.now()
+    return participant.keys.filter(status=KeyStatus.ACTIVE).exclude(not_after__lt=now)
+
+
+def _make_key(participant: Participant, material: str, kid: str | None) -> PublicKey:
+    parsed = parse_public_key(material, kid=kid)
+    if PublicKey.objects.filter(thumbprint=parsed.thumbprint, status=KeyStatus.ACTIVE).exists():
+        raise ValidationError("This key is already registered.")
+    if participant.pk and participant.keys.filter(kid=parsed.kid, status=KeyStatus.ACTIVE).exists():
+        raise ValidationError(f"This participant already has an active key with kid {parsed.kid!r}.")
+    return PublicKey(
+        participant=participant, kid=parsed.kid, thumbprint=parsed.thumbprint, alg=parsed.alg,
+        kty=parsed.kty, source_format=parsed.source_format, public_jwk=parsed.public_jwk,
+        certificate_pem=parsed.certificate_pem, not_before=parsed.not_before, not_after=parsed.not_after,
+    )
+
+
+def _save(instance) -> None:
+    """full_clean then save; a race on a unique constraint becomes a ValidationError."""
+    instance.full_clean()
+    try:
+        with transaction.atomic():
+            instance.save()
+    except IntegrityError as exc:
+        raise ValidationError(f"This {instance._meta.verbose_name} conflicts with an existing one.") from exc
+
+
+# --- Organisations and applications -----------------------------------------------------------
+
+@transaction.atomic
+def organisation_create(*, legal_name: str, website: str = "", contact_email: str = "",
+                        contact_phone: str = "", acting_user) -> Organisation:
+    organisation = Organisation(legal_name=(legal_name or "").strip(), website=(website or "").strip(),
+                                contact_email=(contact_email or "").strip(),
+                                contact_phone=(contact_phone or "").strip())
+    _save(organisation)
+    record_event(action=AuditAction.ORGANISATION_CREATED, acting_user=acting_user, organisation=organisation,
+                 after={"legal_name": organisation.legal_name, "org_id": str(organisation.org_id)})
+    return organisation
+
+
+@transaction.atomic
+def participant_apply(*, organisation: Organisation, role: str, base_url: str, public_key: str,
+                      kid: str | None = None, acting_user) -> Participant:
+    """Record an organisation's application for a role, with its API base URL and key."""
+    if role not in Role.values:
+        raise ValidationError(f"{role!r} is not a role; choose one of {', '.join(Role.values)}.")
+    url = normalise_endpoint_url(base_url)
+    participant = Participant(organisation=organisation, role=role, status=Status.APPLIED)
+    key = _make_key(participant, public_key, kid)
+    participant.full_clean(exclude=["client"])
+    _save(participant)
+    endpoint = Endpoint(participant=participant, url=url)
+    _save(endpoint)
+    key.participant = participant
+    _save(key)
+    record_event(action=AuditAction.PARTICIPANT_APPLIED, acting_user=acting_user, participant=participant,
+                 after={**_snapshot(participant), "base_url": url, "key": {"kid": key.kid,
+                                                                          "thumbprint": key.thumbprint}})
+    return participant
+
+
+@transaction.atomic
+def participant_start_review(*, participant: Participant, acting_user) -> Participant:
+    participant = _locked(participant)
+    before = _snapshot(participant)
+    _transition(participant, Status.UNDER_REVIEW)
+    participant.status, participant.status_changed_at = Status.UNDER_REVIEW, timezone.now()
+    participant.save(update_fields=["status", "status_changed_at", "updated_at"])
+    record_event(action=AuditAction.PARTICIPANT_UNDER_REVIEW, acting_user=acting_user, participant=participant,
+                 before=before, after=_snapshot(participant))
+    return participant
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """A client secret on its one trip to the administrator. Never stored or logged."""
+
+    participant: Participant
+    client_id: str
+    client_secret: str
+
+    def __repr__(self) -> str:
+        return f"Credentials(client_id={self.client_id!r}, client_secret=***)"
+
+
+@transaction.atomic
+def participant_approve(*, participant: Participant, acting_user) -> Credentials:
+    """Validate again, create the OAuth client, grant registry.read, set APPROVED.
+
+    The secret is returned once; only its hash is kept.
+    """
+    participant = _locked(participant)
+    before = _snapshot(participant)
+    _transition(participant, Status.APPROVED)
+    if participant.client_id is not None:
+        raise ValidationError("This participant already has an OAuth client.")
+    if not participant.endpoints.exists():
+        raise ValidationError("An approved participant needs an API base URL.")
+    for endpoint in participant.endpoints.all():
+        normalise_endpoint_url(endpoint.url)
+    if not _active_keys(participant).exists():
+        raise ValidationError("An approved participant needs at least one valid, active public key.")
+    for key in _active_keys(participant):
+        parse_public_key(key.certificate_pem or _jwk_text(key))
+
+    client, secret = client_create(name=f"{participant.organisation.legal_name} / {participant.role}")
+    now = timezone.now()
+    participant.client = client
+    participant.status, participant.status_changed_at = Status.APPROVED, now
+    participant.approved_at, participant.approved_by = now, acting_user
+    participant.status_reason = ""
+    participant.save()
+    ResourceMapping.objects.get_or_create(client=participant, provider=None,
+                                          defaults={"scopes": authservice_settings.REGISTRY_SCOPE})
+    record_event(action=AuditAction.PARTICIPANT_APPROVED, acting_user=acting_user, participant=participant,
+                 before=before, after={**_snapshot(participant),
+                                       "granted": {"registry": authservice_settings.REGISTRY_SCOPE}})
+    return Credentials(participant=participant, client_id=client.client_id, client_secret=secret)
+
+
+def _jwk_text(key: PublicKey) -> str:
+    public = {k: v for k, v in key.public_jwk.items() if k != "x5c"}
+    return json.dumps(public)
+
+
+@transaction.atomic
+def participant_reject(*, participant: Participant, reason: str, acting_user) -> Participant:
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationError("A reason is required to reject an application.")
+    participant = _locked(participant)
+    before = _snapshot(participant)
+    _transition(participant, Status.REJECTED)
+    participant.status, participant.status_changed_at = Status.REJECTED, timezone.now()
+    participant.status_reason = reason
+    participant.save(update_fields=["status", "status_changed_at", "status_reason", "updated_at"])
+    record_event(action=AuditAction.PARTICIPANT_REJECTED, acting_user=acting_user, participant=participant,
+                 before=before, after={**_snapshot(participant), "reason": reason})
+    return participant
+
+
+@transaction.atomic
+def participant_suspend(*, participant: Participant, reason: str, acting_user) -> Participant:
+    """The client can no longer get tokens and its live tokens introspect inactive."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationError("A reason is required to suspend a participant.")
+    participant = _locked(participant)
+    before = _snapshot(participant)
+    _transition(participant, Status.SUSPENDED)
+    client_deactivate(client=participant.client, revoke_tokens=False)
+    participant.status, participant.status_changed_at = Status.SUSPENDED, timezone.now()
+    participant.status_reason = reason
+    participant.save(update_fields=["status", "status_changed_at", "status_reason", "updated_at"])
+    record_event(action=AuditAction.PARTICIPANT_SUSPENDED, acting_user=acting_user, participant=participant,
+                 before=before, after={**_snapshot(participant), "reason": reason})
+    return participant
+
+
+@transaction.atomic
+def participant_reinstate(*, participant: Participant, acting_user) -> Participant:
+    participant = _locked(participant)
+    before = _snapshot(participant)
+    if participant.status != Status.SUSPENDED:
+        raise ValidationError("Only a suspended participant can be reinstated.")
+    if not _active_keys(participant).exists():
+        raise ValidationError("The participant has no valid, active public key; add one before reinstating.")
+    client_reactivate(client=participant.client)
+    participant.status, participant.status_changed_at = Status.APPROVED, timezone.now()
+    participant.status_reason = ""
+    participant.save(update_fields=["status", "status_changed_at", "status_reason", "updated_at"])
+    record_event(action=AuditAction.PARTICIPANT_REINSTATED, acting_user=acting_user, participant=participant,
+                 before=before, after=_snapshot(participant))
+    return participant
+
+
+@transaction.atomic
+def participant_offboard(*, participant: Participant, reason: str, acting_user) -> dict:
+    """The four offboarding steps, all or nothing. Returns what was removed."""
+    from registry.selectors import offboarding_plan
+
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationError("A reason is required to offboard a participant.")
+    participant = _locked(participant)
+    before = _snapshot(participant)
+    _transition(participant, Status.OFFBOARDED)
+    plan = offboarding_plan(participant)
+
+    tokens_revoked = 0
+    if participant.client is not None:
+        client = participant.client
+        tokens_revoked = client_deactivate(client=client, revoke_tokens=True)
+        participant.client = None
+        participant.save(update_fields=["client", "updated_at"])
+        client.delete()
+    now = timezone.now()
+    participant.keys.filter(status=KeyStatus.ACTIVE).update(status=KeyStatus.REVOKED, revoked_at=now)
+    participant.endpoints.all().delete()
+    ResourceMapping.objects.filter(client=participant).delete()
+    ResourceMapping.objects.filter(provider=participant).delete()
+    participant.status, participant.status_changed_at = Status.OFFBOARDED, now
+    participant.status_reason = reason
+    participant.save(update_fields=["status", "status_changed_at", "status_reason", "updated_at"])
+    removed = {**plan, "tokens_revoked": tokens_revoked}
+    record_event(action=AuditAction.PARTICIPANT_OFFBOARDED, acting_user=acting_user, participant=participant,
+                 before=before, after={**_snapshot(participant), "reason": reason, "removed": removed})
+    return removed
+
+
+@transaction.atomic
+def participant_rotate_secret(*, participant: Participant, acting_user, grace_seconds: int = 0) -> Credentials:
+    participant = _locked(participant)
+    if participant.status not in (Status.APPROVED, Status.SUSPENDED) or participant.client is None:
+        raise ValidationError("Only an approved or suspended participant has a client secret to rotate.")
+    secret = client_rotate_secret(client=participant.client, grace_seconds=grace_seconds)
+    record_event(action=AuditAction.CLIENT_SECRET_ROTATED, acting_user=acting_user, participant=participant,
+                 after={"client_id": participant.client.client_id, "grace_seconds": grace_seconds})
+    return Credentials(participant=participant, client_id=participant.client.client_id, client_secret=secret)
+
+
+# --- Keys and endpoints ------------------------------------------------------------------------
+
+def _require_live(participant: Participant) -> None:
+    if participant.status in (Status.OFFBOARDED, Status.REJECTED):
+        raise ValidationError(f"The participant is {participant.get_status_display().lower()}.")
+
+
+@transaction.atomic
+def public_key_add(*, participant: Participant, key_material: str, kid: str | None = None,
+                   acting_user) -> PublicKey:
+    participant = _locked(participant)
+    _require_live(participant)
+    key = _make_key(participant, key_material, kid)
+    _save(key)
+    record_event(action=AuditAction.KEY_ADDED, acting_user=acting_user, participant=participant,
+                 after={"kid": key.kid, "thumbprint": key.thumbprint, "alg": key.alg,
+                        "not_after": key.not_after.isoformat() if key.not_after else None})
+    return key
+
+
+@transaction.atomic
+def public_key_revoke(*, key: PublicKey, acting_user) -> PublicKey:
+    participant = _locked(key.participant)
+    key = PublicKey.objects.select_for_update().get(pk=key.pk)
+    if key.status != KeyStatus.ACTIVE:
+        raise ValidationError("This key is already revoked.")
+    if participant.status in (Status.APPROVED, Status.SUSPENDED) and not _active_keys(participant).exclude(
+            pk=key.pk).exists():
+        raise ValidationError("An approved participant must keep at least one active key; add the new key "
+                              "before revoking the last one.")
+    key.status, key.revoked_at = KeyStatus.REVOKED, timezone.now()
+    key.save(update_fields=["status", "revoked_at"])
+    record_event(action=AuditAction.KEY_REVOKED, acting_user=acting_user, participant=participant,
+                 before={"kid": key.kid, "status": KeyStatus.ACTIVE}, after={"kid": key.kid, "status": key.status})
+    return key
+
+
+@transaction.atomic
+def endpoint_add(*, participant: Participant, url: str, acting_user) -> Endpoint:
+    participant = _locked(participant)
+    _require_live(participant)
+    normalised = normalise_endpoint_url(url)
+    if participant.endpoints.filter(url=normalised).exists():
+        raise ValidationError(f"{normalised} is already registered for this participant.")
+    endpoint = Endpoint(participant=participant, url=normalised)
+    _save(endpoint)
+    record_event(action=AuditAction.ENDPOINT_ADDED, acting_user=acting_user, participant=participant,
+                 after={"url": normalised})
+    return endpoint
+
+
+@transaction.atomic
+def endpoint_remove(*, endpoint: Endpoint, acting_user) -> None:
+    participant = _locked(endpoint.participant)
+    if participant.status in (Status.APPROVED, Status.SUSPENDED) and participant.endpoints.count() <= 1:
+        raise ValidationError("An approved participant must keep at least one API base URL.")
+    url = endpoint.url
+    endpoint.delete()
+    record_event(action=AuditAction.ENDPOINT_REMOVED, acting_user=acting_user, participant=participant,
+                 before={"url": url})
+
+
+# --- Resource mappings ---------------------------------------------------------------------------
+
+@transaction.atomic
+def mapping_grant(*, client: Participant, provider: Participant | None, scopes: str | list[str],
+                  acting_user) -> ResourceMapping:
+    """Allow ``client`` to use ``scopes`` at ``provider`` (None: the registry). Replaces
+    the scopes of an existing mapping; a no-op change writes nothing."""
+    scope_list = parse_scopes(scopes)
+    client = _locked(client)
+    _require_live(client)
+    if provider is not None:
+        provider = _locked(provider)
+        _require_live(provider)
+        if provider.pk == client.pk:
+            raise ValidationError("A participant cannot be mapped to itself.")
+    scope_text = " ".join(scope_list)
+    mapping = ResourceMapping.objects.select_for_update().filter(client=client, provider=provider).first()
+    before = {"scopes": mapping.scopes} if mapping else {}
+    if mapping is not None and mapping.scopes == scope_text:
+        return mapping
+    if mapping is None:
+        mapping = ResourceMapping(client=client, provider=provider, scopes=scope_text)
+    mapping.scopes = scope_text
+    _save(mapping)
+    record_event(action=AuditAction.MAPPING_GRANTED, acting_user=acting_user, participant=client,
+                 before=before, after={"provider": _provider_label(provider), "audience": mapping.audience,
+                                       "scopes": scope_text})
+    return mapping
+
+
+@transaction.atomic
+def mapping_remove(*, mapping: ResourceMapping, acting_user) -> None:
+    mapping = (ResourceMapping.objects.select_for_update(of=("self",)).select_related("client", "provider")
+               .get(pk=mapping.pk))
+    details = {"provider": _provider_label(mapping.provider), "audience": mapping.audience,
+               "scopes": mapping.scopes}
+    client = mapping.client
+    mapping.delete()
+    record_event(action=AuditAction.MAPPING_REMOVED, acting_user=acting_user, participant=client,
+                 before=details)
+
+
+def _provider_label(provider: Participant | None) -> str:
+    return "registry" if provider is None else str(provider.participant_id)
+
+
+# --- Composite workflow for automation ------------------------------------------------------------
+
+@transaction.atomic
+def participant_onboard(*, org_name: str, role: str, base_url: str, public_key: str,
+                        org_id: str | None = None, acting_user) -> Credentials:
+    """Create (or reuse) the organisation, apply and approve in one transaction."""
+    if org_id:
+        organisation = Organisation.objects.filter(org_id=org_id).first()
+        if organisation is None:
+            raise ValidationError(f"No organisation has org_id {org_id}.")
+    else:
+        organisation = Organisation.objects.filter(legal_name=(org_name or "").strip()).first()
+        if organisation is None:
+            organisation = organisation_create(legal_name=org_name, acting_user=acting_user)
+    participant = participant_apply(organisation=organisation, role=role, base_url=base_url,
+                                    public_key=public_key, acting_user=acting_user)
+    return participant_approve(participant=participant, acting_user=acting_user)

@@ -1,0 +1,200 @@
+"""The registry REST API over HTTP: authentication, every endpoint, filters, errors,
+ETag revalidation, and the OCEN reference-compatible view."""
+
+import json
+import uuid
+
+import pytest
+
+from authservice.services import client_create
+from registry import services
+from tests.conftest import basic
+
+
+@pytest.fixture
+def reader(onboard, token_for):
+    """An approved participant's registry.read access token."""
+    creds, _ = onboard("LOAN_AGENT", "Reader Co")
+    token = token_for(creds.participant.client, creds.client_secret).json()["access_token"]
+    return creds, token
+
+
+@pytest.fixture
+def api(client, reader):
+    _, token = reader
+
+    def get(path, **headers):
+        return client.get(path, HTTP_AUTHORIZATION=f"Bearer {token}", **headers)
+
+    return get
+
+
+@pytest.fixture
+def lender(onboard):
+    creds, pair = onboard("LENDER", "Lender Bank")
+    return creds.participant, pair
+
+
+def test_missing_token_is_401_with_bearer_challenge(client, lender):
+    response = client.get("/registry/v1/participants")
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"].startswith("Bearer")
+    assert 'error="invalid_token"' in response["WWW-Authenticate"]
+
+
+@pytest.mark.parametrize("header", ["Bearer not-a-token", "Bearer ", "Basic abc", "Bearer a.b.c"])
+def test_invalid_token_is_401(client, lender, header):
+    response = client.get("/registry/v1/participants", HTTP_AUTHORIZATION=header)
+    assert response.status_code == 401
+    assert "invalid_token" in response["WWW-Authenticate"]
+
+
+def test_revoked_token_is_401(client, reader, lender):
+    creds, token = reader
+    client.post("/oauth2/revoke", f"token={token}", content_type="application/x-www-form-urlencoded",
+                HTTP_AUTHORIZATION=basic(creds.client_id, creds.client_secret))
+    assert client.get("/registry/v1/participants", HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 401
+
+
+def test_suspended_callers_token_is_401(client, reader, admin_user, lender):
+    creds, token = reader
+    services.participant_suspend(participant=creds.participant, reason="r", acting_user=admin_user)
+    assert client.get("/registry/v1/participants", HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 401
+
+
+def test_token_for_another_audience_is_401(client, onboard, admin_user, token_for, lender):
+    agent, _ = onboard("LOAN_AGENT", "Narrow Co")
+    services.mapping_grant(client=agent.participant, provider=lender[0], scopes="ocen.loan", acting_user=admin_user)
+    token = token_for(agent.participant.client, agent.client_secret,
+                      resource=lender[0].audience).json()["access_token"]
+    response = client.get("/registry/v1/participants", HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert response.status_code == 401
+
+
+def test_token_without_registry_read_is_403_insufficient_scope(client, onboard, admin_user, token_for, lender):
+    agent, _ = onboard("LOAN_AGENT", "No Read Co")
+    services.mapping_grant(client=agent.participant, provider=None, scopes="registry.audit",
+                           acting_user=admin_user)
+    token = token_for(agent.participant.client, agent.client_secret, scope="registry.audit").json()["access_token"]
+    response = client.get("/registry/v1/participants", HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert response.status_code == 403
+    assert 'error="insufficient_scope"' in response["WWW-Authenticate"]
+
+
+def test_list_paginates_and_filters(api, lender, onboard, admin_user):
+    services.participant_offboard(participant=onboard("KYC_PARTNER", "Gone Ltd")[0].participant, reason="x",
+                                  acting_user=admin_user)
+    body = api("/registry/v1/participants").json()
+    assert body["count"] == 2
+    names = [p["organisation"]["legal_name"] for p in body["results"]]
+    assert names == ["Lender Bank", "Reader Co"]
+    assert api("/registry/v1/participants?role=LENDER").json()["count"] == 1
+    assert api("/registry/v1/participants?status=APPROVED").json()["count"] == 2
+    assert api("/registry/v1/participants?search=lender").json()["results"][0]["role"] == "LENDER"
+    org_id = lender[0].organisation.org_id
+    assert api(f"/registry/v1/participants?organisation={org_id}").json()["count"] == 1
+    page = api("/registry/v1/participants?page_size=1&page=2").json()
+    assert len(page["results"]) == 1 and page["previous"]
+
+
+@pytest.mark.parametrize("query", ["role=BANKER", "status=OFFBOARDED", "organisation=nope", "page_size=0",
+                                   "page_size=1000", "page=abc"])
+def test_bad_filters_are_400(api, lender, query):
+    response = api(f"/registry/v1/participants?{query}")
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/json"
+
+
+def test_page_past_the_end_is_404_json(api, lender):
+    assert api("/registry/v1/participants?page=99").status_code == 404
+
+
+def test_detail_has_endpoints_and_keys_as_jwk(api, lender):
+    participant, pair = lender
+    body = api(f"/registry/v1/participants/{participant.participant_id}").json()
+    assert body["role"] == "LENDER" and body["status"] == "APPROVED"
+    assert body["endpoints"] == [participant.endpoints.get().url]
+    (key,) = body["keys"]
+    assert key["kid"] == pair.thumbprint() and key["kty"] == "EC" and key["alg"] == "ES256"
+    assert "d" not in key
+
+
+def test_certificate_keys_carry_x5c(api, onboard):
+    from tests.keymaterial import rsa_key
+
+    pair = rsa_key()
+    creds, _ = onboard("LENDER", "Cert Bank", material=pair.certificate())
+    key = api(f"/registry/v1/participants/{creds.participant.participant_id}/jwks").json()["keys"][0]
+    assert key["x5c"] and key["kty"] == "RSA"
+
+
+def test_participant_jwks(api, lender, admin_user):
+    participant, pair = lender
+    from tests.keymaterial import rsa_key
+
+    services.public_key_add(participant=participant, key_material=rsa_key().public_jwk(kid="next"),
+                            acting_user=admin_user)
+    jwks = api(f"/registry/v1/participants/{participant.participant_id}/jwks").json()
+    assert [k["kid"] for k in jwks["keys"]] == [pair.thumbprint(), "next"]
+
+
+@pytest.mark.parametrize("suffix", ["", "/jwks"])
+def test_unknown_offboarded_and_malformed_ids(api, lender, admin_user, suffix):
+    participant, _ = lender
+    assert api(f"/registry/v1/participants/{uuid.uuid4()}{suffix}").status_code == 404
+    assert api(f"/registry/v1/participants/not-a-uuid{suffix}").status_code == 400
+    services.participant_offboard(participant=participant, reason="exit", acting_user=admin_user)
+    response = api(f"/registry/v1/participants/{participant.participant_id}{suffix}")
+    assert response.status_code == 404
+    assert response.json()
+
+
+def test_etag_revalidation_gives_304_until_the_participant_changes(api, lender, admin_user):
+    participant, _ = lender
+    path = f"/registry/v1/participants/{participant.participant_id}/jwks"
+    first = api(path)
+    etag = first["ETag"]
+    assert etag and first["Cache-Control"] == "private, no-cache"
+    revalidated = api(path, HTTP_IF_NONE_MATCH=etag)
+    assert revalidated.status_code == 304
+    assert revalidated.content == b""
+    from tests.keymaterial import rsa_key
+
+    services.public_key_add(participant=participant, key_material=rsa_key().public_pem(), acting_user=admin_user)
+    changed = api(path, HTTP_IF_NONE_MATCH=etag)
+    assert changed.status_code == 200 and changed["ETag"] != etag
+
+
+def test_ocen_reference_view(api, lender, admin_user):
+    participant, pair = lender
+    body = api(f"/service/participant-roles/{participant.participant_id}").json()
+    assert body["id"] == str(participant.participant_id)
+    assert body["participantRole"] == "LENDER"
+    assert body["participantRoleStatus"] == "APPROVED"
+    assert body["isApproved"] is True
+    assert body["approvedBy"] == admin_user.username
+    assert body["approvedOn"]
+    assert body["baseUrl"] == participant.endpoints.get().url
+    assert json.loads(body["publicKey"])["kid"] == pair.thumbprint()
+    assert body["participant"]["participantName"] == "Lender Bank"
+    assert body["participant"]["id"] == str(participant.organisation.org_id)
+
+
+def test_no_secret_in_any_response(api, lender, reader):
+    creds, _ = reader
+    participant, _ = lender
+    paths = ["/registry/v1/participants", f"/registry/v1/participants/{participant.participant_id}",
+             f"/registry/v1/participants/{participant.participant_id}/jwks",
+             f"/service/participant-roles/{participant.participant_id}",
+             f"/service/participant-roles/{creds.participant.participant_id}"]
+    for path in paths:
+        text = api(path).content.decode()
+        assert creds.client_secret not in text
+        assert "secret" not in text.lower()
+        assert '"d"' not in text
+
+
+def test_service_account_token_may_read_the_registry(client, signing_key, token_for, lender):
+    oauth_client, secret = client_create(name="ops")
+    token = token_for(oauth_client, secret).json()["access_token"]
+    assert client.get("/registry/v1/participants", HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 200

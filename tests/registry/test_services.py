@@ -1,0 +1,200 @@
+"""The registry's workflows through registry.services: each writes exactly one audit
+event, refuses illegal transitions, and leaves nothing half-written."""
+
+import pytest
+from django.core.exceptions import ValidationError
+from oauth2_provider.models import get_access_token_model, get_application_model
+
+from registry import services
+from registry.audit import verify_chain
+from registry.models import AuditAction, AuditEvent, Endpoint, KeyStatus, ResourceMapping, Status
+from tests.keymaterial import ec_key, rsa_key
+
+AccessToken = get_access_token_model()
+OAuthClient = get_application_model()
+
+
+@pytest.fixture
+def applied(organisation, admin_user, signing_key):
+    return services.participant_apply(organisation=organisation, role="LENDER",
+                                      base_url="HTTPS://API.Acme.Example:443/ocen/", public_key=ec_key().public_pem(),
+                                      acting_user=admin_user)
+
+
+def _last_event():
+    return AuditEvent.objects.order_by("-sequence").first()
+
+
+def test_apply_normalises_the_url_and_records_one_event(applied, admin_user):
+    assert applied.status == Status.APPLIED
+    assert list(applied.endpoints.values_list("url", flat=True)) == ["https://api.acme.example/ocen"]
+    event = _last_event()
+    assert event.action == AuditAction.PARTICIPANT_APPLIED
+    assert event.actor == admin_user
+    assert event.participant == applied
+    assert event.after["status"] == "APPLIED"
+
+
+@pytest.mark.parametrize(("url", "message"), [
+    ("http://api.example", "https"), ("ftp://api.example", "not a valid URL"), ("not a url", "not a valid URL"),
+    ("https://user:pw@api.example", "credentials"), ("https://api.example/?q=1", "query"), ("", "required"),
+])
+def test_bad_base_urls_are_refused(organisation, admin_user, url, message):
+    with pytest.raises(ValidationError, match=message):
+        services.participant_apply(organisation=organisation, role="LENDER", base_url=url,
+                                   public_key=ec_key().public_pem(), acting_user=admin_user)
+    assert not Endpoint.objects.exists()
+
+
+def test_http_base_urls_allowed_by_the_development_setting(organisation, admin_user, settings):
+    settings.AUTHSERVICE = {**settings.AUTHSERVICE, "REGISTRY_ALLOW_HTTP_ENDPOINTS": True}
+    participant = services.participant_apply(organisation=organisation, role="LENDER",
+                                             base_url="http://127.0.0.1:9000/", public_key=ec_key().public_pem(),
+                                             acting_user=admin_user)
+    assert participant.endpoints.get().url == "http://127.0.0.1:9000"
+
+
+def test_unknown_role_is_refused(organisation, admin_user):
+    with pytest.raises(ValidationError, match="not a role"):
+        services.participant_apply(organisation=organisation, role="BANKER", base_url="https://a.example",
+                                   public_key=ec_key().public_pem(), acting_user=admin_user)
+
+
+def test_one_organisation_holds_each_role_once_but_may_hold_several_roles(organisation, admin_user, applied):
+    with pytest.raises(ValidationError, match="already holds that role"):
+        services.participant_apply(organisation=organisation, role="LENDER", base_url="https://b.example",
+                                   public_key=ec_key().public_pem(), acting_user=admin_user)
+    agent = services.participant_apply(organisation=organisation, role="LOAN_AGENT",
+                                       base_url="https://b.example", public_key=ec_key().public_pem(),
+                                       acting_user=admin_user)
+    assert agent.participant_id != applied.participant_id
+
+
+def test_approve_creates_client_and_registry_mapping_and_returns_the_secret_once(applied, admin_user):
+    credentials = services.participant_approve(participant=applied, acting_user=admin_user)
+    applied.refresh_from_db()
+    assert applied.status == Status.APPROVED
+    assert applied.approved_by == admin_user and applied.approved_at is not None
+    assert applied.client.client_id == credentials.client_id
+    assert credentials.client_secret not in applied.client.client_secret
+    assert "***" in repr(credentials) and credentials.client_secret not in repr(credentials)
+    mapping = ResourceMapping.objects.get(client=applied)
+    assert mapping.provider is None and mapping.scopes == "registry.read"
+    event = _last_event()
+    assert event.action == AuditAction.PARTICIPANT_APPROVED
+    assert credentials.client_secret not in str(event.before) + str(event.after)
+
+
+def test_double_approval_is_refused_and_creates_no_second_client(applied, admin_user):
+    services.participant_approve(participant=applied, acting_user=admin_user)
+    with pytest.raises(ValidationError, match="cannot become approved"):
+        services.participant_approve(participant=applied, acting_user=admin_user)
+    assert OAuthClient.objects.count() == 1
+
+
+def test_review_then_reject_with_reason(applied, admin_user):
+    services.participant_start_review(participant=applied, acting_user=admin_user)
+    with pytest.raises(ValidationError, match="reason"):
+        services.participant_reject(participant=applied, reason=" ", acting_user=admin_user)
+    rejected = services.participant_reject(participant=applied, reason="incomplete KYC", acting_user=admin_user)
+    assert rejected.status == Status.REJECTED and rejected.status_reason == "incomplete KYC"
+    with pytest.raises(ValidationError):
+        services.participant_approve(participant=rejected, acting_user=admin_user)
+
+
+@pytest.mark.parametrize(("path", "refused"), [
+    (["approve", "suspend", "reinstate", "suspend"], "review"),
+    (["approve"], "reinstate"),
+    ([], "suspend"),
+    (["approve"], "review"),
+])
+def test_illegal_transitions_are_refused(applied, admin_user, path, refused):
+    steps = {
+        "approve": lambda p: services.participant_approve(participant=p, acting_user=admin_user),
+        "suspend": lambda p: services.participant_suspend(participant=p, reason="r", acting_user=admin_user),
+        "reinstate": lambda p: services.participant_reinstate(participant=p, acting_user=admin_user),
+        "review": lambda p: services.participant_start_review(participant=p, acting_user=admin_user),
+    }
+    for step in path:
+        steps[step](applied)
+    count = AuditEvent.objects.count()
+    with pytest.raises(ValidationError):
+        steps[refused](applied)
+    assert AuditEvent.objects.count() == count
+
+
+def test_keys_rollover_and_the_last_key_cannot_be_revoked(applied, admin_user):
+    services.participant_approve(participant=applied, acting_user=admin_user)
+    (first,) = applied.keys.all()
+    with pytest.raises(ValidationError, match="at least one active key"):
+        services.public_key_revoke(key=first, acting_user=admin_user)
+    services.public_key_add(participant=applied, key_material=rsa_key().public_pem(), acting_user=admin_user)
+    services.public_key_revoke(key=first, acting_user=admin_user)
+    first.refresh_from_db()
+    assert first.status == KeyStatus.REVOKED and first.revoked_at is not None
+    assert _last_event().action == AuditAction.KEY_REVOKED
+
+
+def test_the_last_endpoint_of_an_approved_participant_cannot_be_removed(applied, admin_user):
+    services.participant_approve(participant=applied, acting_user=admin_user)
+    (only,) = applied.endpoints.all()
+    with pytest.raises(ValidationError, match="at least one API base URL"):
+        services.endpoint_remove(endpoint=only, acting_user=admin_user)
+    services.endpoint_add(participant=applied, url="https://backup.acme.example", acting_user=admin_user)
+    services.endpoint_remove(endpoint=only, acting_user=admin_user)
+    assert list(applied.endpoints.values_list("url", flat=True)) == ["https://backup.acme.example"]
+
+
+def test_mapping_grant_validates_scopes_and_a_no_op_writes_nothing(onboard, admin_user):
+    (client_creds, _), (provider_creds, _) = onboard("LOAN_AGENT"), onboard("LENDER")
+    client, provider = client_creds.participant, provider_creds.participant
+    with pytest.raises(ValidationError, match="not a valid scope"):
+        services.mapping_grant(client=client, provider=provider, scopes='ocen.loan "bad"', acting_user=admin_user)
+    with pytest.raises(ValidationError, match="itself"):
+        services.mapping_grant(client=client, provider=client, scopes="x", acting_user=admin_user)
+    services.mapping_grant(client=client, provider=provider, scopes="ocen.loan ocen.offer", acting_user=admin_user)
+    count = AuditEvent.objects.count()
+    services.mapping_grant(client=client, provider=provider, scopes="ocen.offer ocen.loan", acting_user=admin_user)
+    assert AuditEvent.objects.count() == count
+    mapping = ResourceMapping.objects.get(client=client, provider=provider)
+    services.mapping_remove(mapping=mapping, acting_user=admin_user)
+    assert _last_event().action == AuditAction.MAPPING_REMOVED
+
+
+def test_offboard_runs_all_four_steps_in_one_event(onboard, admin_user, token_for):
+    (creds, _), (other, _) = onboard("LENDER"), onboard("LOAN_AGENT")
+    participant = creds.participant
+    services.mapping_grant(client=other.participant, provider=participant, scopes="ocen.loan",
+                           acting_user=admin_user)
+    client = participant.client
+    assert token_for(client, creds.client_secret).status_code == 200
+    removed = services.participant_offboard(participant=participant, reason="licence withdrawn",
+                                            acting_user=admin_user)
+    participant.refresh_from_db()
+    assert participant.status == Status.OFFBOARDED
+    assert participant.client is None
+    assert not OAuthClient.objects.filter(client_id=creds.client_id).exists()
+    assert not AccessToken.objects.filter(application_id=client.pk).exists()
+    assert not participant.endpoints.exists()
+    assert not participant.keys.filter(status=KeyStatus.ACTIVE).exists()
+    assert not ResourceMapping.objects.filter(client=participant).exists()
+    assert not ResourceMapping.objects.filter(provider=participant).exists()
+    assert removed["tokens_revoked"] == 1 and removed["client_id"] == creds.client_id
+    assert len(removed["mappings"]) == 2
+    event = _last_event()
+    assert event.action == AuditAction.PARTICIPANT_OFFBOARDED
+    assert event.after["reason"] == "licence withdrawn"
+    assert participant.organisation.legal_name  # the organisation and history stay
+    with pytest.raises(ValidationError):
+        services.participant_offboard(participant=participant, reason="again", acting_user=admin_user)
+
+
+def test_every_workflow_keeps_the_audit_chain_intact(onboard, admin_user):
+    (creds, _), _ = onboard(), onboard()
+    services.participant_rotate_secret(participant=creds.participant, acting_user=admin_user)
+    services.participant_suspend(participant=creds.participant, reason="audit", acting_user=admin_user)
+    services.participant_reinstate(participant=creds.participant, acting_user=admin_user)
+    services.participant_offboard(participant=creds.participant, reason="exit", acting_user=admin_user)
+    report = verify_chain()
+    assert report.ok, report.reason
+    assert report.checked == AuditEvent.objects.count() >= 10
