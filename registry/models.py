@@ -203,6 +203,7 @@ class ResourceMapping(models.Model):
 
 class AuditAction(models.TextChoices):
     ORGANISATION_CREATED = "ORGANISATION_CREATED", "Organisation created"
+    ORGANISATION_UPDATED = "ORGANISATION_UPDATED", "Organisation updated"
     PARTICIPANT_APPLIED = "PARTICIPANT_APPLIED", "Participant applied"
     PARTICIPANT_UNDER_REVIEW = "PARTICIPANT_UNDER_REVIEW", "Participant under review"
     PARTICIPANT_APPROVED = "PARTICIPANT_APPROVED", "Participant approved"

@@ -89,10 +89,12 @@ def _transition(participant: Participant, target: str) -> None:
 
 
 def _locked(participant: Participant) -> Participant:
-    """Re-read the participant under a row lock: two admins cannot act on stale state."""
-    return Participant.objects.select_for_update(of=("self",)).select_related("organisation", "client").get(
-        pk=participant.pk
-    )
+    """Re-read the participant under a row lock: two admins cannot act on stale state.
+
+    Related rows are loaded after the lock, not joined into it: PostgreSQL re-checks
+    only the locked row when a lock wait ends, so joined columns could be stale.
+    """
+    return Participant.objects.select_for_update().get(pk=participant.pk)
 
 
 def _snapshot(participant: Participant) -> dict:
@@ -143,6 +145,28 @@ def organisation_create(*, legal_name: str, website: str = "", contact_email: st
     _save(organisation)
     record_event(action=AuditAction.ORGANISATION_CREATED, acting_user=acting_user, organisation=organisation,
                  after={"legal_name": organisation.legal_name, "org_id": str(organisation.org_id)})
+    return organisation
+
+
+ORGANISATION_FIELDS = ("legal_name", "website", "contact_email", "contact_phone")
+
+
+@transaction.atomic
+def organisation_update(*, organisation: Organisation, acting_user, **changes: str) -> Organisation:
+    """Change an organisation's details; a no-op change writes nothing."""
+    unknown = set(changes) - set(ORGANISATION_FIELDS)
+    if unknown:
+        raise ValidationError(f"Unknown organisation fields: {', '.join(sorted(unknown))}.")
+    organisation = Organisation.objects.select_for_update().get(pk=organisation.pk)
+    before = {field: getattr(organisation, field) for field in changes}
+    after = {field: (value or "").strip() for field, value in changes.items()}
+    if before == after:
+        return organisation
+    for field, value in after.items():
+        setattr(organisation, field, value)
+    _save(organisation)
+    record_event(action=AuditAction.ORGANISATION_UPDATED, acting_user=acting_user, organisation=organisation,
+                 before=before, after=after)
     return organisation
 
 
@@ -421,8 +445,7 @@ def mapping_grant(*, client: Participant, provider: Participant | None, scopes: 
 
 @transaction.atomic
 def mapping_remove(*, mapping: ResourceMapping, acting_user) -> None:
-    mapping = (ResourceMapping.objects.select_for_update(of=("self",)).select_related("client", "provider")
-               .get(pk=mapping.pk))
+    mapping = ResourceMapping.objects.select_for_update().get(pk=mapping.pk)
     details = {"provider": _provider_label(mapping.provider), "audience": mapping.audience,
                "scopes": mapping.scopes}
     client = mapping.client

@@ -3,6 +3,7 @@
 import secrets
 
 from django.contrib.auth import get_user_model
+from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from authservice.keys import signing_key_ensure
@@ -19,6 +20,7 @@ class Command(BaseCommand):
         key, created = signing_key_ensure()
         verb = "Created" if created else "Found"
         self.stdout.write(f"{verb} signing key kid={key.kid} alg={key.alg}")
+        call_command("create_admin_groups", stdout=self.stdout)
         if no_admin:
             return
         User = get_user_model()

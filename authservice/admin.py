@@ -1,0 +1,59 @@
+"""Read-only admin views of OAuth clients, token records and signing keys.
+
+Clients belong to participants and change only through the registry's workflows;
+django-oauth-toolkit's editable admin pages (which would let anyone with access
+edit a client secret or hand out grants) are replaced."""
+
+from django.contrib import admin
+from oauth2_provider.models import (
+    get_access_token_model,
+    get_application_model,
+    get_grant_model,
+    get_id_token_model,
+    get_refresh_token_model,
+)
+
+from authservice.models import SigningKey
+
+for model in (get_application_model(), get_access_token_model(), get_grant_model(), get_id_token_model(),
+              get_refresh_token_model()):
+    if admin.site.is_registered(model):
+        admin.site.unregister(model)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(get_application_model())
+class OAuthClientAdmin(ReadOnlyAdmin):
+    list_display = ["name", "client_id", "is_active", "created", "deactivated_at"]
+    list_filter = ["is_active"]
+    search_fields = ["name", "client_id"]
+    fields = ["name", "client_id", "client_type", "authorization_grant_type", "is_active", "deactivated_at",
+              "created", "updated"]
+    readonly_fields = fields
+
+
+@admin.register(get_access_token_model())
+class AccessTokenAdmin(ReadOnlyAdmin):
+    list_display = ["id", "application", "scope", "created", "expires"]
+    list_select_related = ["application"]
+    search_fields = ["application__client_id"]
+    fields = ["application", "scope", "resource", "created", "expires", "token_checksum"]
+    readonly_fields = fields
+
+
+@admin.register(SigningKey)
+class SigningKeyAdmin(ReadOnlyAdmin):
+    list_display = ["kid", "alg", "state", "created_at", "activated_at", "retired_at"]
+    list_filter = ["state", "alg"]
+    fields = ["kid", "alg", "state", "public_jwk", "created_at", "activated_at", "retired_at"]
+    readonly_fields = fields

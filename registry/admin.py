@@ -1,0 +1,487 @@
+"""The registry administrators' back office, on the Django admin.
+
+The admin is thin: every page that changes something calls a ``registry.services``
+function, reports its ValidationError as a readable error, and never writes a model
+itself. Pages that remove something show exactly what will go before acting, and
+client secrets are rendered once into a no-store page, never stored or logged.
+
+Permissions (see the README): view_* to see; onboard_participant for onboarding,
+review, approval and rejection; manage_participant_keys for keys and endpoints;
+manage_resource_mappings; rotate_participant_secret; suspend_participant; and
+offboard_participant, which only superusers hold unless granted explicitly.
+"""
+
+import contextlib
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import models, transaction
+from django.db.models import Q
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from registry import services
+from registry.admin_forms import (
+    AddEndpointForm,
+    AddKeyForm,
+    ConfirmForm,
+    GrantMappingForm,
+    OnboardForm,
+    ReasonForm,
+    RotateSecretForm,
+)
+from registry.models import (
+    AuditEvent,
+    Endpoint,
+    KeyStatus,
+    Organisation,
+    Participant,
+    PublicKey,
+    ResourceMapping,
+    Status,
+)
+from registry.selectors import offboarding_plan
+
+STATUS_COLOURS = {
+    Status.APPLIED: "#6c757d", Status.UNDER_REVIEW: "#0d6efd", Status.APPROVED: "#198754",
+    Status.SUSPENDED: "#fd7e14", Status.REJECTED: "#6f42c1", Status.OFFBOARDED: "#dc3545",
+}
+
+
+def credentials_response(request: HttpRequest, admin_site, credentials: services.Credentials,
+                         title: str) -> HttpResponse:
+    """The one and only display of a client secret."""
+    response = TemplateResponse(request, "registry/admin/credentials.html", {
+        **admin_site.each_context(request),
+        "title": title,
+        "participant": credentials.participant,
+        "client_id": credentials.client_id,
+        "client_secret": credentials.client_secret,
+        "back_url": reverse("admin:registry_participant_change", args=[credentials.participant.pk]),
+    })
+    response["Cache-Control"] = "no-store"
+    response["Pragma"] = "no-cache"
+    return response
+
+
+class ServiceBackedAdmin(admin.ModelAdmin):
+    """A refused service call in a standard admin form becomes a message, not a 500."""
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except ValidationError as exc:
+            self.message_user(request, " ".join(exc.messages), messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
+
+
+@admin.register(Organisation)
+class OrganisationAdmin(ServiceBackedAdmin):
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+    list_display = ["legal_name", "website", "contact_email", "org_id", "created_at"]
+    search_fields = ["legal_name", "contact_email"]
+    readonly_fields = ["org_id", "created_at", "updated_at"]
+    fields = ["legal_name", "website", "contact_email", "contact_phone", "org_id", "created_at", "updated_at"]
+
+    def save_model(self, request, obj, form, change):
+        values = {field: form.cleaned_data.get(field, "") for field in services.ORGANISATION_FIELDS}
+        if change:
+            saved = services.organisation_update(organisation=obj, acting_user=request.user, **values)
+        else:
+            saved = services.organisation_create(acting_user=request.user, **values)
+        obj.pk, obj.org_id = saved.pk, saved.org_id
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class EndpointInline(ReadOnlyInline):
+    model = Endpoint
+    fields = ["url", "created_at", "remove_link"]
+    readonly_fields = fields
+
+    @admin.display(description="")
+    def remove_link(self, endpoint):
+        url = reverse("admin:registry_participant_endpoint_remove", args=[endpoint.participant_id, endpoint.pk])
+        return format_html('<a class="deletelink" href="{}">Remove</a>', url)
+
+
+class PublicKeyInline(ReadOnlyInline):
+    model = PublicKey
+    fields = ["kid", "thumbprint", "alg", "source_format", "not_before", "not_after", "status", "revoke_link"]
+    readonly_fields = fields
+
+    @admin.display(description="")
+    def revoke_link(self, key):
+        if key.status != KeyStatus.ACTIVE:
+            return ""
+        url = reverse("admin:registry_participant_key_revoke", args=[key.participant_id, key.pk])
+        return format_html('<a class="deletelink" href="{}">Revoke</a>', url)
+
+
+class MappingAsClientInline(ReadOnlyInline):
+    model = ResourceMapping
+    fk_name = "client"
+    verbose_name = "access granted to this participant (as client)"
+    verbose_name_plural = "access granted to this participant (as client)"
+    fields = ["provider_label", "scopes", "created_at", "remove_link"]
+    readonly_fields = fields
+
+    @admin.display(description="Provider")
+    def provider_label(self, mapping):
+        return mapping.provider or "the registry"
+
+    @admin.display(description="")
+    def remove_link(self, mapping):
+        url = reverse("admin:registry_participant_mapping_remove", args=[mapping.client_id, mapping.pk])
+        return format_html('<a class="deletelink" href="{}">Remove</a>', url)
+
+
+class MappingAsProviderInline(MappingAsClientInline):
+    fk_name = "provider"
+    verbose_name = "participants allowed to call this one (as provider)"
+    verbose_name_plural = "participants allowed to call this one (as provider)"
+    fields = ["client", "scopes", "created_at", "remove_link"]
+    readonly_fields = fields
+
+
+@dataclass(frozen=True)
+class Workflow:
+    """One button on the participant page: who may use it, when, and what it does."""
+
+    slug: str
+    label: str
+    permission: str
+    statuses: tuple[str, ...]
+    form_class: type = ConfirmForm
+    danger: bool = False
+    explanation: str = ""
+
+
+WORKFLOWS = [
+    Workflow("review", "Start review", "onboard_participant", (Status.APPLIED,)),
+    Workflow("approve", "Approve", "onboard_participant", (Status.APPLIED, Status.UNDER_REVIEW),
+             explanation="Validates the participant again, creates its OAuth client, grants registry.read and "
+                         "shows the client secret once."),
+    Workflow("reject", "Reject", "onboard_participant", (Status.APPLIED, Status.UNDER_REVIEW), ReasonForm, True),
+    Workflow("rotate-secret", "Rotate client secret", "rotate_participant_secret",
+             (Status.APPROVED, Status.SUSPENDED), RotateSecretForm,
+             explanation="A new secret is shown once. The old one stops working at once unless you set a grace "
+                         "period."),
+    Workflow("add-key", "Add key", "manage_participant_keys",
+             (Status.APPLIED, Status.UNDER_REVIEW, Status.APPROVED, Status.SUSPENDED), AddKeyForm),
+    Workflow("add-endpoint", "Add endpoint", "manage_participant_keys",
+             (Status.APPLIED, Status.UNDER_REVIEW, Status.APPROVED, Status.SUSPENDED), AddEndpointForm),
+    Workflow("grant-access", "Grant access", "manage_resource_mappings",
+             (Status.APPLIED, Status.UNDER_REVIEW, Status.APPROVED, Status.SUSPENDED), GrantMappingForm),
+    Workflow("suspend", "Suspend", "suspend_participant", (Status.APPROVED,), ReasonForm, True,
+             "Its client can no longer obtain tokens and every token it holds becomes inactive at once."),
+    Workflow("reinstate", "Reinstate", "suspend_participant", (Status.SUSPENDED,)),
+    Workflow("offboard", "Offboard", "offboard_participant",
+             (Status.APPLIED, Status.UNDER_REVIEW, Status.APPROVED, Status.SUSPENDED), ReasonForm, True,
+             "Offboarding is final. The participant's status becomes OFFBOARDED; its organisation and audit "
+             "history stay."),
+]
+WORKFLOWS_BY_SLUG = {workflow.slug: workflow for workflow in WORKFLOWS}
+
+
+@admin.register(Participant)
+class ParticipantAdmin(ServiceBackedAdmin):
+    list_display = ["organisation", "role", "status_badge", "participant_id", "client_id_display", "approved_at"]
+    list_filter = ["status", "role"]
+    list_select_related = ["organisation", "client"]
+    search_fields = ["organisation__legal_name"]
+    ordering = ["organisation__legal_name", "role"]
+    change_form_template = "registry/admin/participant_change_form.html"
+    inlines = [EndpointInline, PublicKeyInline, MappingAsClientInline, MappingAsProviderInline]
+    actions = ["offboard_selected"]
+    fields = ["participant_id", "organisation", "role", "status_badge", "status_reason", "status_changed_at",
+              "client_id_display", "approved_by", "approved_at", "created_at", "updated_at"]
+    readonly_fields = fields
+
+    # --- list ---------------------------------------------------------------------------
+
+    @admin.display(description="Status", ordering="status")
+    def status_badge(self, participant):
+        colour = STATUS_COLOURS.get(participant.status, "#6c757d")
+        return format_html(
+            '<span class="status-badge" style="background:{};color:#fff;padding:2px 8px;border-radius:10px;'
+            'font-size:11px;font-weight:600">{}</span>', colour, participant.get_status_display())
+
+    @admin.display(description="Client id")
+    def client_id_display(self, participant):
+        return participant.client.client_id if participant.client_id else "—"
+
+    def get_search_results(self, request, queryset, search_term):
+        queryset, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        term = search_term.strip()
+        if term:
+            extra = Q(client__client_id=term)
+            with contextlib.suppress(ValueError):
+                extra |= Q(participant_id=uuid.UUID(term))
+            queryset |= self.model.objects.filter(extra)
+        return queryset, may_have_duplicates
+
+    def has_add_permission(self, request):
+        return request.user.has_perm("registry.onboard_participant")
+
+    def has_change_permission(self, request, obj=None):
+        return False  # every change is a workflow page below
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # participants are offboarded, never deleted
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        if not request.user.has_perm("registry.offboard_participant"):
+            actions.pop("offboard_selected", None)
+        return actions
+
+    # --- URLs ------------------------------------------------------------------------------
+
+    def get_urls(self):
+        wrap = self.admin_site.admin_view
+        custom = [
+            path("onboard/", wrap(self.onboard_view), name="registry_participant_onboard"),
+            path("<int:pk>/keys/<int:key_pk>/revoke/", wrap(self.revoke_key_view),
+                 name="registry_participant_key_revoke"),
+            path("<int:pk>/endpoints/<int:endpoint_pk>/remove/", wrap(self.remove_endpoint_view),
+                 name="registry_participant_endpoint_remove"),
+            path("<int:pk>/mappings/<int:mapping_pk>/remove/", wrap(self.remove_mapping_view),
+                 name="registry_participant_mapping_remove"),
+            path("<int:pk>/workflow/<slug:slug>/", wrap(self.workflow_view), name="registry_participant_workflow"),
+        ]
+        return custom + super().get_urls()
+
+    def add_view(self, request, form_url="", extra_context=None):
+        return HttpResponseRedirect(reverse("admin:registry_participant_onboard"))
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        participant = self.get_object(request, object_id)
+        extra_context = {**(extra_context or {}), "workflows": self._available(request, participant)}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def _available(self, request, participant) -> list[Workflow]:
+        if participant is None:
+            return []
+        return [w for w in WORKFLOWS if participant.status in w.statuses
+                and request.user.has_perm(f"registry.{w.permission}")]
+
+    # --- pages -------------------------------------------------------------------------------
+
+    def _page(self, request, *, participant, title, form, explanation="", removes=None, danger=False,
+              submit="Confirm", status=200) -> HttpResponse:
+        return TemplateResponse(request, "registry/admin/workflow.html", {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": title,
+            "participant": participant,
+            "form": form,
+            "explanation": explanation,
+            "removes": removes,
+            "danger": danger,
+            "submit": submit,
+            "cancel_url": (reverse("admin:registry_participant_change", args=[participant.pk])
+                           if participant else reverse("admin:registry_participant_changelist")),
+        }, status=status)
+
+    def _run(self, request, form, action: Callable[[], object], on_success: Callable[[object], HttpResponse],
+             **page) -> HttpResponse:
+        try:
+            result = action()
+        except ValidationError as exc:
+            for message in exc.messages:
+                form.add_error(None, message)
+            return self._page(request, form=form, status=400, **page)
+        return on_success(result)
+
+    def _back_to(self, request, participant, message: str) -> HttpResponse:
+        self.message_user(request, message, messages.SUCCESS)
+        return HttpResponseRedirect(reverse("admin:registry_participant_change", args=[participant.pk]))
+
+    def onboard_view(self, request):
+        if not request.user.has_perm("registry.onboard_participant"):
+            raise PermissionDenied
+        form = OnboardForm(request.POST or None)
+        page = {"participant": None, "title": "Onboard a participant",
+                "explanation": "Records the application. Approve it on the next page to create its credentials.",
+                "submit": "Record application"}
+        if request.method != "POST" or not form.is_valid():
+            return self._page(request, form=form, status=400 if request.method == "POST" else 200, **page)
+        data = form.cleaned_data
+
+        def apply():
+            with transaction.atomic():
+                organisation = data["organisation"] or services.organisation_create(
+                    legal_name=data["new_organisation_name"], website=data.get("website", ""),
+                    contact_email=data.get("contact_email", ""), acting_user=request.user)
+                return services.participant_apply(
+                    organisation=organisation, role=data["role"], base_url=data["base_url"],
+                    public_key=data["public_key"], kid=data.get("kid") or None, acting_user=request.user)
+
+        return self._run(request, form, apply,
+                         lambda participant: self._back_to(request, participant, f"Recorded {participant}."),
+                         **page)
+
+    def workflow_view(self, request, pk: int, slug: str):
+        workflow = WORKFLOWS_BY_SLUG.get(slug)
+        if workflow is None:
+            raise Http404("No such workflow.")
+        participant = get_object_or_404(Participant.objects.select_related("organisation", "client"), pk=pk)
+        if not request.user.has_perm(f"registry.{workflow.permission}"):
+            raise PermissionDenied
+        kwargs = {"participant": participant} if workflow.form_class is GrantMappingForm else {}
+        form = workflow.form_class(request.POST or None, **kwargs)
+        page = {"participant": participant, "title": f"{workflow.label}: {participant}",
+                "explanation": workflow.explanation, "danger": workflow.danger, "submit": workflow.label,
+                "removes": offboarding_plan(participant) if slug == "offboard" else None}
+        if request.method != "POST" or not form.is_valid():
+            return self._page(request, form=form, status=400 if request.method == "POST" else 200, **page)
+        data, user = form.cleaned_data, request.user
+        actions = {
+            "review": lambda: services.participant_start_review(participant=participant, acting_user=user),
+            "approve": lambda: services.participant_approve(participant=participant, acting_user=user),
+            "reject": lambda: services.participant_reject(participant=participant, reason=data["reason"],
+                                                          acting_user=user),
+            "suspend": lambda: services.participant_suspend(participant=participant, reason=data["reason"],
+                                                            acting_user=user),
+            "reinstate": lambda: services.participant_reinstate(participant=participant, acting_user=user),
+            "offboard": lambda: services.participant_offboard(participant=participant, reason=data["reason"],
+                                                              acting_user=user),
+            "rotate-secret": lambda: services.participant_rotate_secret(
+                participant=participant, grace_seconds=data["grace_seconds"], acting_user=user),
+            "add-key": lambda: services.public_key_add(participant=participant, key_material=data["public_key"],
+                                                       kid=data.get("kid") or None, acting_user=user),
+            "add-endpoint": lambda: services.endpoint_add(participant=participant, url=data["url"],
+                                                          acting_user=user),
+            "grant-access": lambda: self._grant(participant, data, user),
+        }
+
+        def done(result):
+            if isinstance(result, services.Credentials):
+                title = "Client credentials" if slug == "approve" else "New client secret"
+                return credentials_response(request, self.admin_site, result, title)
+            return self._back_to(request, participant, f"{workflow.label}: done.")
+
+        return self._run(request, form, actions[slug], done, **page)
+
+    @staticmethod
+    def _grant(participant, data, user):
+        if data["direction"] == GrantMappingForm.AS_CLIENT:
+            return services.mapping_grant(client=participant, provider=data["other"], scopes=data["scopes"],
+                                          acting_user=user)
+        return services.mapping_grant(client=data["other"], provider=participant, scopes=data["scopes"],
+                                      acting_user=user)
+
+    def _removal_view(self, request, *, participant, permission, title, removes, action):
+        if not request.user.has_perm(f"registry.{permission}"):
+            raise PermissionDenied
+        form = ConfirmForm(request.POST or None)
+        page = {"participant": participant, "title": title, "removes": removes, "danger": True,
+                "submit": "Yes, remove it"}
+        if request.method != "POST":
+            return self._page(request, form=form, **page)
+        return self._run(request, form, action, lambda _: self._back_to(request, participant, f"{title}: done."),
+                         **page)
+
+    def revoke_key_view(self, request, pk: int, key_pk: int):
+        key = get_object_or_404(PublicKey, pk=key_pk, participant_id=pk)
+        return self._removal_view(
+            request, participant=key.participant, permission="manage_participant_keys",
+            title=f"Revoke key {key.kid}", removes={"keys": [f"{key.kid} ({key.thumbprint})"]},
+            action=lambda: services.public_key_revoke(key=key, acting_user=request.user))
+
+    def remove_endpoint_view(self, request, pk: int, endpoint_pk: int):
+        endpoint = get_object_or_404(Endpoint, pk=endpoint_pk, participant_id=pk)
+        return self._removal_view(
+            request, participant=endpoint.participant, permission="manage_participant_keys",
+            title=f"Remove endpoint {endpoint.url}", removes={"endpoints": [endpoint.url]},
+            action=lambda: services.endpoint_remove(endpoint=endpoint, acting_user=request.user))
+
+    def remove_mapping_view(self, request, pk: int, mapping_pk: int):
+        mapping = get_object_or_404(ResourceMapping.objects.filter(Q(client_id=pk) | Q(provider_id=pk)),
+                                    pk=mapping_pk)
+        participant = get_object_or_404(Participant, pk=pk)
+        return self._removal_view(
+            request, participant=participant, permission="manage_resource_mappings",
+            title="Remove resource mapping", removes={"mappings": [str(mapping)]},
+            action=lambda: services.mapping_remove(mapping=mapping, acting_user=request.user))
+
+    # --- bulk action, confirmed like delete_selected -------------------------------------------
+
+    @admin.action(description="Offboard selected participants", permissions=["offboard"])
+    def offboard_selected(self, request, queryset):
+        participants = list(queryset.select_related("organisation", "client"))
+        if request.POST.get("post") == "yes":
+            if not self.has_offboard_permission(request):
+                raise PermissionDenied
+            reason = (request.POST.get("reason") or "").strip()
+            if not reason:
+                self.message_user(request, "A reason is required to offboard.", messages.ERROR)
+                return None
+            for participant in participants:
+                try:
+                    services.participant_offboard(participant=participant, reason=reason, acting_user=request.user)
+                except ValidationError as exc:
+                    self.message_user(request, f"{participant}: {' '.join(exc.messages)}", messages.ERROR)
+                else:
+                    self.message_user(request, f"Offboarded {participant}.", messages.SUCCESS)
+            return None
+        return TemplateResponse(request, "registry/admin/offboard_selected.html", {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": "Offboard participants",
+            "plans": [(participant, offboarding_plan(participant)) for participant in participants],
+            "queryset": queryset,
+            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+        })
+
+    def has_offboard_permission(self, request) -> bool:
+        return request.user.has_perm("registry.offboard_participant")
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    """Read-only for everyone, superusers included: the log is append-only."""
+
+    list_display = ["sequence", "occurred_at", "action", "actor_label", "participant", "organisation"]
+    list_filter = ["action", "actor_label", ("participant", admin.RelatedOnlyFieldListFilter)]
+    search_fields = ["organisation__legal_name", "actor_label"]
+    list_select_related = ["participant__organisation", "organisation"]
+    fields = ["sequence", "occurred_at", "action", "actor", "actor_label", "participant", "organisation",
+              "before", "after", "prev_hash", "hash"]
+    readonly_fields = fields
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        try:
+            return queryset.filter(participant__participant_id=uuid.UUID(term)), False
+        except ValueError:
+            return super().get_search_results(request, queryset, search_term)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

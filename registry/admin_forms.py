@@ -1,0 +1,74 @@
+"""Forms of the registry admin's workflow pages. They collect input; the services
+validate and act, and their ValidationErrors come back here as form errors."""
+
+from django import forms
+
+from authservice.services import MAX_SECRET_GRACE_SECONDS
+from registry.models import HOLDING_STATUSES, Organisation, Participant, Role
+
+KEY_HELP = "A PEM X.509 certificate, a PEM public key, or a JWK (JSON). Never a private key."
+
+
+class OnboardForm(forms.Form):
+    organisation = forms.ModelChoiceField(queryset=Organisation.objects.all(), required=False,
+                                          help_text="An existing organisation, or fill in a new one below.")
+    new_organisation_name = forms.CharField(required=False, max_length=200, label="New organisation: legal name")
+    website = forms.URLField(required=False, label="New organisation: website", assume_scheme="https")
+    contact_email = forms.EmailField(required=False, label="New organisation: contact email")
+    role = forms.ChoiceField(choices=Role.choices)
+    base_url = forms.CharField(label="API base URL", max_length=500, help_text="https://…")
+    public_key = forms.CharField(widget=forms.Textarea(attrs={"rows": 8, "cols": 80}), help_text=KEY_HELP)
+    kid = forms.CharField(required=False, max_length=128, help_text="Optional; defaults to the RFC 7638 thumbprint.")
+
+    def clean(self):
+        data = super().clean()
+        if bool(data.get("organisation")) == bool(data.get("new_organisation_name", "").strip()):
+            raise forms.ValidationError("Choose an existing organisation or name a new one (not both).")
+        return data
+
+
+class ConfirmForm(forms.Form):
+    """Nothing to enter: the page itself is the confirmation."""
+
+
+class ReasonForm(forms.Form):
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 80}), max_length=2000)
+
+
+class RotateSecretForm(forms.Form):
+    grace_seconds = forms.IntegerField(
+        min_value=0, max_value=MAX_SECRET_GRACE_SECONDS, initial=0, label="Grace period (seconds)",
+        help_text="0: the old secret stops working at once. Otherwise it keeps working this long.",
+    )
+
+
+class AddKeyForm(forms.Form):
+    public_key = forms.CharField(widget=forms.Textarea(attrs={"rows": 8, "cols": 80}), help_text=KEY_HELP)
+    kid = forms.CharField(required=False, max_length=128, help_text="Optional; defaults to the RFC 7638 thumbprint.")
+
+
+class AddEndpointForm(forms.Form):
+    url = forms.CharField(label="API base URL", max_length=500)
+
+
+class GrantMappingForm(forms.Form):
+    AS_CLIENT, AS_PROVIDER = "client", "provider"
+    direction = forms.ChoiceField(choices=[(AS_CLIENT, "This participant calls the other one (client)"),
+                                           (AS_PROVIDER, "The other one calls this participant (provider)")])
+    other = forms.ModelChoiceField(queryset=Participant.objects.none(), required=False,
+                                   label="Other participant",
+                                   help_text="Leave empty to grant scopes at the registry itself (client only).")
+    scopes = forms.CharField(max_length=500, help_text="Space-separated, e.g. ocen.loan ocen.offer")
+
+    def __init__(self, *args, participant: Participant, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["other"].queryset = (
+            Participant.objects.filter(status__in=HOLDING_STATUSES).exclude(pk=participant.pk)
+            .select_related("organisation")
+        )
+
+    def clean(self):
+        data = super().clean()
+        if data.get("direction") == self.AS_PROVIDER and not data.get("other"):
+            raise forms.ValidationError("Choose the participant that will call this one.")
+        return data

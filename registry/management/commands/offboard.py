@@ -1,0 +1,22 @@
+from registry.management.commands._base import RegistryCommand
+from registry.services import participant_offboard
+
+
+class Command(RegistryCommand):
+    help = "Offboard a participant: revoke its client and tokens, keys, endpoints and mappings."
+
+    def add_arguments(self, parser):
+        parser.add_argument("participant_id")
+        parser.add_argument("--reason", required=True)
+        parser.add_argument("--json", action="store_true")
+
+    def handle(self, *args, participant_id, reason, json, **options):
+        participant = self.participant(participant_id)
+        removed = self.run_service(lambda: participant_offboard(participant=participant, reason=reason,
+                                                                acting_user=None))
+        if json:
+            self.emit_json({"participant_id": participant_id, "removed": removed})
+            return
+        self.stdout.write(f"Offboarded {participant}: client {removed['client_id']}, "
+                          f"{removed['tokens_revoked']} token(s), {len(removed['keys'])} key(s), "
+                          f"{len(removed['endpoints'])} endpoint(s), {len(removed['mappings'])} mapping(s) removed.")

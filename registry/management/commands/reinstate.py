@@ -1,0 +1,14 @@
+from registry.management.commands._base import RegistryCommand
+from registry.services import participant_reinstate
+
+
+class Command(RegistryCommand):
+    help = "Reinstate a suspended participant."
+
+    def add_arguments(self, parser):
+        parser.add_argument("participant_id")
+
+    def handle(self, *args, participant_id, **options):
+        participant = self.participant(participant_id)
+        self.run_service(lambda: participant_reinstate(participant=participant, acting_user=None))
+        self.stdout.write(f"Reinstated {participant}.")

@@ -1,0 +1,140 @@
+"""Management commands: the same services, JSON output, and clean refusals."""
+
+import json
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from registry.models import AuditEvent, Organisation, Participant, ResourceMapping, Status
+from tests.keymaterial import ec_key, rsa_1024
+
+
+def _call(*args) -> str:
+    out = StringIO()
+    call_command(*args, stdout=out)
+    return out.getvalue()
+
+
+@pytest.fixture
+def key_file(tmp_path):
+    path = tmp_path / "key.pem"
+    path.write_text(ec_key().public_pem())
+    return path
+
+
+def _onboard(key_file, name="Cmd Bank", role="LENDER", url="https://cmd.example"):
+    return json.loads(_call("onboard", "--org-name", name, "--role", role, "--base-url", url,
+                            "--public-key", str(key_file), "--json"))
+
+
+def test_onboard_json_prints_only_the_credentials(signing_key, key_file, token_for):
+    out = _call("onboard", "--org-name", "Cmd Bank", "--role", "LENDER", "--base-url", "https://cmd.example",
+                "--public-key", str(key_file), "--json")
+    payload = json.loads(out)  # the whole of stdout is one JSON document
+    assert set(payload) == {"participant_id", "client_id", "client_secret", "org_id"}
+    participant = Participant.objects.get(participant_id=payload["participant_id"])
+    assert participant.status == Status.APPROVED
+    assert token_for(participant.client, payload["client_secret"]).status_code == 200
+
+
+def test_onboard_reuses_an_organisation_by_org_id(signing_key, key_file, tmp_path):
+    first = _onboard(key_file)
+    other_key = tmp_path / "other.pem"
+    other_key.write_text(ec_key().public_jwk())
+    second = json.loads(_call("onboard", "--org-name", "ignored", "--role", "LOAN_AGENT", "--base-url",
+                              "https://agent.example", "--public-key", str(other_key), "--org-id", first["org_id"],
+                              "--json"))
+    assert second["org_id"] == first["org_id"]
+    assert Organisation.objects.count() == 1
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"--base-url": "http://insecure.example"}, "https"),
+    ({"--public-key": "/no/such/file"}, "Cannot read"),
+    ({"--org-id": "00000000-0000-0000-0000-000000000000"}, "No organisation"),
+    ({"key": "weak"}, "2048"),
+])
+def test_onboard_refusals_write_nothing(signing_key, key_file, tmp_path, change, message):
+    args = {"--org-name": "Bad Bank", "--role": "LENDER", "--base-url": "https://bad.example",
+            "--public-key": str(key_file)}
+    if change.pop("key", None):
+        weak = tmp_path / "weak.pem"
+        weak.write_text(rsa_1024().public_pem())
+        args["--public-key"] = str(weak)
+    args.update(change)
+    with pytest.raises(CommandError, match=message):
+        _call("onboard", *[item for pair in args.items() for item in pair])
+    assert not Participant.objects.exists()
+    assert not Organisation.objects.exists()
+    assert not AuditEvent.objects.exists()
+
+
+def test_bad_role_is_a_usage_error(signing_key, key_file):
+    with pytest.raises(CommandError):
+        _call("onboard", "--org-name", "X", "--role", "BANKER", "--base-url", "https://x.example",
+              "--public-key", str(key_file))
+
+
+def test_grant_access_suspend_reinstate_rotate_offboard(signing_key, key_file, tmp_path, token_for):
+    lender = _onboard(key_file)
+    agent_key = tmp_path / "agent.pem"
+    agent_key.write_text(ec_key().public_pem())
+    agent = _onboard(agent_key, name="Agent", role="LOAN_AGENT", url="https://agent.example")
+    assert "ocen.loan" in _call("grant_access", agent["participant_id"], lender["participant_id"],
+                                "--scopes", "ocen.loan")
+    assert ResourceMapping.objects.filter(provider__participant_id=lender["participant_id"]).count() == 1
+    _call("suspend", agent["participant_id"], "--reason", "check")
+    assert Participant.objects.get(participant_id=agent["participant_id"]).status == Status.SUSPENDED
+    _call("reinstate", agent["participant_id"])
+    rotated = json.loads(_call("rotate_client_secret", agent["participant_id"], "--json"))
+    agent_participant = Participant.objects.get(participant_id=agent["participant_id"])
+    assert token_for(agent_participant.client, agent["client_secret"]).status_code == 401
+    assert token_for(agent_participant.client, rotated["client_secret"]).status_code == 200
+    assert "Offboarded" in _call("offboard", lender["participant_id"], "--reason", "exit")
+    assert not ResourceMapping.objects.filter(client__participant_id=agent["participant_id"],
+                                              provider__isnull=False).exists()
+
+
+@pytest.mark.parametrize("command", ["offboard", "suspend", "reinstate", "rotate_client_secret"])
+def test_unknown_or_malformed_participant_ids_are_refused(db, command):
+    extra = ["--reason", "r"] if command in {"offboard", "suspend"} else []
+    with pytest.raises(CommandError, match="not a participant id"):
+        _call(command, "nope", *extra)
+    with pytest.raises(CommandError, match="No participant"):
+        _call(command, "00000000-0000-0000-0000-000000000000", *extra)
+
+
+def test_grant_access_refuses_bad_scopes(signing_key, key_file, tmp_path):
+    lender = _onboard(key_file)
+    other = tmp_path / "o.pem"
+    other.write_text(ec_key().public_pem())
+    agent = _onboard(other, name="A2", role="LOAN_AGENT", url="https://a2.example")
+    count = AuditEvent.objects.count()
+    with pytest.raises(CommandError, match="not a valid scope"):
+        _call("grant_access", agent["participant_id"], lender["participant_id"], "--scopes", 'a "b"')
+    assert AuditEvent.objects.count() == count
+
+
+def test_verify_audit_log_detects_a_tampered_row(signing_key, key_file):
+    _onboard(key_file)
+    assert "intact" in _call("verify_audit_log")
+    event = AuditEvent.objects.order_by("sequence")[1]
+    AuditEvent.objects.filter(pk=event.pk).update(after={**event.after, "status": "REJECTED"})
+    with pytest.raises(CommandError, match=f"broken at event #{event.sequence}"):
+        _call("verify_audit_log")
+
+
+def test_verify_audit_log_detects_a_deleted_row(signing_key, key_file):
+    _onboard(key_file)
+    AuditEvent.objects.filter(sequence=2).delete()
+    with pytest.raises(CommandError, match="missing"):
+        _call("verify_audit_log")
+
+
+def test_verify_audit_log_detects_truncation(signing_key, key_file):
+    _onboard(key_file)
+    last = AuditEvent.objects.order_by("-sequence").first()
+    last.delete()
+    with pytest.raises(CommandError, match="deleted from the end"):
+        _call("verify_audit_log")

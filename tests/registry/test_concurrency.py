@@ -1,0 +1,75 @@
+"""Two administrators acting on the same participant at the same moment, on a real
+PostgreSQL server: row locks make exactly one of them win."""
+
+import threading
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.db import connection, connections
+from oauth2_provider.models import get_application_model
+
+from registry import services
+from registry.audit import verify_chain
+from registry.models import AuditAction, AuditEvent, Participant, Status
+from tests.keymaterial import ec_key
+
+pytestmark = [
+    pytest.mark.postgres_only,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(connection.vendor != "postgresql",
+                       reason="row-lock races need concurrent writers; SQLite serialises every write"),
+]
+
+
+def _race(action, times: int = 2):
+    barrier = threading.Barrier(times)
+    outcomes: list[object] = []
+
+    def worker():
+        try:
+            barrier.wait()
+            outcomes.append(action())
+        except ValidationError as exc:
+            outcomes.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=worker) for _ in range(times)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    return outcomes
+
+
+@pytest.fixture
+def applied(signing_key):
+    organisation = services.organisation_create(legal_name="Race Bank", acting_user=None)
+    return services.participant_apply(organisation=organisation, role="LENDER", base_url="https://race.example",
+                                      public_key=ec_key().public_pem(), acting_user=None)
+
+
+def test_concurrent_double_approval_creates_one_client(applied):
+    outcomes = _race(lambda: services.participant_approve(participant=applied, acting_user=None), times=4)
+    assert sum(isinstance(o, services.Credentials) for o in outcomes) == 1
+    assert sum(isinstance(o, ValidationError) for o in outcomes) == 3
+    assert get_application_model().objects.count() == 1
+    assert AuditEvent.objects.filter(action=AuditAction.PARTICIPANT_APPROVED).count() == 1
+    assert verify_chain().ok
+
+
+def test_concurrent_double_offboarding_is_all_or_nothing(applied):
+    services.participant_approve(participant=applied, acting_user=None)
+    outcomes = _race(lambda: services.participant_offboard(participant=applied, reason="race", acting_user=None))
+    assert sum(isinstance(o, dict) for o in outcomes) == 1
+    participant = Participant.objects.get(pk=applied.pk)
+    assert participant.status == Status.OFFBOARDED and participant.client is None
+    assert AuditEvent.objects.filter(action=AuditAction.PARTICIPANT_OFFBOARDED).count() == 1
+
+
+def test_concurrent_audit_appends_never_fork_the_chain(signing_key):
+    outcomes = _race(lambda: services.organisation_create(legal_name=f"Org {threading.get_ident()}",
+                                                          acting_user=None), times=6)
+    assert not [o for o in outcomes if isinstance(o, ValidationError)]
+    report = verify_chain()
+    assert report.ok and report.checked == 6
