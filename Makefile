@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install lint migrate clean
+.PHONY: run test install lint migrate clean demo
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ run: migrate
 test: install
 	$(VENV)/bin/ruff check .
 	scripts/run-tests
+
+## The OCEN sample flow end to end, from an empty database.
+demo: install
+	$(PY) -W ignore -m examples.sample_flow
 
 lint: install
 	$(VENV)/bin/ruff check .

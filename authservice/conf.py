@@ -37,7 +37,14 @@ DEFAULTS: dict[str, Any] = {
     # Accept http:// participant API base URLs (development only).
     "REGISTRY_ALLOW_HTTP_ENDPOINTS": False,
     # Dotted path of the function returning the audiences/scopes a client may be granted.
-    "GRANTS_PROVIDER": "authservice.grants.default_grants",
+    # (The registry's: clients owned by participants get what their mappings allow;
+    # other clients fall back to authservice.grants.default_grants.)
+    "GRANTS_PROVIDER": "registry.grants.participant_grants",
+    # Dotted path of the function returning a client's registered public keys
+    # (signing.jws.VerificationKey) for private_key_jwt.
+    "CLIENT_KEYS_PROVIDER": "registry.grants.client_verification_keys",
+    # Longest lifetime accepted for a private_key_jwt client assertion, seconds.
+    "MAX_CLIENT_ASSERTION_LIFETIME": 300,
 }
 
 

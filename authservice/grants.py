@@ -36,5 +36,14 @@ def default_grants(client) -> ClientGrants:
     )
 
 
+def no_client_keys(client) -> list:
+    """Service accounts have no registered keys, so no private_key_jwt."""
+    return []
+
+
+def client_keys_for(client) -> list:
+    return import_string(authservice_settings.CLIENT_KEYS_PROVIDER)(client)
+
+
 def grants_for(client) -> ClientGrants:
     return import_string(authservice_settings.GRANTS_PROVIDER)(client)

@@ -85,3 +85,13 @@ class SigningKey(models.Model):
         return self.retired_at + timedelta(
             seconds=authservice_settings.ACCESS_TOKEN_TTL + authservice_settings.LEEWAY
         )
+
+
+class UsedNonce(models.Model):
+    """A value that may be used once until it expires (e.g. a client assertion's jti)."""
+
+    key = models.CharField(max_length=64, unique=True)
+    expires_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return self.key

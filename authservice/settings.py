@@ -153,6 +153,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT.mkdir(exist_ok=True)  # WhiteNoise warns about a missing root before collectstatic
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
@@ -219,7 +220,6 @@ AUTHSERVICE = {
     "SIGNING_ALG": os.environ.get("AUTHSERVICE_SIGNING_ALG", "RS256"),
     "KEY_ENCRYPTION_KEYS": [k for k in _key_encryption_key.split(",") if k],
     "REGISTRY_ALLOW_HTTP_ENDPOINTS": env_bool("AUTHSERVICE_ALLOW_HTTP_ENDPOINTS", False),
-    "GRANTS_PROVIDER": "registry.grants.participant_grants",
 }
 
 LOGGING = {

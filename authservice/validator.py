@@ -9,25 +9,31 @@ introspection open to any confidential client.
 import base64
 import binascii
 import hashlib
+import json
 import logging
-from datetime import timedelta
+import time
+from datetime import UTC, datetime, timedelta
 from urllib.parse import unquote_plus
 
 from django.contrib.auth.hashers import check_password, make_password
 from django.db import transaction
+from django.urls import reverse
 from django.utils import timezone
 from oauth2_provider.models import get_access_token_model, get_application_model, set_token_value
 from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauthlib.oauth2.rfc6749 import errors
 
 from authservice.conf import authservice_settings
-from authservice.grants import grants_for
-from authservice.jwt import TokenError
+from authservice.grants import client_keys_for, grants_for
+from authservice.jwt import TokenError, b64url_decode
+from authservice.replay import claim_once
 from authservice.tokens import validate_access_token
+from signing.jws import ALGORITHMS, JWSError, static_resolver, verify_compact
 
 logger = logging.getLogger(__name__)
 
 CLIENT_CREDENTIALS = "client_credentials"
+CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 # Compared against when the client_id is unknown, so both cases cost one hash.
 _DUMMY_SECRET_HASH = make_password("unknown-client", hasher="client_secret_sha256")
 
@@ -59,9 +65,17 @@ class ClientCredentialsValidator(OAuth2Validator):
         return True
 
     def authenticate_client(self, request, *args, **kwargs) -> bool:
-        """client_secret_basic or client_secret_post, never both, one hash either way."""
+        """client_secret_basic, client_secret_post or private_key_jwt: exactly one of them.
+
+        Secrets cost one hash whether or not the client exists.
+        """
         basic = _basic_credentials(request)
         body_secret = getattr(request, "client_secret", None)
+        params = dict(request.decoded_body or [])
+        if "client_assertion" in params or "client_assertion_type" in params:
+            if basic is not None or body_secret:
+                return False
+            return self._authenticate_assertion(request, params)
         if basic is not None:
             client_id, secret = basic
             # RFC 6749 §2.3: one authentication method per request, naming one client.
@@ -77,6 +91,56 @@ class ClientCredentialsValidator(OAuth2Validator):
         request.client = client
         request.client_id = client.client_id
         return True
+
+    def _authenticate_assertion(self, request, params: dict[str, str]) -> bool:
+        """RFC 7523 private_key_jwt, signed with one of the participant's registered keys."""
+        if params.get("client_assertion_type") != CLIENT_ASSERTION_TYPE:
+            return False
+        assertion = params.get("client_assertion", "")
+        try:
+            unverified = json.loads(b64url_decode(assertion.split(".")[1]))
+            client_id = unverified["iss"]
+        except (ValueError, IndexError, KeyError, TypeError, UnicodeDecodeError):
+            return False
+        if not isinstance(client_id, str) or (request.client_id and request.client_id != client_id):
+            return False
+        client = self._active_client(client_id)
+        if client is None:
+            return False
+        try:
+            verified = verify_compact(assertion, static_resolver(client_keys_for(client)), algorithms=ALGORITHMS)
+            claims = json.loads(verified.payload)
+        except (JWSError, ValueError) as exc:
+            logger.info("client assertion refused for client_id=%s: %s", client_id, exc)
+            return False
+        if not self._assertion_claims_valid(claims, client_id):
+            return False
+        expires_at = datetime.fromtimestamp(claims["exp"], tz=UTC)
+        if not claim_once("client_assertion", f"{client_id}:{claims['jti']}", expires_at=expires_at):
+            logger.warning("replayed client assertion refused for client_id=%s", client_id)
+            return False
+        request.client = client
+        request.client_id = client.client_id
+        return True
+
+    @staticmethod
+    def _assertion_claims_valid(claims, client_id: str) -> bool:
+        if not isinstance(claims, dict) or claims.get("iss") != client_id or claims.get("sub") != client_id:
+            return False
+        audience = claims.get("aud")
+        audiences = [audience] if isinstance(audience, str) else audience
+        token_endpoint = authservice_settings.issuer_origin + reverse("oauth2-token")
+        if not isinstance(audiences, list) or not {token_endpoint, authservice_settings.ISSUER} & set(audiences):
+            return False
+        now, leeway = time.time(), authservice_settings.LEEWAY
+        exp, iat, jti = claims.get("exp"), claims.get("iat", now), claims.get("jti")
+        if not isinstance(exp, int | float) or not isinstance(iat, int | float):
+            return False
+        if now > exp + leeway or exp - now > authservice_settings.MAX_CLIENT_ASSERTION_LIFETIME:
+            return False
+        if iat > now + leeway or claims.get("nbf", now) > now + leeway:
+            return False
+        return isinstance(jti, str) and 0 < len(jti) <= 200
 
     @staticmethod
     def _previous_secret_matches(client, secret: str) -> bool:

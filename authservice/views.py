@@ -18,13 +18,14 @@ from oauth2_provider.settings import oauth2_settings
 
 from authservice.conf import authservice_settings
 from authservice.keys import active_signer, published_jwks
+from signing.jws import ALGORITHMS
 
 logger = logging.getLogger(__name__)
 
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 # RFC 8707 allows `resource` to repeat; RFC 6749 §3.2 forbids repeating anything else.
 REPEATABLE_PARAMETERS = {"resource"}
-CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
 # oauthlib often sends a bare error code; say what went wrong (RFC 6749 §5.2).
 ERROR_DESCRIPTIONS = {
     "invalid_client": "Client authentication failed: unknown client, wrong secret, or inactive client.",
@@ -214,6 +215,7 @@ def server_metadata() -> dict:
         "subject_types_supported": ["public"],
         "scopes_supported": sorted(oauth2_settings.SCOPES),
         "token_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
+        "token_endpoint_auth_signing_alg_values_supported": list(ALGORITHMS),
         "introspection_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
         "revocation_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
         "id_token_signing_alg_values_supported": [alg],

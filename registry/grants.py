@@ -5,9 +5,13 @@ providers (or to the registry). Clients that belong to no participant are servic
 accounts and keep the default grant.
 """
 
+from django.utils import timezone
+
 from authservice.conf import authservice_settings
 from authservice.grants import ClientGrants, default_grants
-from registry.models import Participant, ResourceMapping, Status, participant_audience
+from registry.models import KeyStatus, Participant, PublicKey, ResourceMapping, Status, participant_audience
+from signing.jws import VerificationKey
+from signing.keys import verification_key_from_jwk
 
 
 def participant_grants(client) -> ClientGrants:
@@ -37,3 +41,11 @@ def participant_grants(client) -> ClientGrants:
         },
         identities=frozenset({participant_audience(participant.participant_id)}),
     )
+
+
+def client_verification_keys(client) -> list[VerificationKey]:
+    """The participant's active registered keys, for private_key_jwt client authentication."""
+    now = timezone.now()
+    keys = (PublicKey.objects.filter(participant__client_id=client.pk, participant__status=Status.APPROVED,
+                                     status=KeyStatus.ACTIVE).exclude(not_after__lt=now))
+    return [verification_key_from_jwk(key.public_jwk, owner=client.client_id) for key in keys]

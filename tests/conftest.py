@@ -11,6 +11,17 @@ from authservice.keys import key_cache, signing_key_ensure
 from authservice.services import client_create
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _close_connection_pools(django_db_setup, django_db_blocker):
+    """Return pooled PostgreSQL connections before the test database is dropped."""
+    yield
+    from django.db import connections
+
+    for connection in connections.all(initialized_only=True):
+        if hasattr(connection, "close_pool"):
+            connection.close_pool()
+
+
 @pytest.fixture(autouse=True)
 def _plain_static_storage(settings):
     """Tests do not run collectstatic, so they skip the hashed-manifest storage."""

@@ -17,6 +17,7 @@ from rest_framework.views import APIView
 
 from authservice.authentication import BearerTokenAuthentication, HasScope
 from authservice.conf import authservice_settings
+from authservice.keys import active_signer
 from registry import selectors
 from registry.api.serializers import (
     JWKSetSerializer,
@@ -25,8 +26,19 @@ from registry.api.serializers import (
     ParticipantPageSerializer,
     ParticipantSerializer,
 )
+from signing.http import SIGNATURE_HEADER
+from signing.jws import sign_detached
 
 conditional_get = decorator_from_middleware(ConditionalGetMiddleware)
+
+
+def sign_registry_response(response):
+    """The service signs the exact bytes it serves, so a participant can prove what
+    the registry told it (verify with the service's JWKS)."""
+    signer = active_signer()
+    if signer is not None and response.content:
+        response[SIGNATURE_HEADER] = sign_detached(response.content, signer.key, alg=signer.alg, kid=signer.kid)
+    return response
 NOT_FOUND = OpenApiResponse(description="Unknown or offboarded participant")
 ERRORS = {401: OpenApiResponse(description="Missing or invalid access token"),
           403: OpenApiResponse(description="The token lacks the registry.read scope")}
@@ -52,6 +64,7 @@ class RegistryView(APIView):
         if response.status_code == 200:
             response["Cache-Control"] = "private, no-cache"
         response["Vary"] = "Authorization"
+        response.add_post_render_callback(sign_registry_response)
         return response
 
     def get_participant(self, participant_id: str):

@@ -1,0 +1,35 @@
+"""One-time use of values such as client-assertion jtis, shared by every worker.
+
+With a shared cache (Redis) an atomic ``add`` decides; otherwise a unique row in the
+database does. The local-memory cache is never trusted here: it is per process.
+"""
+
+import hashlib
+from datetime import datetime
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from authservice.models import UsedNonce
+
+
+def claim_once(namespace: str, value: str, *, expires_at: datetime) -> bool:
+    """True the first time (namespace, value) is seen before ``expires_at``; False on replay."""
+    key = hashlib.sha256(f"{namespace}\x00{value}".encode()).hexdigest()
+    ttl = max(1, int((expires_at - timezone.now()).total_seconds()) + 1)
+    if getattr(settings, "REDIS_URL", ""):
+        return cache.add(f"nonce:{key}", 1, timeout=ttl)
+    try:
+        with transaction.atomic():
+            UsedNonce.objects.create(key=key, expires_at=expires_at)
+    except IntegrityError:
+        return UsedNonce.objects.filter(key=key, expires_at__lt=timezone.now()).update(
+            expires_at=expires_at) == 1  # an expired record may be reused
+    return True
+
+
+def purge_expired_nonces() -> int:
+    deleted, _ = UsedNonce.objects.filter(expires_at__lt=timezone.now()).delete()
+    return deleted

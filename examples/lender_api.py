@@ -1,0 +1,35 @@
+"""A tiny lender API protected by the provider middleware.
+
+In a real deployment this is the lender's own Django project with
+``signing.provider.OCENProviderMiddleware`` in MIDDLEWARE; here ``ocen_protected``
+applies the same checks to one view so the sample flow can serve it next to the
+Auth Service.
+"""
+
+import json
+
+from django.http import JsonResponse
+from django.urls import include, path
+
+from signing.provider import ocen_protected
+
+
+@ocen_protected
+def loan_offers(request):
+    """Answers a loan agent's request for offers; the caller is already verified."""
+    caller = request.ocen
+    try:
+        application = json.loads(request.body or b"{}")
+    except ValueError:
+        return JsonResponse({"error": "invalid_json"}, status=400)
+    return JsonResponse({
+        "offers": [{"offerId": "OFFER-1", "amount": application.get("amount", 0), "interestRate": 13.5}],
+        "requestedBy": caller.participant_id,
+        "verifiedWithKid": caller.signature.key.kid,
+    })
+
+
+urlpatterns = [
+    path("lender/loan-offers", loan_offers, name="lender-loan-offers"),
+    path("", include("authservice.urls")),
+]

@@ -1,0 +1,343 @@
+"""Detached JWS (RFC 7515 Appendix F, RFC 7797 unencoded payload) for OCEN message signing.
+
+No Django here: this module works on bytes and keys. Keys come from an injected
+resolver, so the same code serves the provider middleware, the participant SDK and
+the token endpoint's private_key_jwt check.
+
+    signature = sign_detached(body, private_key, alg="RS256", kid="k1")
+    verified = verify_detached(signature, body, resolver, algorithms=["RS256"])
+
+Every failure raises a ``JWSError`` subclass with a stable ``code``; nothing returns
+``False``. The cryptography is pyca/cryptography's; this module does the framing and
+the checks around it (algorithm allow-list, key/algorithm binding, ``crit``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
+
+ALGORITHMS: tuple[str, ...] = ("RS256", "PS256", "ES256", "EdDSA")
+DEFAULT_ALGORITHM = "RS256"
+MAX_HEADER_BYTES = 4096
+MAX_SIGNATURE_BYTES = 1024
+UNDERSTOOD_CRITICAL = frozenset({"b64"})
+
+
+# --- Errors --------------------------------------------------------------------------------
+
+class JWSError(Exception):
+    """Base of every signing/verification failure. ``code`` is stable."""
+
+    code = "ERR_JWS_INVALID"
+
+
+class MalformedSignature(JWSError):
+    code = "ERR_JWS_MALFORMED"
+
+
+class HeaderTooLarge(MalformedSignature):
+    code = "ERR_JWS_HEADER_TOO_LARGE"
+
+
+class NotDetached(JWSError):
+    code = "ERR_JWS_NOT_DETACHED"
+
+
+class AlgorithmNotAllowed(JWSError):
+    code = "ERR_JOSE_ALG_NOT_ALLOWED"
+
+
+class UnsecuredAlgorithm(AlgorithmNotAllowed):
+    code = "ERR_JOSE_ALG_NONE"
+
+
+class SymmetricAlgorithm(AlgorithmNotAllowed):
+    code = "ERR_JOSE_ALG_HMAC"
+
+
+class UnsupportedCritical(JWSError):
+    code = "ERR_JOSE_CRIT_UNSUPPORTED"
+
+
+class UnencodedPayloadNotCritical(JWSError):
+    code = "ERR_JWS_B64_NOT_CRITICAL"
+
+
+class KeyNotFound(JWSError):
+    code = "ERR_JWKS_NO_MATCHING_KEY"
+
+
+class KeyAlgorithmMismatch(JWSError):
+    code = "ERR_JOSE_KEY_ALG_MISMATCH"
+
+
+class SignatureInvalid(JWSError):
+    code = "ERR_JWS_SIGNATURE_VERIFICATION_FAILED"
+
+
+# --- Keys ------------------------------------------------------------------------------------
+
+PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+
+
+@dataclass(frozen=True)
+class VerificationKey:
+    """A public key as a resolver returns it. ``alg``, when set, binds the key to one algorithm."""
+
+    key: PublicKey
+    kid: str | None = None
+    alg: str | None = None
+    owner: Any = None  # e.g. the participant id, for the caller's records
+
+
+# A resolver receives the protected header and returns the candidate keys: the key
+# with the header's kid, or, when there is no kid, every active key of the signer.
+Resolver = Callable[[dict[str, Any]], Sequence[VerificationKey]]
+
+
+@dataclass(frozen=True)
+class VerifiedSignature:
+    header: dict[str, Any]
+    key: VerificationKey
+    payload: bytes = field(repr=False, default=b"")
+
+
+def _key_fits(alg: str, key: PublicKey | PrivateKey) -> bool:
+    if alg in ("RS256", "PS256"):
+        return isinstance(key, rsa.RSAPublicKey | rsa.RSAPrivateKey) and key.key_size >= 2048
+    if alg == "ES256":
+        return isinstance(key, ec.EllipticCurvePublicKey | ec.EllipticCurvePrivateKey) and isinstance(
+            key.curve, ec.SECP256R1)
+    if alg == "EdDSA":
+        return isinstance(key, ed25519.Ed25519PublicKey | ed25519.Ed25519PrivateKey)
+    return False
+
+
+def _pss() -> padding.PSS:
+    return padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
+
+
+def _raw_sign(alg: str, key: PrivateKey, data: bytes) -> bytes:
+    if alg == "RS256":
+        return key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+    if alg == "PS256":
+        return key.sign(data, _pss(), hashes.SHA256())
+    if alg == "ES256":
+        r, s = decode_dss_signature(key.sign(data, ec.ECDSA(hashes.SHA256())))
+        return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+    return key.sign(data)  # EdDSA
+
+
+def _raw_verify(alg: str, key: PublicKey, signature: bytes, data: bytes) -> None:
+    if alg == "RS256":
+        key.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
+    elif alg == "PS256":
+        # RFC 7518 §3.5: salt length equals the hash length.
+        key.verify(signature, data, _pss(), hashes.SHA256())
+    elif alg == "ES256":
+        if len(signature) != 64:
+            raise InvalidSignature()
+        der = encode_dss_signature(int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big"))
+        key.verify(der, data, ec.ECDSA(hashes.SHA256()))
+    else:
+        key.verify(signature, data)
+
+
+# --- Encoding ----------------------------------------------------------------------------------
+
+def b64url_encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64url_decode(data: str) -> bytes:
+    if any(c in data for c in "=+/ \t\r\n"):
+        raise MalformedSignature("not base64url")
+    try:
+        return base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise MalformedSignature("not base64url") from exc
+
+
+def _encode_header(header: dict[str, Any]) -> str:
+    return b64url_encode(json.dumps(header, separators=(",", ":")).encode("utf-8"))
+
+
+# --- Signing --------------------------------------------------------------------------------------
+
+def sign_detached(payload: bytes, key: PrivateKey, *, alg: str = DEFAULT_ALGORITHM, kid: str | None = None,
+                  b64: bool = False, extra_header: dict[str, Any] | None = None) -> str:
+    """Sign ``payload`` (the exact bytes on the wire) and return ``header..signature``.
+
+    With ``b64=False`` (the default) the payload is unencoded (RFC 7797) and the header
+    carries ``b64: false`` and ``crit: ["b64"]``; with ``b64=True`` it is a standard
+    RFC 7515 Appendix F detached signature.
+    """
+    if alg not in ALGORITHMS:
+        raise AlgorithmNotAllowed(f"cannot sign with {alg!r}; use one of {', '.join(ALGORITHMS)}")
+    if not _key_fits(alg, key):
+        raise KeyAlgorithmMismatch(f"this key cannot sign {alg}")
+    header: dict[str, Any] = {"alg": alg}
+    if kid:
+        header["kid"] = kid
+    if not b64:
+        header.update({"b64": False, "crit": ["b64"]})
+    if extra_header:
+        header.update({k: v for k, v in extra_header.items() if k not in header})
+    encoded_header = _encode_header(header)
+    signing_input = _signing_input(encoded_header, payload, b64)
+    return f"{encoded_header}..{b64url_encode(_raw_sign(alg, key, signing_input))}"
+
+
+def sign_compact(payload: bytes, key: PrivateKey, *, alg: str = DEFAULT_ALGORITHM, kid: str | None = None,
+                 extra_header: dict[str, Any] | None = None) -> str:
+    """An ordinary (attached) compact JWS, e.g. a private_key_jwt client assertion."""
+    if alg not in ALGORITHMS or not _key_fits(alg, key):
+        raise KeyAlgorithmMismatch(f"this key cannot sign {alg}")
+    header = {**(extra_header or {}), "alg": alg, **({"kid": kid} if kid else {})}
+    signing_input = f"{_encode_header(header)}.{b64url_encode(payload)}"
+    signature = _raw_sign(alg, key, signing_input.encode("ascii"))
+    return f"{signing_input}.{b64url_encode(signature)}"
+
+
+def _signing_input(encoded_header: str, payload: bytes, b64: bool) -> bytes:
+    if b64:
+        return f"{encoded_header}.{b64url_encode(payload)}".encode("ascii")
+    return encoded_header.encode("ascii") + b"." + payload
+
+
+# --- Verification -------------------------------------------------------------------------------------
+
+def _parse_header(encoded: str) -> dict[str, Any]:
+    if len(encoded) > MAX_HEADER_BYTES:
+        raise HeaderTooLarge(f"the protected header is larger than {MAX_HEADER_BYTES} bytes")
+    try:
+        header = json.loads(b64url_decode(encoded))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MalformedSignature("the protected header is not base64url JSON") from exc
+    if not isinstance(header, dict):
+        raise MalformedSignature("the protected header is not a JSON object")
+    return header
+
+
+def _check_algorithm(header: dict[str, Any], algorithms: Iterable[str]) -> str:
+    alg = header.get("alg")
+    if not isinstance(alg, str):
+        raise MalformedSignature("the header has no alg")
+    if alg.lower() == "none":
+        raise UnsecuredAlgorithm("alg 'none' is never accepted")
+    if alg.upper().startswith("HS"):
+        raise SymmetricAlgorithm(f"HMAC algorithm {alg} is never accepted")
+    allowed = set(algorithms) & set(ALGORITHMS)
+    if alg not in allowed:
+        raise AlgorithmNotAllowed(f"alg {alg} is not allowed here ({', '.join(sorted(allowed))})")
+    return alg
+
+
+def _check_critical(header: dict[str, Any], allow_b64_without_crit: bool) -> bool:
+    """Validate ``crit`` and ``b64``; return whether the payload is base64url-encoded."""
+    crit = header.get("crit")
+    if crit is not None:
+        if not isinstance(crit, list) or not crit or not all(isinstance(name, str) for name in crit):
+            raise MalformedSignature("crit must be a non-empty list of header names")
+        unknown = [name for name in crit if name not in UNDERSTOOD_CRITICAL]
+        if unknown:
+            raise UnsupportedCritical(f"critical header parameter {unknown[0]!r} is not understood")
+        missing = [name for name in crit if name not in header]
+        if missing:
+            raise MalformedSignature(f"critical header parameter {missing[0]!r} is absent")
+    b64 = header.get("b64", True)
+    if not isinstance(b64, bool):
+        raise MalformedSignature("b64 must be a boolean")
+    if not b64 and "b64" not in (crit or []) and not allow_b64_without_crit:
+        raise UnencodedPayloadNotCritical("b64: false must be listed in crit (RFC 7797 §6)")
+    return b64
+
+
+def _check_key(alg: str, candidate: VerificationKey) -> bool:
+    if candidate.alg is not None and candidate.alg != alg:
+        return False
+    return _key_fits(alg, candidate.key)
+
+
+def _verify_with(alg: str, header: dict[str, Any], candidates: Sequence[VerificationKey], signature: bytes,
+                 signing_input: bytes, payload: bytes) -> VerifiedSignature:
+    if not candidates:
+        raise KeyNotFound("no key is registered for this signer" + (f" with kid {header['kid']!r}"
+                                                                     if "kid" in header else ""))
+    fitting = [candidate for candidate in candidates if _check_key(alg, candidate)]
+    if not fitting:
+        raise KeyAlgorithmMismatch(f"the signer's key does not fit alg {alg}")
+    for candidate in fitting:
+        try:
+            _raw_verify(alg, candidate.key, signature, signing_input)
+        except InvalidSignature:
+            continue
+        return VerifiedSignature(header=header, key=candidate, payload=payload)
+    raise SignatureInvalid("the signature does not match the payload and the signer's key")
+
+
+def verify_detached(signature: str, payload: bytes, resolver: Resolver, *,
+                    algorithms: Iterable[str] = ALGORITHMS,
+                    allow_b64_without_crit: bool = False) -> VerifiedSignature:
+    """Verify a detached JWS over ``payload`` (the exact bytes received)."""
+    if not isinstance(signature, str) or not signature:
+        raise MalformedSignature("the signature is missing")
+    parts = signature.strip().split(".")
+    if len(parts) != 3:
+        raise MalformedSignature("a detached JWS has the form header..signature")
+    encoded_header, encoded_payload, encoded_signature = parts
+    if encoded_payload:
+        raise NotDetached("the JWS carries its payload; a detached signature is expected")
+    if len(encoded_signature) > MAX_SIGNATURE_BYTES * 2:
+        raise MalformedSignature("the signature value is too long")
+    header = _parse_header(encoded_header)
+    alg = _check_algorithm(header, algorithms)
+    b64 = _check_critical(header, allow_b64_without_crit)
+    raw_signature = b64url_decode(encoded_signature)
+    if not raw_signature or len(raw_signature) > MAX_SIGNATURE_BYTES:
+        raise MalformedSignature("the signature value is empty or too long")
+    if "kid" in header and not isinstance(header["kid"], str):
+        raise MalformedSignature("kid must be a string")
+    candidates = resolver(header)
+    return _verify_with(alg, header, candidates, raw_signature, _signing_input(encoded_header, payload, b64),
+                        payload)
+
+
+def verify_compact(token: str, resolver: Resolver, *, algorithms: Iterable[str] = ALGORITHMS) -> VerifiedSignature:
+    """Verify an ordinary compact JWS (payload attached and base64url-encoded)."""
+    if not isinstance(token, str) or not token or len(token) > 16_384:
+        raise MalformedSignature("the JWS is missing or too long")
+    parts = token.split(".")
+    if len(parts) != 3 or not parts[1]:
+        raise MalformedSignature("a compact JWS has the form header.payload.signature")
+    header = _parse_header(parts[0])
+    alg = _check_algorithm(header, algorithms)
+    if header.get("crit") is not None or header.get("b64", True) is not True:
+        raise UnsupportedCritical("no critical extensions are understood here")
+    payload = b64url_decode(parts[1])
+    raw_signature = b64url_decode(parts[2])
+    return _verify_with(alg, header, resolver(header), raw_signature,
+                        f"{parts[0]}.{parts[1]}".encode("ascii"), payload)
+
+
+def static_resolver(keys: Sequence[VerificationKey]) -> Resolver:
+    """A resolver over a fixed key list: by kid when the header names one, else all."""
+
+    def resolve(header: dict[str, Any]) -> Sequence[VerificationKey]:
+        kid = header.get("kid")
+        if kid is None:
+            return list(keys)
+        return [key for key in keys if key.kid == kid]
+
+    return resolve

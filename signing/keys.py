@@ -1,0 +1,45 @@
+"""Turning key material (PEM, JWK) into the objects ``signing.jws`` works with."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from jwcrypto import jwk
+
+from signing.jws import JWSError, PrivateKey, VerificationKey
+
+DEFAULT_ALG = {"RSA": "RS256", "EC": "ES256", "OKP": "EdDSA"}
+
+
+def verification_key_from_jwk(data: dict[str, Any] | str, *, owner: Any = None) -> VerificationKey:
+    """A public JWK (dict or JSON) as a VerificationKey, bound to its ``alg`` if it has one."""
+    if isinstance(data, str):
+        data = json.loads(data)
+    if not isinstance(data, dict) or {"d", "k"} & set(data):
+        raise JWSError("expected a public JWK")
+    public = jwk.JWK(**{k: v for k, v in data.items() if k != "x5c"})
+    return VerificationKey(key=public.get_op_key("verify"), kid=data.get("kid"), alg=data.get("alg"), owner=owner)
+
+
+def load_private_key(material: str | bytes, password: bytes | None = None) -> PrivateKey:
+    """A private key from PEM (PKCS#8 / traditional) or a private JWK."""
+    text = material.decode() if isinstance(material, bytes) else material
+    if text.lstrip().startswith("{"):
+        return jwk.JWK.from_json(text).get_op_key("sign")
+    return serialization.load_pem_private_key(text.encode(), password=password)
+
+
+def default_alg(key: PrivateKey) -> str:
+    return DEFAULT_ALG[jwk.JWK.from_pyca(key.public_key())["kty"]]
+
+
+def thumbprint(key: PrivateKey) -> str:
+    """RFC 7638 thumbprint of the key's public half: the registry's default kid."""
+    return jwk.JWK.from_pyca(key.public_key()).thumbprint()
+
+
+def public_pem(key: PrivateKey) -> str:
+    return key.public_key().public_bytes(serialization.Encoding.PEM,
+                                         serialization.PublicFormat.SubjectPublicKeyInfo).decode()

@@ -1,0 +1,314 @@
+"""Talking to the Auth Service over HTTP: access tokens, the service's keys, and the
+registry's participant keys. No Django; used by the SDK and the provider middleware.
+
+- ``TokenManager``: client_credentials tokens (client secret or private_key_jwt),
+  cached until shortly before expiry, one refresh at a time.
+- ``ServiceKeys``: the service's JWKS found through discovery, cached for its
+  max-age, refetched once on an unknown kid (rate-limited).
+- ``AccessTokenVerifier``: offline validation of the service's RFC 9068 tokens.
+- ``RegistryClient``: participants' keys from the registry API, cached and
+  revalidated with ETags; its responses' signatures are checked against the service.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from signing.http import SIGNATURE_HEADER
+from signing.jws import (
+    JWSError,
+    KeyNotFound,
+    PrivateKey,
+    VerificationKey,
+    sign_compact,
+    verify_compact,
+    verify_detached,
+)
+from signing.keys import default_alg, verification_key_from_jwk
+
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+MAX_AGE = re.compile(r"max-age=(\d+)")
+
+
+class TokenError(JWSError):
+    """An access token failed validation."""
+
+    code = "ERR_JWT_INVALID"
+
+
+class TokenRequestError(Exception):
+    """The token endpoint refused to issue a token."""
+
+    def __init__(self, status: int, error: str, description: str = "") -> None:
+        super().__init__(f"token request failed ({status} {error}): {description}")
+        self.status, self.error, self.description = status, error, description
+
+
+class RegistryError(Exception):
+    """The registry could not be reached or answered unexpectedly."""
+
+
+def _max_age(response: httpx.Response, default: int) -> int:
+    match = MAX_AGE.search(response.headers.get("cache-control", ""))
+    return int(match.group(1)) if match else default
+
+
+# --- Tokens --------------------------------------------------------------------------------
+
+class TokenManager:
+    """Fetches and caches this participant's access token."""
+
+    def __init__(self, *, token_url: str, client_id: str, client_secret: str | None = None,
+                 private_key: PrivateKey | None = None, kid: str | None = None, alg: str | None = None,
+                 scope: str | None = None, resource: str | Sequence[str] | None = None,
+                 http: httpx.Client | None = None, refresh_margin: int = 30) -> None:
+        if (client_secret is None) == (private_key is None):
+            raise ValueError("give exactly one of client_secret and private_key")
+        self.token_url, self.client_id = token_url, client_id
+        self.client_secret, self.private_key = client_secret, private_key
+        self.kid, self.alg = kid, alg or (default_alg(private_key) if private_key is not None else None)
+        self.scope, self.resource = scope, resource
+        self.http = http or httpx.Client(timeout=10)
+        self.refresh_margin = refresh_margin
+        self._lock = threading.Lock()
+        self._token: str | None = None
+        self._expires_at = 0.0
+        self.fetches = 0
+
+    def get(self) -> str:
+        """A valid access token; at most one refresh runs at a time."""
+        if self._token and time.time() < self._expires_at - self.refresh_margin:
+            return self._token
+        with self._lock:
+            if self._token and time.time() < self._expires_at - self.refresh_margin:
+                return self._token
+            self._token, self._expires_at = self._fetch()
+            return self._token
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._token, self._expires_at = None, 0.0
+
+    def client_assertion(self) -> str:
+        """An RFC 7523 client assertion signed with the participant's registered key."""
+        now = int(time.time())
+        claims = {"iss": self.client_id, "sub": self.client_id, "aud": self.token_url, "iat": now,
+                  "exp": now + 60, "jti": uuid.uuid4().hex}
+        return sign_compact(json.dumps(claims).encode(), self.private_key, alg=self.alg, kid=self.kid,
+                            extra_header={"typ": "JWT"})
+
+    def _fetch(self) -> tuple[str, float]:
+        data: dict[str, Any] = {"grant_type": "client_credentials"}
+        if self.scope:
+            data["scope"] = self.scope
+        if self.resource:
+            data["resource"] = [self.resource] if isinstance(self.resource, str) else list(self.resource)
+        auth = None
+        if self.private_key is not None:
+            data.update({"client_assertion_type": ASSERTION_TYPE, "client_assertion": self.client_assertion()})
+        else:
+            auth = (self.client_id, self.client_secret)
+        response = self.http.post(self.token_url, data=data, auth=auth)
+        self.fetches += 1
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        if response.status_code != 200 or "access_token" not in body:
+            raise TokenRequestError(response.status_code, body.get("error", "unknown"),
+                                    body.get("error_description", ""))
+        return body["access_token"], time.time() + float(body.get("expires_in", 60))
+
+
+# --- The service's keys and its tokens ------------------------------------------------------------
+
+class ServiceKeys:
+    """The Auth Service's published keys, found through discovery."""
+
+    def __init__(self, issuer: str, *, http: httpx.Client | None = None, min_refresh_interval: float = 10.0,
+                 default_max_age: int = 300) -> None:
+        self.issuer = issuer.rstrip("/")
+        self.http = http or httpx.Client(timeout=10)
+        self.min_refresh_interval = min_refresh_interval
+        self.default_max_age = default_max_age
+        self._lock = threading.Lock()
+        self._metadata: dict[str, Any] | None = None
+        self._keys: dict[str, VerificationKey] = {}
+        self._expires_at = 0.0
+        self._last_forced = float("-inf")
+        self.fetches = 0
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        if self._metadata is None:
+            response = self.http.get(f"{self.issuer}/.well-known/openid-configuration")
+            if response.status_code != 200:
+                raise RegistryError(f"discovery failed with HTTP {response.status_code}")
+            metadata = response.json()
+            if metadata.get("issuer") != self.issuer:
+                raise RegistryError("the discovery document names another issuer")
+            self._metadata = metadata
+        return self._metadata
+
+    def _refresh(self) -> None:
+        response = self.http.get(self.metadata["jwks_uri"])
+        if response.status_code != 200:
+            raise RegistryError(f"JWKS fetch failed with HTTP {response.status_code}")
+        self.fetches += 1
+        keys = {}
+        for data in response.json().get("keys", []):
+            key = verification_key_from_jwk(data, owner="service")
+            if key.kid:
+                keys[key.kid] = key
+        self._keys = keys
+        self._expires_at = time.monotonic() + _max_age(response, self.default_max_age)
+
+    def resolve(self, header: dict[str, Any]) -> list[VerificationKey]:
+        kid = header.get("kid")
+        with self._lock:
+            if time.monotonic() >= self._expires_at:
+                self._refresh()
+            if kid not in self._keys and time.monotonic() - self._last_forced >= self.min_refresh_interval:
+                # An unknown kid may be a freshly rotated key: refetch once, rate-limited.
+                self._last_forced = time.monotonic()
+                self._refresh()
+            key = self._keys.get(kid)
+        return [key] if key else []
+
+
+@dataclass(frozen=True)
+class VerifiedToken:
+    claims: dict[str, Any]
+
+    @property
+    def participant_id(self) -> str | None:
+        return self.claims.get("participantId")
+
+    @property
+    def client_id(self) -> str | None:
+        return self.claims.get("client_id")
+
+    @property
+    def scopes(self) -> set[str]:
+        return set(str(self.claims.get("scope", "")).split())
+
+
+class AccessTokenVerifier:
+    """Offline validation of access tokens from the Auth Service."""
+
+    def __init__(self, service_keys: ServiceKeys, *, audience: str, leeway: int = 30,
+                 algorithms: Sequence[str] = ("RS256", "ES256")) -> None:
+        self.service_keys, self.audience, self.leeway = service_keys, audience, leeway
+        self.algorithms = tuple(algorithms)
+
+    def verify(self, token: str) -> VerifiedToken:
+        try:
+            verified = verify_compact(token, self.service_keys.resolve, algorithms=self.algorithms)
+        except JWSError as exc:
+            raise TokenError(f"access token: {exc}") from exc
+        if verified.header.get("typ") != "at+jwt":
+            raise TokenError("access token: typ must be at+jwt")
+        try:
+            claims = json.loads(verified.payload)
+        except ValueError as exc:
+            raise TokenError("access token: claims are not JSON") from exc
+        if not isinstance(claims, dict):
+            raise TokenError("access token: claims are not an object")
+        if claims.get("iss") != self.service_keys.issuer:
+            raise TokenError("access token: wrong issuer")
+        audiences = claims.get("aud")
+        audiences = [audiences] if isinstance(audiences, str) else list(audiences or [])
+        if self.audience not in audiences:
+            raise TokenError("access token: not meant for this provider")
+        now = time.time()
+        exp, nbf = claims.get("exp"), claims.get("nbf")
+        if not isinstance(exp, int | float) or now > exp + self.leeway:
+            raise TokenError("access token: expired")
+        if isinstance(nbf, int | float) and now < nbf - self.leeway:
+            raise TokenError("access token: not valid yet")
+        return VerifiedToken(claims)
+
+
+# --- The registry -----------------------------------------------------------------------------------
+
+@dataclass
+class _CachedKeys:
+    etag: str | None
+    keys: list[VerificationKey]
+    checked_at: float
+
+
+class RegistryClient:
+    """Participants' public keys from the registry API, cached and ETag-revalidated."""
+
+    def __init__(self, base_url: str, tokens: TokenManager, *, http: httpx.Client | None = None,
+                 service_keys: ServiceKeys | None = None, revalidate_after: float = 60.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.tokens = tokens
+        self.http = http or httpx.Client(timeout=10)
+        self.service_keys = service_keys
+        self.revalidate_after = revalidate_after
+        self._cache: dict[str, _CachedKeys] = {}
+        self._lock = threading.Lock()
+        self.requests = 0
+
+    def participant_keys(self, participant_id: str, *, revalidate: bool = False) -> list[VerificationKey]:
+        with self._lock:
+            cached = self._cache.get(participant_id)
+        if cached and not revalidate and time.monotonic() - cached.checked_at < self.revalidate_after:
+            return cached.keys
+        headers = {"Authorization": f"Bearer {self.tokens.get()}"}
+        if cached and cached.etag:
+            headers["If-None-Match"] = cached.etag
+        response = self.http.get(f"{self.base_url}/registry/v1/participants/{participant_id}/jwks", headers=headers)
+        self.requests += 1
+        if response.status_code == 304 and cached:
+            cached.checked_at = time.monotonic()
+            return cached.keys
+        if response.status_code == 404:
+            with self._lock:
+                self._cache.pop(participant_id, None)
+            return []
+        if response.status_code == 401:
+            self.tokens.invalidate()
+        if response.status_code != 200:
+            raise RegistryError(f"registry answered HTTP {response.status_code} for {participant_id}")
+        self._check_signature(response)
+        keys = [verification_key_from_jwk(data, owner=participant_id) for data in response.json()["keys"]]
+        with self._lock:
+            self._cache[participant_id] = _CachedKeys(response.headers.get("etag"), keys, time.monotonic())
+        return keys
+
+    def _check_signature(self, response: httpx.Response) -> None:
+        if self.service_keys is None:
+            return
+        signature = response.headers.get(SIGNATURE_HEADER)
+        if not signature:
+            raise RegistryError("the registry's response is not signed")
+        try:
+            verify_detached(signature, response.content, self.service_keys.resolve)
+        except JWSError as exc:
+            raise RegistryError(f"the registry's response signature is invalid: {exc}") from exc
+
+    def resolver(self, participant_id: str):
+        """A ``signing.jws`` resolver over one participant's active keys."""
+
+        def resolve(header: dict[str, Any]) -> list[VerificationKey]:
+            kid = header.get("kid")
+            keys = self.participant_keys(participant_id)
+            if kid is not None and not any(key.kid == kid for key in keys):
+                keys = self.participant_keys(participant_id, revalidate=True)  # a key added since
+            if not keys:
+                raise KeyNotFound(f"participant {participant_id} has no active keys in the registry")
+            return keys if kid is None else [key for key in keys if key.kid == kid]
+
+        return resolve
