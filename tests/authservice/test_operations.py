@@ -86,3 +86,20 @@ def test_check_deploy_is_clean_in_production_settings():
 def test_missing_key_encryption_key_is_warned_about_in_production():
     result = _manage("check", DJANGO_DEBUG="0")
     assert "authservice.W001" in result.stdout + result.stderr
+
+
+def test_purge_nonces_removes_only_expired_records(db):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from authservice.models import UsedNonce
+    from authservice.replay import claim_once
+
+    assert claim_once("t", "fresh", expires_at=timezone.now() + timedelta(minutes=5))
+    assert not claim_once("t", "fresh", expires_at=timezone.now() + timedelta(minutes=5))
+    UsedNonce.objects.create(key="0" * 64, expires_at=timezone.now() - timedelta(minutes=1))
+    out = StringIO()
+    call_command("purge_nonces", stdout=out)
+    assert "Deleted 1" in out.getvalue()
+    assert UsedNonce.objects.count() == 1
