@@ -98,6 +98,8 @@ def test_purge_nonces_removes_only_expired_records(db):
 
     assert claim_once("t", "fresh", expires_at=timezone.now() + timedelta(minutes=5))
     assert not claim_once("t", "fresh", expires_at=timezone.now() + timedelta(minutes=5))
+    UsedNonce.objects.all().delete()
+    UsedNonce.objects.create(key="1" * 64, expires_at=timezone.now() + timedelta(minutes=1))
     UsedNonce.objects.create(key="0" * 64, expires_at=timezone.now() - timedelta(minutes=1))
     out = StringIO()
     call_command("purge_nonces", stdout=out)
