@@ -1,4 +1,4 @@
-"""Read-only admin views of OAuth clients, token records and signing keys.
+"""Read-only admin views of OAuth clients, revoked tokens and signing keys.
 
 Clients belong to participants and change only through the registry's workflows;
 django-oauth-toolkit's editable admin pages (which would let anyone with access
@@ -13,7 +13,7 @@ from oauth2_provider.models import (
     get_refresh_token_model,
 )
 
-from authservice.models import SigningKey
+from authservice.models import RevokedToken, SigningKey
 
 for model in (get_application_model(), get_access_token_model(), get_grant_model(), get_id_token_model(),
               get_refresh_token_model()):
@@ -42,12 +42,11 @@ class OAuthClientAdmin(ReadOnlyAdmin):
     readonly_fields = fields
 
 
-@admin.register(get_access_token_model())
-class AccessTokenAdmin(ReadOnlyAdmin):
-    list_display = ["id", "application", "scope", "created", "expires"]
-    list_select_related = ["application"]
-    search_fields = ["application__client_id"]
-    fields = ["application", "scope", "resource", "created", "expires", "token_checksum"]
+@admin.register(RevokedToken)
+class RevokedTokenAdmin(ReadOnlyAdmin):
+    list_display = ["client_id", "revoked_at", "expires_at"]
+    search_fields = ["client_id"]
+    fields = ["client_id", "jti_hash", "revoked_at", "expires_at"]
     readonly_fields = fields
 
 

@@ -4,15 +4,14 @@ not been revoked."""
 
 from dataclasses import dataclass
 
-from oauth2_provider.models import get_access_token_model
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.permissions import BasePermission
 
 from authservice.conf import authservice_settings
 from authservice.jwt import TokenError
+from authservice.revocation import token_is_live
 from authservice.tokens import AccessToken, validate_access_token
-from authservice.validator import token_checksum
 
 
 class InvalidToken(exceptions.AuthenticationFailed):
@@ -41,13 +40,6 @@ class TokenCaller:
 
     def __str__(self) -> str:
         return f"client {self.client_id}"
-
-
-def token_is_live(token: AccessToken) -> bool:
-    """One indexed query: the token was not revoked and its client is still active."""
-    return get_access_token_model().objects.filter(
-        token_checksum=token_checksum(token.jti), application__is_active=True
-    ).exists()
 
 
 class BearerTokenAuthentication(BaseAuthentication):

@@ -95,3 +95,28 @@ class UsedNonce(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class ClientGeneration(models.Model):
+    """One row whose value changes with every change to a client or what it may be
+    granted. Workers cache client records and check this value on each request, so a
+    cached record never outlives the change that made it stale."""
+
+    value = models.PositiveBigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"client generation {self.value}"
+
+
+class RevokedToken(models.Model):
+    """An access token revoked before it expired (RFC 7009). Access tokens themselves
+    are self-contained JWTs and are not stored: issuing one writes nothing; revoking
+    one writes this row, which is dropped once the token would have expired anyway."""
+
+    jti_hash = models.CharField(max_length=64, unique=True)
+    client_id = models.CharField(max_length=100, db_index=True)
+    expires_at = models.DateTimeField(db_index=True)
+    revoked_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"revoked token of {self.client_id}"

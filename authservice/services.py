@@ -7,7 +7,9 @@ from datetime import timedelta
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
-from oauth2_provider.models import get_access_token_model, get_application_model
+from oauth2_provider.models import get_application_model
+
+from authservice.clientcache import bump_generation
 
 CLIENT_SECRET_BYTES = 32  # 256 bits
 
@@ -31,6 +33,7 @@ def client_create(*, name: str) -> tuple[object, str]:
     )
     client.full_clean(exclude=["client_secret"])
     client.save()
+    bump_generation()
     return client, secret
 
 
@@ -55,28 +58,25 @@ def client_rotate_secret(*, client, grace_seconds: int = 0) -> str:
     locked.client_secret = secret
     locked.save(update_fields=["client_secret", "previous_client_secret", "previous_secret_expires_at",
                                "updated"])
+    bump_generation()
     return secret
 
 
 @transaction.atomic
-def client_deactivate(*, client, revoke_tokens: bool = True) -> int:
-    """Stop the client at once: it cannot authenticate and its tokens introspect as
-    inactive. With ``revoke_tokens`` its token records are deleted too, for good.
-
-    Returns the number of tokens revoked.
-    """
+def client_deactivate(*, client) -> None:
+    """Stop the client at once: it cannot authenticate, and every token it holds is
+    refused wherever it is presented (introspection, the registry API) until it is
+    reactivated. Deleting the client afterwards makes that permanent."""
     Client = get_application_model()
     locked = Client.objects.select_for_update().get(pk=client.pk)
     locked.is_active = False
     locked.deactivated_at = timezone.now()
     locked.save(update_fields=["is_active", "deactivated_at", "updated"])
-    if not revoke_tokens:
-        return 0
-    deleted, _ = get_access_token_model().objects.filter(application=locked).delete()
-    return deleted
+    bump_generation()
 
 
 @transaction.atomic
 def client_reactivate(*, client) -> None:
     Client = get_application_model()
     Client.objects.filter(pk=client.pk).update(is_active=True, deactivated_at=None, updated=timezone.now())
+    bump_generation()

@@ -8,25 +8,25 @@ introspection open to any confidential client.
 
 import base64
 import binascii
-import hashlib
 import json
 import logging
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from urllib.parse import unquote_plus
 
 from django.contrib.auth.hashers import check_password, make_password
-from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
-from oauth2_provider.models import get_access_token_model, get_application_model, set_token_value
+from oauth2_provider.models import get_application_model
 from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauthlib.oauth2.rfc6749 import errors
 
+from authservice.clientcache import ClientRecord, client_cache
 from authservice.conf import authservice_settings
-from authservice.grants import client_keys_for, grants_for
+from authservice.grants import ClientGrants, client_keys_for
 from authservice.jwt import TokenError, b64url_decode
 from authservice.replay import claim_once
+from authservice.revocation import revoke_access_token, token_is_live
 from authservice.tokens import validate_access_token
 from signing.jws import ALGORITHMS, JWSError, static_resolver, verify_compact
 
@@ -36,10 +36,6 @@ CLIENT_CREDENTIALS = "client_credentials"
 CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 # Compared against when the client_id is unknown, so both cases cost one hash.
 _DUMMY_SECRET_HASH = make_password("unknown-client", hasher="client_secret_sha256")
-
-
-def token_checksum(jti: str) -> str:
-    return hashlib.sha256(jti.encode("utf-8")).hexdigest()
 
 
 def _basic_credentials(request) -> tuple[str, str] | None:
@@ -83,14 +79,12 @@ class ClientCredentialsValidator(OAuth2Validator):
                 return False
         else:
             client_id, secret = request.client_id or "", body_secret or ""
-        client = self._active_client(client_id)
-        stored = client.client_secret if client is not None else _DUMMY_SECRET_HASH
+        record = self._active_record(client_id)
+        stored = record.client.client_secret if record is not None else _DUMMY_SECRET_HASH
         secret_ok = check_password(secret, stored)
-        if client is None or not (secret_ok or self._previous_secret_matches(client, secret)):
+        if record is None or not (secret_ok or self._previous_secret_matches(record.client, secret)):
             return False
-        request.client = client
-        request.client_id = client.client_id
-        return True
+        return self._accept(request, record)
 
     def _authenticate_assertion(self, request, params: dict[str, str]) -> bool:
         """RFC 7523 private_key_jwt, signed with one of the participant's registered keys."""
@@ -104,9 +98,10 @@ class ClientCredentialsValidator(OAuth2Validator):
             return False
         if not isinstance(client_id, str) or (request.client_id and request.client_id != client_id):
             return False
-        client = self._active_client(client_id)
-        if client is None:
+        record = self._active_record(client_id)
+        if record is None:
             return False
+        client = record.client
         try:
             verified = verify_compact(assertion, static_resolver(client_keys_for(client)), algorithms=ALGORITHMS)
             claims = json.loads(verified.payload)
@@ -119,9 +114,7 @@ class ClientCredentialsValidator(OAuth2Validator):
         if not claim_once("client_assertion", f"{client_id}:{claims['jti']}", expires_at=expires_at):
             logger.warning("replayed client assertion refused for client_id=%s", client_id)
             return False
-        request.client = client
-        request.client_id = client.client_id
-        return True
+        return self._accept(request, record)
 
     @staticmethod
     def _assertion_claims_valid(claims, client_id: str) -> bool:
@@ -154,16 +147,31 @@ class ClientCredentialsValidator(OAuth2Validator):
         return False  # no public clients
 
     @staticmethod
-    def _active_client(client_id: str):
+    def _active_record(client_id: str) -> ClientRecord | None:
+        """The cached record of an active confidential client_credentials client."""
         if not client_id or len(client_id) > 100 or "\x00" in client_id:
             return None
+        record = client_cache.get(client_id)
+        if record is None:
+            return None
         Client = get_application_model()
-        client = Client.objects.filter(client_id=client_id, is_active=True).first()
-        if client is None or client.authorization_grant_type != Client.GRANT_CLIENT_CREDENTIALS:
+        if record.client.authorization_grant_type != Client.GRANT_CLIENT_CREDENTIALS:
             return None
-        if client.client_type != Client.CLIENT_CONFIDENTIAL:
+        if record.client.client_type != Client.CLIENT_CONFIDENTIAL:
             return None
-        return client
+        return record
+
+    @staticmethod
+    def _accept(request, record: ClientRecord) -> bool:
+        request.client = record.client
+        request.client_id = record.client.client_id
+        request.client_grants = record.grants
+        return True
+
+    @staticmethod
+    def _grants(request) -> ClientGrants:
+        """The grants loaded with the authenticated client (same generation)."""
+        return getattr(request, "client_grants", None) or ClientGrants(scopes_by_audience={})
 
     def validate_grant_type(self, client_id, grant_type, client, request, *args, **kwargs) -> bool:
         return grant_type == CLIENT_CREDENTIALS
@@ -174,7 +182,7 @@ class ClientCredentialsValidator(OAuth2Validator):
         return [value for key, value in (request.decoded_body or []) if key == "resource"]
 
     def get_default_scopes(self, client_id, request, *args, **kwargs) -> list[str]:
-        grants = grants_for(request.client)
+        grants = self._grants(request)
         resources = self._requested_resources(request)
         audiences = resources or list(grants.scopes_by_audience)
         scopes = set().union(*(grants.scopes_by_audience.get(aud, frozenset()) for aud in audiences))
@@ -182,7 +190,7 @@ class ClientCredentialsValidator(OAuth2Validator):
 
     def validate_scopes(self, client_id, scopes, client, request, *args, **kwargs) -> bool:
         """Grant only from the client's mappings; decide the token's audiences."""
-        grants = grants_for(client)
+        grants = self._grants(request)
         resources = self._requested_resources(request)
         unknown = [r for r in resources if r not in grants.scopes_by_audience]
         if unknown:
@@ -203,45 +211,31 @@ class ClientCredentialsValidator(OAuth2Validator):
         request.token_claims = grants.claims
         return True
 
-    # --- storage -----------------------------------------------------------------------------
+    # --- storage ---------------------------------------------------------------------------------
 
     def save_bearer_token(self, token, request, *args, **kwargs) -> None:
-        """Record a checksum of the token's jti (never the token itself): one indexed insert."""
-        claims = request.access_token_claims
-        AccessToken = get_access_token_model()
-        with transaction.atomic(using=AccessToken.objects.db):
-            row = AccessToken(
-                application=request.client,
-                user=None,
-                scope=claims["scope"],
-                expires=timezone.now() + timedelta(seconds=int(request.expires_in)),
-                resource=sorted(request.token_audiences),
-            )
-            set_token_value(row, claims["jti"])
-            row.save()
+        """Nothing to store: the access token is a self-contained signed JWT.
+
+        Whether it is still good is decided when it is presented: signature and expiry,
+        its client still active (suspension and offboarding), and its jti absent from
+        the revocation list. So issuing a token costs no database write at all.
+        """
 
     # --- introspection and revocation ----------------------------------------------------------
 
-    def _stored_token(self, token: str, *, check_time: bool):
+    def _parsed(self, token: str, *, check_time: bool):
         try:
-            parsed = validate_access_token(token, check_time=check_time)
+            return validate_access_token(token, check_time=check_time)
         except TokenError:
-            return None, None
-        AccessToken = get_access_token_model()
-        row = (
-            AccessToken.objects.select_related("application")
-            .filter(token_checksum=token_checksum(parsed.jti))
-            .first()
-        )
-        return parsed, row
+            return None
 
     def introspect_token(self, token, token_type_hint, request, *args, **kwargs):
         """RFC 7662, restricted: only the token's own client or one of its audiences may look."""
-        parsed, row = self._stored_token(token, check_time=True)
-        if parsed is None or row is None or not row.application.is_active or row.is_expired():
+        parsed = self._parsed(token, check_time=True)
+        if parsed is None or not token_is_live(parsed):
             return None
         caller = request.client
-        caller_identities = grants_for(caller).identities
+        caller_identities = self._grants(request).identities
         if caller.client_id != parsed.client_id and not caller_identities & set(parsed.audiences):
             return None
         claims = {key: value for key, value in parsed.claims.items()}
@@ -250,8 +244,10 @@ class ClientCredentialsValidator(OAuth2Validator):
         return claims
 
     def revoke_token(self, token, token_type_hint, request, *args, **kwargs) -> None:
-        """RFC 7009: a client revokes only its own tokens; anything else is a silent no-op."""
-        parsed, row = self._stored_token(token, check_time=False)
-        if row is not None and row.application_id == request.client.pk:
-            row.delete()
-            logger.info("revoked token jti=%s client_id=%s", parsed.jti, request.client.client_id)
+        """RFC 7009: a client revokes only its own, unexpired tokens; anything else is a
+        silent no-op (the response does not say whether the token existed)."""
+        parsed = self._parsed(token, check_time=True)
+        if parsed is None or parsed.client_id != request.client.client_id:
+            return
+        revoke_access_token(parsed)
+        logger.info("revoked token jti=%s client_id=%s", parsed.jti, request.client.client_id)

@@ -12,6 +12,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from authservice.clientcache import bump_generation
 from registry.models import AuditChainHead, AuditEvent
 
 GENESIS_HASH = "0" * 64
@@ -63,6 +64,9 @@ def record_event(*, action: str, acting_user, participant=None, organisation=Non
     event.save(force_insert=True)
     head.sequence, head.last_hash = event.sequence, event.hash
     head.save(update_fields=["sequence", "last_hash"])
+    # Every registry change may change what a client is granted: stale cached client
+    # records are dropped in every worker on their next request.
+    bump_generation()
     return event
 
 

@@ -2,7 +2,6 @@
 
 from django.db.models import Prefetch, Q, QuerySet
 from django.utils import timezone
-from oauth2_provider.models import get_access_token_model
 
 from registry.models import KeyStatus, Participant, PublicKey, ResourceMapping, Status
 
@@ -45,17 +44,11 @@ def participant_get(participant_id) -> Participant | None:
 
 def offboarding_plan(participant: Participant) -> dict:
     """Exactly what offboarding will remove, for the confirmation page and the audit event."""
-    tokens = 0
-    if participant.client_id:
-        tokens = get_access_token_model().objects.filter(
-            application_id=participant.client_id, expires__gt=timezone.now()
-        ).count()
     mappings = ResourceMapping.objects.filter(Q(client=participant) | Q(provider=participant)).select_related(
         "client__organisation", "provider__organisation"
     )
     return {
         "client_id": participant.client.client_id if participant.client_id else None,
-        "live_tokens": tokens,
         "keys": [key.kid for key in participant.keys.filter(status=KeyStatus.ACTIVE)],
         "endpoints": [endpoint.url for endpoint in participant.endpoints.all()],
         "mappings": [str(mapping) for mapping in mappings],

@@ -280,7 +280,7 @@ def participant_suspend(*, participant: Participant, reason: str, acting_user) -
     participant = _locked(participant)
     before = _snapshot(participant)
     _transition(participant, Status.SUSPENDED)
-    client_deactivate(client=participant.client, revoke_tokens=False)
+    client_deactivate(client=participant.client)
     participant.status, participant.status_changed_at = Status.SUSPENDED, timezone.now()
     participant.status_reason = reason
     participant.save(update_fields=["status", "status_changed_at", "status_reason", "updated_at"])
@@ -319,10 +319,9 @@ def participant_offboard(*, participant: Participant, reason: str, acting_user) 
     _transition(participant, Status.OFFBOARDED)
     plan = offboarding_plan(participant)
 
-    tokens_revoked = 0
     if participant.client is not None:
         client = participant.client
-        tokens_revoked = client_deactivate(client=client, revoke_tokens=True)
+        client_deactivate(client=client)
         participant.client = None
         participant.save(update_fields=["client", "updated_at"])
         client.delete()
@@ -334,7 +333,7 @@ def participant_offboard(*, participant: Participant, reason: str, acting_user) 
     participant.status, participant.status_changed_at = Status.OFFBOARDED, now
     participant.status_reason = reason
     participant.save(update_fields=["status", "status_changed_at", "status_reason", "updated_at"])
-    removed = {**plan, "tokens_revoked": tokens_revoked}
+    removed = plan
     record_event(action=AuditAction.PARTICIPANT_OFFBOARDED, acting_user=acting_user, participant=participant,
                  before=before, after={**_snapshot(participant), "reason": reason, "removed": removed})
     return removed

@@ -7,6 +7,7 @@ from urllib.parse import urlencode
 import pytest
 from django.core.cache import cache
 
+from authservice.clientcache import client_cache
 from authservice.keys import key_cache, signing_key_ensure
 from authservice.services import client_create
 
@@ -32,9 +33,11 @@ def _plain_static_storage(settings):
 @pytest.fixture(autouse=True)
 def _fresh_caches():
     key_cache.clear()
+    client_cache.clear()
     cache.clear()
     yield
     key_cache.clear()
+    client_cache.clear()
     cache.clear()
 
 

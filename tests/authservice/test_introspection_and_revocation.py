@@ -1,12 +1,10 @@
 """RFC 7662 introspection and RFC 7009 revocation, restricted to the token's owner."""
 
 import pytest
-from oauth2_provider.models import get_access_token_model
 
+from authservice.models import RevokedToken
 from authservice.services import client_deactivate
 from tests.conftest import FORM, basic, form
-
-AccessToken = get_access_token_model()
 
 
 @pytest.fixture
@@ -54,12 +52,15 @@ def test_another_client_cannot_introspect(client, stranger, token):
 def test_revoked_token_introspects_inactive(client, owner, token):
     assert _revoke(client, owner, token).status_code == 200
     assert _introspect(client, owner, token).json() == {"active": False}
-    assert AccessToken.objects.count() == 0
+    assert RevokedToken.objects.get().client_id == owner[0].client_id
+    assert _revoke(client, owner, token).status_code == 200  # twice is fine
+    assert RevokedToken.objects.count() == 1
 
 
 def test_another_client_cannot_revoke(client, owner, stranger, token):
     assert _revoke(client, stranger, token).status_code == 200  # RFC 7009: no disclosure
     assert _introspect(client, owner, token).json()["active"] is True
+    assert not RevokedToken.objects.exists()
 
 
 def test_deactivated_clients_tokens_are_inactive_at_once(client, owner, stranger, token):

@@ -88,7 +88,7 @@ def test_missing_key_encryption_key_is_warned_about_in_production():
     assert "authservice.W001" in result.stdout + result.stderr
 
 
-def test_purge_nonces_removes_only_expired_records(db):
+def test_purge_expired_removes_only_expired_records(db):
     from datetime import timedelta
 
     from django.utils import timezone
@@ -102,6 +102,6 @@ def test_purge_nonces_removes_only_expired_records(db):
     UsedNonce.objects.create(key="1" * 64, expires_at=timezone.now() + timedelta(minutes=1))
     UsedNonce.objects.create(key="0" * 64, expires_at=timezone.now() - timedelta(minutes=1))
     out = StringIO()
-    call_command("purge_nonces", stdout=out)
-    assert "Deleted 1" in out.getvalue()
+    call_command("purge_expired", stdout=out)
+    assert "1 expired assertion records" in out.getvalue()
     assert UsedNonce.objects.count() == 1

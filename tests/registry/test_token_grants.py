@@ -143,3 +143,18 @@ def test_offboarded_client_cannot_get_token(onboard, admin_user, token_for):
     response = token_for(client, creds.client_secret)
     assert response.status_code == 401
     assert response.json()["error"] == "invalid_client"
+
+
+def test_offboarded_participants_tokens_are_inactive_at_once(agent_and_lender, admin_user, token_for, client):
+    agent, lender = agent_and_lender
+    token = token_for(agent.participant.client, agent.client_secret).json()["access_token"]
+
+    def introspect():
+        return client.post("/oauth2/introspect", form({"token": token}), content_type=FORM,
+                           HTTP_AUTHORIZATION=basic(lender.client_id, lender.client_secret)).json()
+
+    assert introspect()["active"] is True
+    assert client.get("/registry/v1/participants", HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 200
+    services.participant_offboard(participant=agent.participant, reason="exit", acting_user=admin_user)
+    assert introspect() == {"active": False}
+    assert client.get("/registry/v1/participants", HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 401

@@ -17,6 +17,6 @@ class Command(RegistryCommand):
         if json:
             self.emit_json({"participant_id": participant_id, "removed": removed})
             return
-        self.stdout.write(f"Offboarded {participant}: client {removed['client_id']}, "
-                          f"{removed['tokens_revoked']} token(s), {len(removed['keys'])} key(s), "
+        self.stdout.write(f"Offboarded {participant}: client {removed['client_id']} and every token it held, "
+                          f"{len(removed['keys'])} key(s), "
                           f"{len(removed['endpoints'])} endpoint(s), {len(removed['mappings'])} mapping(s) removed.")

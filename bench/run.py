@@ -1,0 +1,460 @@
+"""Benchmarks, side by side with node-oidc-provider, reported as ratios.
+
+    make bench                      # the full run (a few minutes)
+    .venv/bin/python bench/run.py --duration 2 --rounds 1 --cases token   # a quick look
+
+Starts this service under gunicorn on PostgreSQL in production settings and the
+peer (node-oidc-provider, configured equivalently) on the same machine, loads each
+in turn with wrk (alternating A/B/A/B), and prints a table; the results are also
+written as JSON under bench/results/. Nothing here asserts a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import psycopg
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from jwcrypto import jwk
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+PY = sys.executable
+ADMIN_DSN = os.environ.get("BENCH_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+DB_NAME = "ocen_bench"
+sys.path.insert(0, str(ROOT))
+
+from signing.jws import sign_compact  # noqa: E402
+from signing.keys import public_pem, thumbprint  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def rss_kib(pid: int) -> int:
+    """Resident memory of a process and all its descendants, KiB."""
+    total, pending = 0, [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            status = Path(f"/proc/{current}/status").read_text()
+            total += int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS")))
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except (FileNotFoundError, StopIteration, ProcessLookupError):
+            continue
+        pending.extend(int(child) for child in children)
+    return total
+
+
+def wait_for(url: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not come up")
+
+
+@dataclass
+class WrkResult:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    requests: int
+
+
+def wrk(url: str, script: str, *, duration: int, connections: int, threads: int, env: dict) -> WrkResult:
+    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency", "-s",
+               str(BENCH / "wrk" / script), url]
+    output = subprocess.run(command, capture_output=True, text=True, check=True, timeout=duration + 60,
+                            env={**os.environ, "BENCH_WRK_DIR": str(BENCH / "wrk"), "BENCH_THREADS": str(threads),
+                                 **env}).stdout
+    line = next(line for line in output.splitlines() if line.startswith("{"))
+    data = json.loads(line)
+    return WrkResult(rps=data["requests"] / (data["duration_us"] / 1e6), p50_ms=data["p50_us"] / 1000,
+                     p99_ms=data["p99_us"] / 1000, errors=data["non_2xx_3xx"] + data["socket_errors"],
+                     requests=data["requests"])
+
+
+@dataclass
+class Row:
+    case: str
+    subject: str
+    results: list[WrkResult] = field(default_factory=list)
+    rss_kib: int = 0
+    peer_rps: float | None = None
+    note: str = ""
+
+    @property
+    def rps(self) -> float:
+        return statistics.mean(r.rps for r in self.results)
+
+    def as_dict(self) -> dict:
+        return {
+            "case": self.case, "subject": self.subject, "rps": round(self.rps, 1),
+            "p50_ms": round(statistics.mean(r.p50_ms for r in self.results), 2),
+            "p99_ms": round(statistics.mean(r.p99_ms for r in self.results), 2),
+            "errors": sum(r.errors for r in self.results), "requests": sum(r.requests for r in self.results),
+            "rss_mib": round(self.rss_kib / 1024, 1),
+            "ratio_to_peer": round(self.rps / self.peer_rps, 2) if self.peer_rps else None,
+            "runs_rps": [round(r.rps, 1) for r in self.results], "note": self.note,
+        }
+
+
+# --- The two servers -------------------------------------------------------------------------
+
+class Service:
+    def __init__(self, *, workers: int, threads: int, worker_class: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.workers, self.threads, self.worker_class = workers, threads, worker_class
+        self.var = Path(tempfile.mkdtemp(prefix="ocen-bench-"))
+        self.env = {
+            **os.environ,
+            "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DB_NAME}",
+            "DJANGO_DEBUG": "0",
+            "DJANGO_SECRET_KEY": secrets.token_urlsafe(48),
+            "AUTHSERVICE_KEY_ENCRYPTION_KEY": secrets.token_urlsafe(32),
+            "AUTHSERVICE_ISSUER": self.url,
+            "AUTHSERVICE_VAR_DIR": str(self.var),
+            "LOG_LEVEL": "WARNING",
+            "REDIS_URL": os.environ.get("BENCH_REDIS_URL", ""),
+            "PYTHONWARNINGS": "ignore",
+        }
+        self.process: subprocess.Popen | None = None
+
+    def manage(self, *args: str) -> str:
+        return subprocess.run([PY, "manage.py", *args], cwd=ROOT, env=self.env, capture_output=True, text=True,
+                              check=True, timeout=600).stdout
+
+    def start(self) -> None:
+        command = [str(Path(PY).parent / "gunicorn"), "authservice.wsgi", "-b", f"127.0.0.1:{self.port}",
+                   "-w", str(self.workers), "-k", self.worker_class, "--threads", str(self.threads),
+                   "--keep-alive", "30", "--log-level", "warning"]
+        self.process = subprocess.Popen(command, cwd=ROOT, env=self.env, start_new_session=True,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(f"{self.url}/readyz")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=30)
+        shutil.rmtree(self.var, ignore_errors=True)
+
+
+class Peer:
+    def __init__(self, clients: list[dict]) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        private_jwk = {**jwk.JWK.from_pyca(key).export_private(as_dict=True), "kid": "peer", "use": "sig",
+                       "alg": "RS256"}
+        self.config = {"port": self.port, "clients": clients, "jwk": private_jwk, "ttl": 900}
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        if not (BENCH / "node_modules" / "oidc-provider").exists():
+            subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--silent"], cwd=BENCH, check=True,
+                           timeout=600)
+        self.process = subprocess.Popen(["node", str(BENCH / "peer" / "oidc_server.mjs")], cwd=BENCH,
+                                        env={**os.environ, "PEER_CONFIG": json.dumps(self.config),
+                                             "NODE_ENV": "production"},
+                                        start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(f"{self.url}/.well-known/openid-configuration")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=30)
+
+
+@contextmanager
+def bench_database():
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {DB_NAME}")
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{DB_NAME}"
+    finally:
+        with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
+
+
+def basic(client_id: str, secret: str) -> str:
+    return base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+
+
+# --- Cases -----------------------------------------------------------------------------------------
+
+def onboard(service: Service, name: str, role: str, key) -> dict:
+    with tempfile.NamedTemporaryFile("w", suffix=".pem", delete=False) as handle:
+        handle.write(public_pem(key))
+    try:
+        return json.loads(service.manage("onboard", "--org-name", name, "--role", role, "--base-url",
+                                         f"https://{name.lower().replace(' ', '-')}.example", "--public-key",
+                                         handle.name, "--json"))
+    finally:
+        os.unlink(handle.name)
+
+
+def case_token(args, service: Service, peer: Peer, agent: dict) -> list[Row]:
+    ours, theirs = Row("token, client_secret_basic", "authservice"), Row("token, client_secret_basic",
+                                                                          "node-oidc-provider")
+    ours_env = {"BENCH_BASIC": basic(agent["client_id"], agent["client_secret"])}
+    peer_client = peer.config["clients"][0]
+    peer_env = {"BENCH_BASIC": basic(peer_client["client_id"], peer_client["client_secret"])}
+    for _ in range(args.rounds):
+        ours.results.append(wrk(f"{service.url}/oauth2/token", "token_basic.lua", env=ours_env, **args.load))
+        ours.rss_kib = max(ours.rss_kib, rss_kib(service.process.pid))
+        theirs.results.append(wrk(f"{peer.url}/token", "token_basic.lua", env=peer_env, **args.load))
+        theirs.rss_kib = max(theirs.rss_kib, rss_kib(peer.process.pid))
+    ours.peer_rps = theirs.peer_rps = theirs.rps
+    return [ours, theirs]
+
+
+def case_assertion(args, service: Service, agent: dict, agent_key, peer_rps: float | None) -> list[Row]:
+    row = Row("token, private_key_jwt", "authservice", peer_rps=peer_rps,
+              note="peer: client_secret_basic figure (private_key_jwt not configured there)")
+    token_url = f"{service.url}/oauth2/token"
+    count = min(200_000, int(args.assertions_per_second * args.duration * args.rounds) + 1000)
+    kid = thumbprint(agent_key)
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as handle:
+        now = int(time.time())
+        for _ in range(count):
+            claims = {"iss": agent["client_id"], "sub": agent["client_id"], "aud": token_url, "iat": now,
+                      "exp": now + 280, "jti": uuid.uuid4().hex}
+            assertion = sign_compact(json.dumps(claims).encode(), agent_key, alg="ES256", kid=kid)
+            handle.write("grant_type=client_credentials&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3A"
+                         f"client-assertion-type%3Ajwt-bearer&client_assertion={assertion}\n")
+    try:
+        for _ in range(args.rounds):
+            row.results.append(wrk(token_url, "token_assertion.lua", env={"BENCH_ASSERTIONS": handle.name},
+                                   **args.load))
+    finally:
+        os.unlink(handle.name)
+    row.rss_kib = rss_kib(service.process.pid)
+    return [row]
+
+
+def case_registry(args, service: Service, agent: dict, lender: dict) -> list[Row]:
+    token = httpx.post(f"{service.url}/oauth2/token", data={"grant_type": "client_credentials",
+                                                            "resource": "urn:ocen:registry"},
+                       auth=(agent["client_id"], agent["client_secret"])).json()["access_token"]
+    path = f"{service.url}/registry/v1/participants/{lender['participant_id']}"
+    etag = httpx.get(path, headers={"Authorization": f"Bearer {token}"}).headers["etag"]
+    rows = []
+    for label, tag in (("registry GET participant, 200", ""), ("registry GET participant, 304", etag)):
+        row = Row(label, "authservice", note="no peer equivalent")
+        for _ in range(args.rounds):
+            row.results.append(wrk(path, "registry_get.lua", env={"BENCH_TOKEN": token, "BENCH_ETAG": tag},
+                                   **args.load))
+        row.rss_kib = rss_kib(service.process.pid)
+        rows.append(row)
+    return rows
+
+
+def case_growth(args, service: Service, agent: dict, lender: dict, dsn: str, empty_rps: float,
+                peer_rps: float | None, registry_rps: float | None) -> tuple:
+    """Throughput after 1,000,000 issued tokens, and list latency with many participants.
+
+    Issuing a token stores nothing, so a million issued tokens leave no trace; what
+    does grow is the revocation list, consulted when a token is presented. It is
+    seeded with a million revoked (still unexpired) tokens, then the token endpoint
+    and the token-checking registry API are measured again.
+    """
+    info: dict = {}
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        started = time.monotonic()
+        conn.execute(
+            "INSERT INTO authservice_revokedtoken (jti_hash, client_id, expires_at, revoked_at) "
+            "SELECT encode(sha256(('bench-' || g)::bytea), 'hex'), %s, now() + interval '15 minutes', now() "
+            "FROM generate_series(1, %s) g", (agent["client_id"], args.stored_tokens))
+        conn.execute("ANALYZE authservice_revokedtoken")
+        info["seed_revocations_seconds"] = round(time.monotonic() - started, 1)
+        info["revoked_tokens"] = args.stored_tokens
+        info["revocation_table_mib"] = round(conn.execute(
+            "SELECT pg_total_relation_size('authservice_revokedtoken')").fetchone()[0] / 2**20, 1)
+        info["index_sizes_mib"] = {name: round(size / 2**20, 1) for name, size in conn.execute(
+            "SELECT indexrelname, pg_relation_size(indexrelid) FROM pg_stat_user_indexes "
+            "WHERE relname = 'authservice_revokedtoken'").fetchall()}
+        info["token_rows_written_per_token"] = 0
+    row = Row(f"token, {args.stored_tokens:,} revoked tokens stored", "authservice", peer_rps=peer_rps,
+              note=f"empty: {empty_rps:.0f}/s")
+    env = {"BENCH_BASIC": basic(agent["client_id"], agent["client_secret"])}
+    for _ in range(args.rounds):
+        row.results.append(wrk(f"{service.url}/oauth2/token", "token_basic.lua", env=env, **args.load))
+    row.rss_kib = rss_kib(service.process.pid)
+    info["token_growth_ratio"] = round(row.rps / empty_rps, 2)
+    growth_rows = [row]
+    if registry_rps:
+        token = httpx.post(f"{service.url}/oauth2/token", data={"grant_type": "client_credentials",
+                                                                "resource": "urn:ocen:registry"},
+                           auth=(agent["client_id"], agent["client_secret"])).json()["access_token"]
+        registry = Row(f"registry GET, {args.stored_tokens:,} revoked", "authservice",
+                       note=f"empty: {registry_rps:.0f}/s")
+        path = f"{service.url}/registry/v1/participants/{lender['participant_id']}"
+        for _ in range(args.rounds):
+            registry.results.append(wrk(path, "registry_get.lua", env={"BENCH_TOKEN": token, "BENCH_ETAG": ""},
+                                        **args.load))
+        info["registry_growth_ratio"] = round(registry.rps / registry_rps, 2)
+        growth_rows.append(registry)
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO registry_organisation (org_id, legal_name, website, contact_email, contact_phone, "
+            "created_at, updated_at) SELECT gen_random_uuid(), 'Bench Org ' || g, '', '', '', now(), now() "
+            "FROM generate_series(1, %s) g", (args.participants,))
+        conn.execute(
+            "INSERT INTO registry_participant (participant_id, organisation_id, role, status, status_reason, "
+            "status_changed_at, created_at, updated_at) SELECT gen_random_uuid(), o.id, 'LENDER', 'APPROVED', '', "
+            "now(), now(), now() FROM registry_organisation o WHERE o.legal_name LIKE 'Bench Org %%'")
+        conn.execute("ANALYZE")
+    token = httpx.post(f"{service.url}/oauth2/token", data={"grant_type": "client_credentials",
+                                                            "resource": "urn:ocen:registry"},
+                       auth=(agent["client_id"], agent["client_secret"])).json()["access_token"]
+    listing = Row(f"registry list, {args.participants:,} participants", "authservice", note="page of 50")
+    for _ in range(args.rounds):
+        listing.results.append(wrk(f"{service.url}/registry/v1/participants?page=100", "registry_get.lua",
+                                   env={"BENCH_TOKEN": token, "BENCH_ETAG": ""}, **args.load))
+    listing.rss_kib = rss_kib(service.process.pid)
+    return [*growth_rows, listing], info
+
+
+# --- Report ----------------------------------------------------------------------------------------
+
+def print_table(rows: list[dict], verify_rows: list[dict], info: dict, meta: dict) -> None:
+    print(f"\nOCEN Auth Service benchmarks — {meta['started']} — {meta['machine']}")
+    print(f"load: wrk -t{meta['wrk_threads']} -c{meta['connections']} -d{meta['duration']}s x {meta['rounds']} "
+          f"rounds (A/B alternating); service: gunicorn {meta['workers']}x{meta['worker_class']}"
+          f"/{meta['gunicorn_threads']} threads, PostgreSQL")
+    header = (f"{'case':<38} {'server':<19} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} "
+              f"{'RSS MiB':>8} {'vs peer':>8}")
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        ratio = f"{row['ratio_to_peer']:.2f}x" if row["ratio_to_peer"] else "—"
+        print(f"{row['case']:<38} {row['subject']:<19} {row['rps']:>8.0f} {row['p50_ms']:>7.2f} {row['p99_ms']:>7.2f} "
+              f"{row['errors']:>6} {row['rss_mib']:>8.1f} {ratio:>8}")
+    if verify_rows:
+        print("\nprovider-side verification per request, in-process (µs per call)")
+        print(f"{'alg':<7} {'raw verify':>11} {'signature check':>16} {'token+signature':>16} {'overhead':>9}")
+        for row in verify_rows:
+            print(f"{row['alg']:<7} {row['raw_us']:>11.1f} {row['jws_us']:>16.1f} {row['full_us']:>16.1f} "
+                  f"{row['overhead']:>8.2f}x")
+        print("overhead = (token+signature) / (raw token verify + raw signature verify)")
+    if info:
+        print("\n" + json.dumps(info, indent=2))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument("--rounds", type=int, default=2, help="A/B rounds per case")
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--wrk-threads", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=int(os.environ.get("BENCH_WORKERS", "4")))
+    parser.add_argument("--gunicorn-threads", type=int, default=int(os.environ.get("BENCH_GTHREADS", "2")))
+    parser.add_argument("--worker-class", default=os.environ.get("BENCH_WORKER_CLASS", "gthread"))
+    parser.add_argument("--cases", default="token,assertion,registry,verify,growth")
+    parser.add_argument("--stored-tokens", type=int, default=1_000_000)
+    parser.add_argument("--participants", type=int, default=10_000)
+    parser.add_argument("--assertions-per-second", type=int, default=2500)
+    parser.add_argument("--no-peer", action="store_true", help="skip node-oidc-provider")
+    parser.add_argument("--output", default=str(BENCH / "results"))
+    args = parser.parse_args()
+    args.load = {"duration": args.duration, "connections": args.connections, "threads": args.wrk_threads}
+    cases = set(args.cases.split(","))
+    for tool in ("wrk",) + (() if args.no_peer else ("node",)):
+        if shutil.which(tool) is None:
+            print(f"bench needs {tool}: apt-get install {tool}", file=sys.stderr)
+            return 2
+    meta = {"started": datetime.now(UTC).isoformat(timespec="seconds"),
+            "machine": f"{os.cpu_count()} cores, {os.uname().machine}", "duration": args.duration,
+            "rounds": args.rounds, "connections": args.connections, "wrk_threads": args.wrk_threads,
+            "workers": args.workers, "gunicorn_threads": args.gunicorn_threads, "worker_class": args.worker_class}
+    rows: list[Row] = []
+    verify_rows: list[dict] = []
+    info: dict = {}
+    with bench_database() as dsn:
+        service = Service(workers=args.workers, threads=args.gunicorn_threads, worker_class=args.worker_class)
+        service.manage("migrate", "--noinput")
+        service.manage("bootstrap", "--no-admin")
+        agent_key, lender_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+        agent = onboard(service, "Bench Agent", "LOAN_AGENT", agent_key)
+        lender = onboard(service, "Bench Lender", "LENDER", lender_key)
+        service.manage("grant_access", agent["participant_id"], lender["participant_id"], "--scopes", "ocen.loan")
+        peer = Peer([{"client_id": "bench-client", "client_secret": secrets.token_urlsafe(32)}])
+        try:
+            service.start()
+            if not args.no_peer:
+                peer.start()
+            peer_rps = None
+            if "token" in cases:
+                if args.no_peer:
+                    row = Row("token, client_secret_basic", "authservice")
+                    env = {"BENCH_BASIC": basic(agent["client_id"], agent["client_secret"])}
+                    row.results = [wrk(f"{service.url}/oauth2/token", "token_basic.lua", env=env, **args.load)
+                                   for _ in range(args.rounds)]
+                    row.rss_kib = rss_kib(service.process.pid)
+                    rows.append(row)
+                else:
+                    rows += case_token(args, service, peer, agent)
+                    peer_rps = rows[-1].rps
+            if "assertion" in cases:
+                rows += case_assertion(args, service, agent, agent_key, peer_rps)
+            if "registry" in cases:
+                rows += case_registry(args, service, agent, lender)
+            if "verify" in cases:
+                from bench.verify import run as run_verify
+
+                verify_rows = run_verify(iterations=max(200, args.duration * 200))
+            if "growth" in cases:
+                empty = next((r.rps for r in rows if r.case == "token, client_secret_basic"
+                              and r.subject == "authservice"), None)
+                if empty is None:
+                    env = {"BENCH_BASIC": basic(agent["client_id"], agent["client_secret"])}
+                    empty = wrk(f"{service.url}/oauth2/token", "token_basic.lua", env=env, **args.load).rps
+                registry_rps = next((r.rps for r in rows if r.case == "registry GET participant, 200"), None)
+                growth_rows, info = case_growth(args, service, agent, lender, dsn, empty, peer_rps, registry_rps)
+                rows += growth_rows
+        finally:
+            service.stop()
+            peer.stop()
+    table = [row.as_dict() for row in rows]
+    print_table(table, verify_rows, info, meta)
+    output = Path(args.output)
+    output.mkdir(parents=True, exist_ok=True)
+    payload = {"meta": meta, "rows": table, "verification": verify_rows, "growth": info}
+    stamp = meta["started"].replace(":", "").replace("-", "")
+    (output / f"bench-{stamp}.json").write_text(json.dumps(payload, indent=2))
+    (output / "latest.json").write_text(json.dumps(payload, indent=2))
+    return 0 if all(row["errors"] == 0 for row in table) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
