@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install lint migrate clean demo
+.PHONY: run test install lint migrate clean demo bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,12 @@ test: install
 ## The OCEN sample flow end to end, from an empty database.
 demo: install
 	$(PY) -W ignore -m examples.sample_flow
+
+## Benchmarks side by side with node-oidc-provider (needs PostgreSQL, wrk, node/npm).
+bench: install
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	cd bench && npm install --no-audit --no-fund --silent
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .

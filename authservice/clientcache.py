@@ -14,9 +14,10 @@ from dataclasses import dataclass
 
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
+from django.utils import timezone
 from oauth2_provider.models import get_application_model
 
-from authservice.grants import ClientGrants, grants_for
+from authservice.grants import ClientGrants, client_keys_for, grants_for
 from authservice.models import ClientGeneration
 
 MAX_ENTRIES = 10_000
@@ -45,6 +46,13 @@ class ClientRecord:
     client: object  # the OAuthClient row as loaded
     grants: ClientGrants
     generation: int
+    keys: tuple = ()  # registered public keys (signing.jws.VerificationKey), for private_key_jwt
+
+    def usable_keys(self) -> list:
+        """The keys whose validity has not ended since they were loaded."""
+        now = timezone.now()
+        return [key for key in self.keys
+                if not isinstance(key.owner, dict) or not key.owner.get("not_after") or key.owner["not_after"] > now]
 
 
 class _ClientCache:
@@ -52,10 +60,17 @@ class _ClientCache:
         self._entries: OrderedDict[str, ClientRecord | None] = OrderedDict()
         self._generation: int | None = None
         self._lock = threading.Lock()
+        self._seen = threading.local()
+
+    @property
+    def request_generation(self) -> int | None:
+        """The generation this thread read on its latest lookup (within the current request)."""
+        return getattr(self._seen, "generation", None)
 
     def get(self, client_id: str) -> ClientRecord | None:
         """The active client's record, or None for an unknown or inactive client."""
         generation = current_generation()
+        self._seen.generation = generation
         with self._lock:
             if generation != self._generation:
                 self._entries.clear()
@@ -77,12 +92,14 @@ class _ClientCache:
         client = Client.objects.filter(client_id=client_id, is_active=True).first()
         if client is None:
             return None
-        return ClientRecord(client=client, grants=grants_for(client), generation=generation)
+        return ClientRecord(client=client, grants=grants_for(client), generation=generation,
+                            keys=tuple(client_keys_for(client)))
 
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
             self._generation = None
+        self._seen.generation = None
 
 
 client_cache = _ClientCache()

@@ -23,7 +23,7 @@ from oauthlib.oauth2.rfc6749 import errors
 
 from authservice.clientcache import ClientRecord, client_cache
 from authservice.conf import authservice_settings
-from authservice.grants import ClientGrants, client_keys_for
+from authservice.grants import ClientGrants
 from authservice.jwt import TokenError, b64url_decode
 from authservice.replay import claim_once
 from authservice.revocation import revoke_access_token, token_is_live
@@ -101,9 +101,8 @@ class ClientCredentialsValidator(OAuth2Validator):
         record = self._active_record(client_id)
         if record is None:
             return False
-        client = record.client
         try:
-            verified = verify_compact(assertion, static_resolver(client_keys_for(client)), algorithms=ALGORITHMS)
+            verified = verify_compact(assertion, static_resolver(record.usable_keys()), algorithms=ALGORITHMS)
             claims = json.loads(verified.payload)
         except (JWSError, ValueError) as exc:
             logger.info("client assertion refused for client_id=%s: %s", client_id, exc)

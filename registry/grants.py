@@ -48,4 +48,5 @@ def client_verification_keys(client) -> list[VerificationKey]:
     now = timezone.now()
     keys = (PublicKey.objects.filter(participant__client_id=client.pk, participant__status=Status.APPROVED,
                                      status=KeyStatus.ACTIVE).exclude(not_after__lt=now))
-    return [verification_key_from_jwk(key.public_jwk, owner=client.client_id) for key in keys]
+    return [verification_key_from_jwk(key.public_jwk, owner={"client_id": client.client_id, "not_after": key.not_after})
+            for key in keys]

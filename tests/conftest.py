@@ -10,6 +10,7 @@ from django.core.cache import cache
 from authservice.clientcache import client_cache
 from authservice.keys import key_cache, signing_key_ensure
 from authservice.services import client_create
+from registry.api.cache import rendered_cache
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -34,6 +35,7 @@ def _plain_static_storage(settings):
 def _fresh_caches():
     key_cache.clear()
     client_cache.clear()
+    rendered_cache.clear()
     cache.clear()
     yield
     key_cache.clear()

@@ -6,6 +6,7 @@ so providers can cache keys and revalidate with a cheap 304.
 
 import uuid
 
+from django.http import HttpResponse
 from django.middleware.http import ConditionalGetMiddleware
 from django.utils.decorators import decorator_from_middleware, method_decorator
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -16,9 +17,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from authservice.authentication import BearerTokenAuthentication, HasScope
+from authservice.clientcache import client_cache
 from authservice.conf import authservice_settings
 from authservice.keys import active_signer
 from registry import selectors
+from registry.api.cache import earliest_key_expiry, render_signed, rendered_cache
 from registry.api.serializers import (
     JWKSetSerializer,
     OcenParticipantRoleSerializer,
@@ -36,7 +39,7 @@ def sign_registry_response(response):
     """The service signs the exact bytes it serves, so a participant can prove what
     the registry told it (verify with the service's JWKS)."""
     signer = active_signer()
-    if signer is not None and response.content:
+    if signer is not None and response.content and not response.has_header(SIGNATURE_HEADER):
         response[SIGNATURE_HEADER] = sign_detached(response.content, signer.key, alg=signer.alg, kid=signer.kid)
     return response
 NOT_FOUND = OpenApiResponse(description="Unknown or offboarded participant")
@@ -64,7 +67,25 @@ class RegistryView(APIView):
         if response.status_code == 200:
             response["Cache-Control"] = "private, no-cache"
         response["Vary"] = "Authorization"
-        response.add_post_render_callback(sign_registry_response)
+        if hasattr(response, "add_post_render_callback"):
+            response.add_post_render_callback(sign_registry_response)
+        return response
+
+    def respond(self, request: Request, build) -> HttpResponse:
+        """Serve ``build()`` (data, valid_until) rendered and signed, from the cache when
+        nothing in the registry changed since it was rendered."""
+        generation = client_cache.request_generation
+        key = (request.get_full_path(), generation)
+        entry = rendered_cache.get(key) if generation is not None else None
+        if entry is None:
+            data, valid_until = build()
+            entry = render_signed(data, valid_until=valid_until)
+            if generation is not None:
+                rendered_cache.put(key, entry)
+        response = HttpResponse(entry.body, content_type="application/json")
+        response["ETag"] = entry.etag
+        if entry.signature:
+            response[SIGNATURE_HEADER] = entry.signature
         return response
 
     def get_participant(self, participant_id: str):
@@ -88,9 +109,13 @@ class ParticipantListView(RegistryView):
         data = filters.validated_data
         queryset = selectors.participant_list(role=data.get("role"), status=data.get("status"),
                                               org_id=data.get("organisation"), search=data.get("search"))
-        paginator = ParticipantPagination()
-        page = paginator.paginate_queryset(queryset, request, view=self)
-        return paginator.get_paginated_response(ParticipantSerializer(page, many=True).data)
+        def build():
+            paginator = ParticipantPagination()
+            page = paginator.paginate_queryset(queryset, request, view=self)
+            data = paginator.get_paginated_response(ParticipantSerializer(page, many=True).data).data
+            return data, earliest_key_expiry(page)
+
+        return self.respond(request, build)
 
 
 ID_PARAMETER = OpenApiParameter("participant_id", str, OpenApiParameter.PATH, description="participant UUID")
@@ -100,15 +125,23 @@ class ParticipantDetailView(RegistryView):
     @extend_schema(operation_id="participants_retrieve", parameters=[ID_PARAMETER],
                    responses={200: ParticipantSerializer, 404: NOT_FOUND, **ERRORS})
     def get(self, request: Request, participant_id: str) -> Response:
-        return Response(ParticipantSerializer(self.get_participant(participant_id)).data)
+        def build():
+            participant = self.get_participant(participant_id)
+            return ParticipantSerializer(participant).data, earliest_key_expiry([participant])
+
+        return self.respond(request, build)
 
 
 class ParticipantJWKSView(RegistryView):
     @extend_schema(operation_id="participants_jwks", parameters=[ID_PARAMETER],
                    responses={200: JWKSetSerializer, 404: NOT_FOUND, **ERRORS})
     def get(self, request: Request, participant_id: str) -> Response:
-        participant = self.get_participant(participant_id)
-        return Response({"keys": [dict(key.public_jwk) for key in participant.active_keys]})
+        def build():
+            participant = self.get_participant(participant_id)
+            keys = {"keys": [dict(key.public_jwk) for key in participant.active_keys]}
+            return keys, earliest_key_expiry([participant])
+
+        return self.respond(request, build)
 
 
 class OcenParticipantRoleView(RegistryView):
@@ -117,4 +150,8 @@ class OcenParticipantRoleView(RegistryView):
     @extend_schema(operation_id="ocen_participant_role", parameters=[ID_PARAMETER],
                    responses={200: OcenParticipantRoleSerializer, 404: NOT_FOUND, **ERRORS})
     def get(self, request: Request, participant_id: str) -> Response:
-        return Response(OcenParticipantRoleSerializer(self.get_participant(participant_id)).data)
+        def build():
+            participant = self.get_participant(participant_id)
+            return OcenParticipantRoleSerializer(participant).data, earliest_key_expiry([participant])
+
+        return self.respond(request, build)
