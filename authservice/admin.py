@@ -46,7 +46,7 @@ class OAuthClientAdmin(ReadOnlyAdmin):
 class RevokedTokenAdmin(ReadOnlyAdmin):
     list_display = ["client_id", "revoked_at", "expires_at"]
     search_fields = ["client_id"]
-    fields = ["client_id", "jti_hash", "revoked_at", "expires_at"]
+    fields = ["client_id", "jti", "revoked_at", "expires_at"]
     readonly_fields = fields
 
 

@@ -90,7 +90,7 @@ class SigningKey(models.Model):
 class UsedNonce(models.Model):
     """A value that may be used once until it expires (e.g. a client assertion's jti)."""
 
-    key = models.CharField(max_length=64, unique=True)
+    key = models.UUIDField(unique=True)  # the first 16 bytes of SHA-256(namespace, value)
     expires_at = models.DateTimeField(db_index=True)
 
     def __str__(self) -> str:
@@ -113,8 +113,9 @@ class RevokedToken(models.Model):
     are self-contained JWTs and are not stored: issuing one writes nothing; revoking
     one writes this row, which is dropped once the token would have expired anyway."""
 
-    jti_hash = models.CharField(max_length=64, unique=True)
-    client_id = models.CharField(max_length=100, db_index=True)
+    # The service issues uuid4 jtis: a 16-byte key keeps the index small at millions of rows.
+    jti = models.UUIDField(primary_key=True)
+    client_id = models.CharField(max_length=100)
     expires_at = models.DateTimeField(db_index=True)
     revoked_at = models.DateTimeField(default=timezone.now)
 

@@ -5,6 +5,7 @@ database does. The local-memory cache is never trusted here: it is per process.
 """
 
 import hashlib
+import uuid
 from datetime import datetime
 
 from django.conf import settings
@@ -17,10 +18,10 @@ from authservice.models import UsedNonce
 
 def claim_once(namespace: str, value: str, *, expires_at: datetime) -> bool:
     """True the first time (namespace, value) is seen before ``expires_at``; False on replay."""
-    key = hashlib.sha256(f"{namespace}\x00{value}".encode()).hexdigest()
+    key = uuid.UUID(bytes=hashlib.sha256(f"{namespace}\x00{value}".encode()).digest()[:16])
     ttl = max(1, int((expires_at - timezone.now()).total_seconds()) + 1)
     if getattr(settings, "REDIS_URL", ""):
-        return cache.add(f"nonce:{key}", 1, timeout=ttl)
+        return cache.add(f"nonce:{key.hex}", 1, timeout=ttl)
     try:
         with transaction.atomic():
             UsedNonce.objects.create(key=key, expires_at=expires_at)

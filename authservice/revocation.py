@@ -5,7 +5,7 @@ being deactivated (suspension, offboarding: every token of the client at once) o
 the token itself being revoked (RFC 7009).
 """
 
-import hashlib
+import uuid
 from datetime import UTC, datetime
 
 from django.db import IntegrityError, transaction
@@ -16,23 +16,29 @@ from authservice.models import RevokedToken
 from authservice.tokens import AccessToken
 
 
-def jti_hash(jti: str) -> str:
-    return hashlib.sha256(jti.encode("utf-8")).hexdigest()
+def _jti(token: AccessToken) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(hex=token.jti)
+    except (ValueError, TypeError):
+        return None  # not a jti this service issued
 
 
 def token_is_live(token: AccessToken) -> bool:
     """The token's client is still active and the token was not revoked."""
-    if not token.jti or client_cache.get(token.client_id) is None:
+    jti = _jti(token)
+    if jti is None or client_cache.get(token.client_id) is None:
         return False
-    return not RevokedToken.objects.filter(jti_hash=jti_hash(token.jti)).exists()
+    return not RevokedToken.objects.filter(jti=jti).exists()
 
 
 def revoke_access_token(token: AccessToken) -> None:
+    jti = _jti(token)
+    if jti is None:
+        return
     expires_at = datetime.fromtimestamp(float(token.claims.get("exp", 0)), tz=UTC)
     try:
         with transaction.atomic():
-            RevokedToken.objects.create(jti_hash=jti_hash(token.jti), client_id=token.client_id,
-                                        expires_at=expires_at)
+            RevokedToken.objects.create(jti=jti, client_id=token.client_id, expires_at=expires_at)
     except IntegrityError:
         pass  # revoked already
 

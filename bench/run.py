@@ -292,8 +292,8 @@ def case_growth(args, service: Service, agent: dict, lender: dict, dsn: str, emp
     with psycopg.connect(dsn, autocommit=True) as conn:
         started = time.monotonic()
         conn.execute(
-            "INSERT INTO authservice_revokedtoken (jti_hash, client_id, expires_at, revoked_at) "
-            "SELECT encode(sha256(('bench-' || g)::bytea), 'hex'), %s, now() + interval '15 minutes', now() "
+            "INSERT INTO authservice_revokedtoken (jti, client_id, expires_at, revoked_at) "
+            "SELECT gen_random_uuid(), %s, now() + interval '15 minutes', now() "
             "FROM generate_series(1, %s) g", (agent["client_id"], args.stored_tokens))
         conn.execute("ANALYZE authservice_revokedtoken")
         info["seed_revocations_seconds"] = round(time.monotonic() - started, 1)
@@ -322,6 +322,7 @@ def case_growth(args, service: Service, agent: dict, lender: dict, dsn: str, emp
         for _ in range(args.rounds):
             registry.results.append(wrk(path, "registry_get.lua", env={"BENCH_TOKEN": token, "BENCH_ETAG": ""},
                                         **args.load))
+        registry.rss_kib = rss_kib(service.process.pid)
         info["registry_growth_ratio"] = round(registry.rps / registry_rps, 2)
         growth_rows.append(registry)
 

@@ -89,6 +89,7 @@ def test_missing_key_encryption_key_is_warned_about_in_production():
 
 
 def test_purge_expired_removes_only_expired_records(db):
+    import uuid
     from datetime import timedelta
 
     from django.utils import timezone
@@ -99,8 +100,8 @@ def test_purge_expired_removes_only_expired_records(db):
     assert claim_once("t", "fresh", expires_at=timezone.now() + timedelta(minutes=5))
     assert not claim_once("t", "fresh", expires_at=timezone.now() + timedelta(minutes=5))
     UsedNonce.objects.all().delete()
-    UsedNonce.objects.create(key="1" * 64, expires_at=timezone.now() + timedelta(minutes=1))
-    UsedNonce.objects.create(key="0" * 64, expires_at=timezone.now() - timedelta(minutes=1))
+    UsedNonce.objects.create(key=uuid.uuid4(), expires_at=timezone.now() + timedelta(minutes=1))
+    UsedNonce.objects.create(key=uuid.uuid4(), expires_at=timezone.now() - timedelta(minutes=1))
     out = StringIO()
     call_command("purge_expired", stdout=out)
     assert "1 expired assertion records" in out.getvalue()
