@@ -26,6 +26,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from authservice.admin import ReadOnlyAdmin
 from registry import services
 from registry.admin_forms import (
     AddEndpointForm,
@@ -459,7 +460,7 @@ class ParticipantAdmin(ServiceBackedAdmin):
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(ReadOnlyAdmin):
     """Read-only for everyone, superusers included: the log is append-only."""
 
     list_display = ["sequence", "occurred_at", "action", "actor_label", "participant", "organisation"]
@@ -476,12 +477,3 @@ class AuditEventAdmin(admin.ModelAdmin):
             return queryset.filter(participant__participant_id=uuid.UUID(term)), False
         except ValueError:
             return super().get_search_results(request, queryset, search_term)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

@@ -255,38 +255,44 @@ def _jwk_text(key: PublicKey) -> str:
     return json.dumps(public)
 
 
-@transaction.atomic
-def participant_reject(*, participant: Participant, reason: str, acting_user) -> Participant:
+def _required_reason(reason: str, doing: str) -> str:
     reason = (reason or "").strip()
     if not reason:
-        raise ValidationError("A reason is required to reject an application.")
+        raise ValidationError(f"A reason is required to {doing}.")
+    return reason
+
+
+def _set_status(participant: Participant, *, status: str, reason: str, action: str, acting_user,
+                before: dict) -> Participant:
+    """Write a lifecycle transition the caller has checked, and its audit event."""
+    participant.status, participant.status_changed_at = status, timezone.now()
+    participant.status_reason = reason
+    participant.save(update_fields=["status", "status_changed_at", "status_reason", "updated_at"])
+    after = {**_snapshot(participant), **({"reason": reason} if reason else {})}
+    record_event(action=action, acting_user=acting_user, participant=participant, before=before, after=after)
+    return participant
+
+
+@transaction.atomic
+def participant_reject(*, participant: Participant, reason: str, acting_user) -> Participant:
+    reason = _required_reason(reason, "reject an application")
     participant = _locked(participant)
     before = _snapshot(participant)
     _transition(participant, Status.REJECTED)
-    participant.status, participant.status_changed_at = Status.REJECTED, timezone.now()
-    participant.status_reason = reason
-    participant.save(update_fields=["status", "status_changed_at", "status_reason", "updated_at"])
-    record_event(action=AuditAction.PARTICIPANT_REJECTED, acting_user=acting_user, participant=participant,
-                 before=before, after={**_snapshot(participant), "reason": reason})
-    return participant
+    return _set_status(participant, status=Status.REJECTED, reason=reason, action=AuditAction.PARTICIPANT_REJECTED,
+                       acting_user=acting_user, before=before)
 
 
 @transaction.atomic
 def participant_suspend(*, participant: Participant, reason: str, acting_user) -> Participant:
     """The client can no longer get tokens and its live tokens introspect inactive."""
-    reason = (reason or "").strip()
-    if not reason:
-        raise ValidationError("A reason is required to suspend a participant.")
+    reason = _required_reason(reason, "suspend a participant")
     participant = _locked(participant)
     before = _snapshot(participant)
     _transition(participant, Status.SUSPENDED)
     client_deactivate(client=participant.client)
-    participant.status, participant.status_changed_at = Status.SUSPENDED, timezone.now()
-    participant.status_reason = reason
-    participant.save(update_fields=["status", "status_changed_at", "status_reason", "updated_at"])
-    record_event(action=AuditAction.PARTICIPANT_SUSPENDED, acting_user=acting_user, participant=participant,
-                 before=before, after={**_snapshot(participant), "reason": reason})
-    return participant
+    return _set_status(participant, status=Status.SUSPENDED, reason=reason,
+                       action=AuditAction.PARTICIPANT_SUSPENDED, acting_user=acting_user, before=before)
 
 
 @transaction.atomic
@@ -298,12 +304,8 @@ def participant_reinstate(*, participant: Participant, acting_user) -> Participa
     if not _active_keys(participant).exists():
         raise ValidationError("The participant has no valid, active public key; add one before reinstating.")
     client_reactivate(client=participant.client)
-    participant.status, participant.status_changed_at = Status.APPROVED, timezone.now()
-    participant.status_reason = ""
-    participant.save(update_fields=["status", "status_changed_at", "status_reason", "updated_at"])
-    record_event(action=AuditAction.PARTICIPANT_REINSTATED, acting_user=acting_user, participant=participant,
-                 before=before, after=_snapshot(participant))
-    return participant
+    return _set_status(participant, status=Status.APPROVED, reason="", action=AuditAction.PARTICIPANT_REINSTATED,
+                       acting_user=acting_user, before=before)
 
 
 @transaction.atomic
@@ -311,9 +313,7 @@ def participant_offboard(*, participant: Participant, reason: str, acting_user) 
     """The four offboarding steps, all or nothing. Returns what was removed."""
     from registry.selectors import offboarding_plan
 
-    reason = (reason or "").strip()
-    if not reason:
-        raise ValidationError("A reason is required to offboard a participant.")
+    reason = _required_reason(reason, "offboard a participant")
     participant = _locked(participant)
     before = _snapshot(participant)
     _transition(participant, Status.OFFBOARDED)
@@ -333,10 +333,9 @@ def participant_offboard(*, participant: Participant, reason: str, acting_user) 
     participant.status, participant.status_changed_at = Status.OFFBOARDED, now
     participant.status_reason = reason
     participant.save(update_fields=["status", "status_changed_at", "status_reason", "updated_at"])
-    removed = plan
     record_event(action=AuditAction.PARTICIPANT_OFFBOARDED, acting_user=acting_user, participant=participant,
-                 before=before, after={**_snapshot(participant), "reason": reason, "removed": removed})
-    return removed
+                 before=before, after={**_snapshot(participant), "reason": reason, "removed": plan})
+    return plan
 
 
 @transaction.atomic
