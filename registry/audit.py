@@ -47,6 +47,11 @@ def record_event(*, action: str, acting_user, participant=None, organisation=Non
     """Append one event. Must run inside the transaction of the change it records."""
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("Audit events are written inside the transaction of the change they record.")
+    # Every registry change may change what a client is granted: stale cached client
+    # records are dropped in every worker on their next request. Bumped before the
+    # chain head is locked, so every writer takes the two row locks in one order
+    # (client services bump the generation too) and none can deadlock another.
+    bump_generation()
     head, _ = AuditChainHead.objects.select_for_update().get_or_create(pk=1)
     event = AuditEvent(
         sequence=head.sequence + 1,
@@ -64,9 +69,6 @@ def record_event(*, action: str, acting_user, participant=None, organisation=Non
     event.save(force_insert=True)
     head.sequence, head.last_hash = event.sequence, event.hash
     head.save(update_fields=["sequence", "last_hash"])
-    # Every registry change may change what a client is granted: stale cached client
-    # records are dropped in every worker on their next request.
-    bump_generation()
     return event
 
 
