@@ -419,13 +419,16 @@ def mapping_grant(*, client: Participant, provider: Participant | None, scopes: 
     """Allow ``client`` to use ``scopes`` at ``provider`` (None: the registry). Replaces
     the scopes of an existing mapping; a no-op change writes nothing."""
     scope_list = parse_scopes(scopes)
-    client = _locked(client)
+    if provider is not None and provider.pk == client.pk:
+        raise ValidationError("A participant cannot be mapped to itself.")
+    # Lock both ends in primary-key order: A→B and B→A granted at once cannot deadlock.
+    ends = sorted([p for p in (client, provider) if p is not None], key=lambda p: p.pk)
+    locked = {p.pk: _locked(p) for p in ends}
+    client = locked[client.pk]
     _require_live(client)
     if provider is not None:
-        provider = _locked(provider)
+        provider = locked[provider.pk]
         _require_live(provider)
-        if provider.pk == client.pk:
-            raise ValidationError("A participant cannot be mapped to itself.")
     scope_text = " ".join(scope_list)
     mapping = ResourceMapping.objects.select_for_update().filter(client=client, provider=provider).first()
     before = {"scopes": mapping.scopes} if mapping else {}

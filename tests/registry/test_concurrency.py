@@ -97,3 +97,22 @@ def test_concurrent_approvals_and_organisation_writes_do_not_deadlock(signing_ke
     assert len(outcomes) == 6
     assert not [o for o in outcomes if isinstance(o, Exception)]
     assert verify_chain().ok
+
+
+def test_opposite_mappings_granted_at_once_do_not_deadlock(signing_key):
+    ends = []
+    for name in ("Left", "Right"):
+        organisation = services.organisation_create(legal_name=name, acting_user=None)
+        ends.append(services.participant_apply(organisation=organisation, role="LENDER",
+                                               base_url=f"https://{name.lower()}.example",
+                                               public_key=ec_key().public_pem(), acting_user=None))
+    directions = [(ends[0], ends[1]), (ends[1], ends[0])] * 2
+    lock = threading.Lock()
+
+    def grant():
+        with lock:
+            client, provider = directions.pop()
+        return services.mapping_grant(client=client, provider=provider, scopes="ocen.loan", acting_user=None)
+
+    outcomes = _race(grant, times=4)
+    assert not [o for o in outcomes if isinstance(o, Exception)]
