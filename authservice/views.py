@@ -69,8 +69,8 @@ class BadOAuthRequest(Exception):
         self.description = description
 
 
-def _checked_form_body(request: HttpRequest) -> str:
-    """The request body as text, after the checks oauthlib does not make."""
+def _checked_form_body(request: HttpRequest) -> tuple[str, set[str]]:
+    """The request body as text and the names it carries, after the checks oauthlib does not make."""
     content_type = request.content_type.lower()
     if content_type != FORM_CONTENT_TYPE:
         raise BadOAuthRequest(400, f"The request body must be {FORM_CONTENT_TYPE}.")
@@ -104,7 +104,7 @@ def _checked_form_body(request: HttpRequest) -> str:
         seen.add(name)
     if request.GET:
         raise BadOAuthRequest(400, "Parameters must be sent in the request body, not the URL.")
-    return body
+    return body, seen
 
 
 def _described(body: str | None, status: int) -> str:
@@ -131,10 +131,9 @@ class OAuthEndpointView(View):
 
     def post(self, request: HttpRequest) -> HttpResponse:
         try:
-            body = _checked_form_body(request)
+            body, present = _checked_form_body(request)
         except BadOAuthRequest as exc:
             return oauth_error(exc.status, "invalid_request", exc.description)
-        present = {name for name, _ in parse_qsl(body, keep_blank_values=True)}
         missing = [name for name in self.required_parameters if name not in present]
         if missing:
             return oauth_error(400, "invalid_request", f"Missing parameter {missing[0]!r}.")
