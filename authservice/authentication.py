@@ -9,9 +9,9 @@ from rest_framework.authentication import BaseAuthentication, get_authorization_
 from rest_framework.permissions import BasePermission
 
 from authservice.conf import authservice_settings
-from authservice.jwt import TokenError
-from authservice.revocation import token_is_live
+from authservice.revocation import live_client_record
 from authservice.tokens import AccessToken, validate_access_token
+from signing.jws import JWSError
 
 
 class InvalidToken(exceptions.AuthenticationFailed):
@@ -27,6 +27,9 @@ class TokenCaller:
     """``request.user`` for a token-authenticated API call."""
 
     token: AccessToken
+    # The client generation read while authenticating: what the registry's response
+    # cache keys on, so a cached response never outlives a change to the registry.
+    generation: int
     is_authenticated: bool = True
     is_anonymous: bool = False
 
@@ -58,11 +61,12 @@ class BearerTokenAuthentication(BaseAuthentication):
         audience = getattr(authservice_settings, self.audience_setting)
         try:
             token = validate_access_token(value.strip(), audience=audience)
-        except TokenError as exc:
+        except JWSError as exc:
             raise InvalidToken(f"The access token is invalid: {exc}.") from exc
-        if not token_is_live(token):
+        record = live_client_record(token)
+        if record is None:
             raise InvalidToken("The access token was revoked or its client is no longer active.")
-        return TokenCaller(token), token
+        return TokenCaller(token, generation=record.generation), token
 
     def authenticate_header(self, request) -> str:
         return 'Bearer realm="registry", error="invalid_token"'

@@ -1,14 +1,26 @@
 """System checks for configuration that is legal but unsafe."""
 
 from django.conf import settings
-from django.core.checks import Tags, Warning, register
+from django.core.checks import Error, Tags, Warning, register
+from django.core.exceptions import ImproperlyConfigured
 
 from authservice.conf import authservice_settings
 
 
 @register()
+def authservice_settings_check(app_configs, **kwargs):
+    """The AUTHSERVICE dict loads: known keys, valid values, hooks that import."""
+    authservice_settings.reload()
+    try:
+        authservice_settings.ISSUER  # noqa: B018  (loading validates every key)
+    except ImproperlyConfigured as exc:
+        return [Error(str(exc), id="authservice.E001")]
+    return []
+
+
+@register()
 def key_encryption_key_check(app_configs, **kwargs):
-    if settings.DEBUG or authservice_settings.KEY_ENCRYPTION_KEYS:
+    if settings.DEBUG or settings.AUTHSERVICE.get("KEY_ENCRYPTION_KEYS"):
         return []
     return [
         Warning(
@@ -22,7 +34,8 @@ def key_encryption_key_check(app_configs, **kwargs):
 
 @register(Tags.security, deploy=True)
 def issuer_https_check(app_configs, **kwargs):
-    if getattr(settings, "SECURE_HTTPS", False) and not authservice_settings.ISSUER.startswith("https://"):
+    issuer = settings.AUTHSERVICE.get("ISSUER", "")
+    if getattr(settings, "SECURE_HTTPS", False) and not issuer.startswith("https://"):
         return [
             Warning(
                 "AUTHSERVICE_ISSUER is not an https URL while DJANGO_SECURE_HTTPS is on.",

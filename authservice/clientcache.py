@@ -17,7 +17,8 @@ from django.db.models import F
 from django.utils import timezone
 from oauth2_provider.models import get_application_model
 
-from authservice.grants import ClientGrants, client_keys_for, grants_for
+from authservice.conf import authservice_settings
+from authservice.grants import ClientGrants
 from authservice.models import ClientGeneration
 
 MAX_ENTRIES = 10_000
@@ -60,17 +61,10 @@ class _ClientCache:
         self._entries: OrderedDict[str, ClientRecord | None] = OrderedDict()
         self._generation: int | None = None
         self._lock = threading.Lock()
-        self._seen = threading.local()
-
-    @property
-    def request_generation(self) -> int | None:
-        """The generation this thread read on its latest lookup (within the current request)."""
-        return getattr(self._seen, "generation", None)
 
     def get(self, client_id: str) -> ClientRecord | None:
         """The active client's record, or None for an unknown or inactive client."""
         generation = current_generation()
-        self._seen.generation = generation
         with self._lock:
             if generation != self._generation:
                 self._entries.clear()
@@ -92,14 +86,13 @@ class _ClientCache:
         client = Client.objects.filter(client_id=client_id, is_active=True).first()
         if client is None:
             return None
-        return ClientRecord(client=client, grants=grants_for(client), generation=generation,
-                            keys=tuple(client_keys_for(client)))
+        return ClientRecord(client=client, grants=authservice_settings.GRANTS_PROVIDER(client),
+                            generation=generation, keys=tuple(authservice_settings.CLIENT_KEYS_PROVIDER(client)))
 
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
             self._generation = None
-        self._seen.generation = None
 
 
 client_cache = _ClientCache()

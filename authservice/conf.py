@@ -1,7 +1,9 @@
 """The service's own settings: one namespaced ``AUTHSERVICE`` dict with safe defaults.
 
-Read through ``authservice_settings.NAME``. Unknown keys are refused at start-up and the
-object reloads on ``setting_changed`` so ``override_settings(AUTHSERVICE=...)`` works.
+Read through ``authservice_settings.NAME``. Unknown keys are refused, hooks named by
+dotted path (``IMPORT_STRINGS``) are imported once, and a bad value of either fails
+``manage.py check`` (``authservice.E001``). The object reloads on ``setting_changed``
+so ``override_settings(AUTHSERVICE=...)`` works.
 """
 
 from typing import Any
@@ -10,14 +12,20 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
+from django.utils.module_loading import import_string
 
 SUPPORTED_SIGNING_ALGS = ("RS256", "ES256")
+ACCESS_TOKEN_TYPS = ("at+jwt", "JWT")
 
 DEFAULTS: dict[str, Any] = {
     # The `iss` of every token; may carry a path (https://auth.example/realms/ocen).
     "ISSUER": "http://127.0.0.1:8000",
-    # Lifetime of access tokens, seconds.
+    # Lifetime of access tokens, seconds: their `exp`, and how long a retired signing
+    # key stays in the JWKS. The one setting for both.
     "ACCESS_TOKEN_TTL": 900,
+    # The access token's `typ` header: "at+jwt" (RFC 9068) or "JWT" (for OCEN reference
+    # resource servers on Spring Security 5, which refuse at+jwt).
+    "ACCESS_TOKEN_TYP": "at+jwt",
     # Algorithm of newly generated service signing keys.
     "SIGNING_ALG": "RS256",
     # Cache-Control max-age of the JWKS and discovery documents. A next key must have
@@ -36,16 +44,19 @@ DEFAULTS: dict[str, Any] = {
     "SIGNER_CACHE_SECONDS": 10,
     # Accept http:// participant API base URLs (development only).
     "REGISTRY_ALLOW_HTTP_ENDPOINTS": False,
-    # Dotted path of the function returning the audiences/scopes a client may be granted.
-    # (The registry's: clients owned by participants get what their mappings allow;
-    # other clients fall back to authservice.grants.default_grants.)
-    "GRANTS_PROVIDER": "registry.grants.participant_grants",
-    # Dotted path of the function returning a client's registered public keys
-    # (signing.jws.VerificationKey) for private_key_jwt.
-    "CLIENT_KEYS_PROVIDER": "registry.grants.client_verification_keys",
+    # Hook: function(client) -> authservice.grants.ClientGrants, what a client may be
+    # granted. The project's settings name the registry's (grants from resource mappings).
+    "GRANTS_PROVIDER": "authservice.grants.default_grants",
+    # Hook: function(client) -> list[signing.jws.VerificationKey], a client's registered
+    # public keys for private_key_jwt. The project's settings name the registry's.
+    "CLIENT_KEYS_PROVIDER": "authservice.grants.no_client_keys",
     # Longest lifetime accepted for a private_key_jwt client assertion, seconds.
     "MAX_CLIENT_ASSERTION_LIFETIME": 300,
 }
+
+
+# Settings holding a dotted path, imported once and served as the object itself.
+IMPORT_STRINGS = frozenset({"GRANTS_PROVIDER", "CLIENT_KEYS_PROVIDER"})
 
 
 class AuthServiceSettings:
@@ -62,6 +73,12 @@ class AuthServiceSettings:
             raise ImproperlyConfigured(
                 f"AUTHSERVICE SIGNING_ALG must be one of {', '.join(SUPPORTED_SIGNING_ALGS)}"
             )
+        if merged["ACCESS_TOKEN_TYP"] not in ACCESS_TOKEN_TYPS:
+            raise ImproperlyConfigured(
+                f"AUTHSERVICE ACCESS_TOKEN_TYP must be one of {', '.join(ACCESS_TOKEN_TYPS)}"
+            )
+        for name in IMPORT_STRINGS:
+            merged[name] = _imported(name, merged[name])
         merged["ISSUER"] = merged["ISSUER"].rstrip("/")
         parts = urlsplit(merged["ISSUER"])
         if parts.scheme not in {"http", "https"} or not parts.netloc or parts.query or parts.fragment:
@@ -86,6 +103,15 @@ class AuthServiceSettings:
 
     def reload(self) -> None:
         self._cache = None
+
+
+def _imported(name: str, value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        return import_string(value)
+    except ImportError as exc:
+        raise ImproperlyConfigured(f"AUTHSERVICE {name} names {value!r}, which cannot be imported: {exc}") from exc
 
 
 authservice_settings = AuthServiceSettings()

@@ -1,13 +1,13 @@
 """What a client may be granted: audiences, the scopes at each, and identity claims.
 
 Scopes and audiences are never free: the token endpoint grants only what the
-configured provider (``AUTHSERVICE["GRANTS_PROVIDER"]``) returns for the client.
+configured hook (``AUTHSERVICE["GRANTS_PROVIDER"]``) returns for the client. The
+defaults here serve a service without a registry; the project's settings name the
+registry's hooks (``registry.oauth_hooks``).
 """
 
 from dataclasses import dataclass, field
 from typing import Any
-
-from django.utils.module_loading import import_string
 
 from authservice.conf import authservice_settings
 
@@ -39,11 +39,3 @@ def default_grants(client) -> ClientGrants:
 def no_client_keys(client) -> list:
     """Service accounts have no registered keys, so no private_key_jwt."""
     return []
-
-
-def client_keys_for(client) -> list:
-    return import_string(authservice_settings.CLIENT_KEYS_PROVIDER)(client)
-
-
-def grants_for(client) -> ClientGrants:
-    return import_string(authservice_settings.GRANTS_PROVIDER)(client)

@@ -94,7 +94,7 @@ class UsedNonce(models.Model):
     expires_at = models.DateTimeField(db_index=True)
 
     def __str__(self) -> str:
-        return self.key
+        return f"used value {self.key} (until {self.expires_at:%Y-%m-%d %H:%M:%S}Z)"
 
 
 class ClientGeneration(models.Model):

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from authservice.clientcache import client_cache
+from authservice.clientcache import ClientRecord, client_cache
 from authservice.models import RevokedToken
 from authservice.tokens import AccessToken
 
@@ -23,12 +23,19 @@ def _jti(token: AccessToken) -> uuid.UUID | None:
         return None  # not a jti this service issued
 
 
-def token_is_live(token: AccessToken) -> bool:
-    """The token's client is still active and the token was not revoked."""
+def live_client_record(token: AccessToken) -> ClientRecord | None:
+    """The token's client record, if the client is still active and the token was not revoked."""
     jti = _jti(token)
-    if jti is None or client_cache.get(token.client_id) is None:
-        return False
-    return not RevokedToken.objects.filter(jti=jti).exists()
+    if jti is None:
+        return None
+    record = client_cache.get(token.client_id)
+    if record is None or RevokedToken.objects.filter(jti=jti).exists():
+        return None
+    return record
+
+
+def token_is_live(token: AccessToken) -> bool:
+    return live_client_record(token) is not None
 
 
 def revoke_access_token(token: AccessToken) -> None:

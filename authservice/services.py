@@ -1,5 +1,9 @@
 """Writes to OAuth clients. The registry's participant services call these; so do the
-management commands. Secrets are returned once, to the caller, and stored hashed."""
+management commands. Secrets are returned once, to the caller, and stored hashed.
+
+Each function bumps the client generation once (cached client records are stale from
+its commit on), so a caller that changes a client through one of these need not.
+"""
 
 import secrets
 from datetime import timedelta
@@ -79,4 +83,13 @@ def client_deactivate(*, client) -> None:
 def client_reactivate(*, client) -> None:
     Client = get_application_model()
     Client.objects.filter(pk=client.pk).update(is_active=True, deactivated_at=None, updated=timezone.now())
+    bump_generation()
+
+
+@transaction.atomic
+def client_delete(*, client) -> None:
+    """Remove the client for good: it can never authenticate again, and every token it
+    holds is refused wherever it is presented."""
+    Client = get_application_model()
+    Client.objects.filter(pk=client.pk).delete()
     bump_generation()

@@ -193,13 +193,13 @@ OAUTH2_PROVIDER = {
     "OAUTH2_SERVER_CLASS": "oauthlib.oauth2.BackendApplicationServer",
     "OAUTH2_VALIDATOR_CLASS": "authservice.validator.ClientCredentialsValidator",
     "ACCESS_TOKEN_GENERATOR": "authservice.tokens.generate_access_token",
-    "ACCESS_TOKEN_EXPIRE_SECONDS": int(os.environ.get("AUTHSERVICE_ACCESS_TOKEN_TTL", "900")),
     "CLIENT_SECRET_HASHER": "client_secret_sha256",
     "SCOPES": {"registry.read": "Read the participant registry"},
     "DEFAULT_SCOPES": ["registry.read"],
     "PKCE_REQUIRED": True,
-    # RFC 9700 (OAuth 2.0 Security BCP) behaviour, ahead of DOT 4.0's defaults. Token
-    # storage keeps only a checksum of the jti, never a usable value.
+    # RFC 9700 (OAuth 2.0 Security BCP) behaviour, ahead of DOT 4.0's defaults. (Access
+    # tokens are self-contained JWTs and are not stored; token lifetime is
+    # AUTHSERVICE["ACCESS_TOKEN_TTL"], which the token endpoint passes to oauthlib.)
     "COMPLIANT_BCP_RFC9700_IMPLICIT_GRANT": True,
     "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": True,
     "COMPLIANT_BCP_RFC9700_PKCE_METHOD": True,
@@ -217,10 +217,15 @@ OAUTH2_PROVIDER = {
 _key_encryption_key = os.environ.get("AUTHSERVICE_KEY_ENCRYPTION_KEY", "")
 AUTHSERVICE = {
     "ISSUER": os.environ.get("AUTHSERVICE_ISSUER", "http://127.0.0.1:8000"),
-    "ACCESS_TOKEN_TTL": OAUTH2_PROVIDER["ACCESS_TOKEN_EXPIRE_SECONDS"],
+    "ACCESS_TOKEN_TTL": int(os.environ.get("AUTHSERVICE_ACCESS_TOKEN_TTL", "900")),
+    "ACCESS_TOKEN_TYP": os.environ.get("AUTHSERVICE_ACCESS_TOKEN_TYP", "at+jwt"),
     "SIGNING_ALG": os.environ.get("AUTHSERVICE_SIGNING_ALG", "RS256"),
     "KEY_ENCRYPTION_KEYS": [k for k in _key_encryption_key.split(",") if k],
     "REGISTRY_ALLOW_HTTP_ENDPOINTS": env_bool("AUTHSERVICE_ALLOW_HTTP_ENDPOINTS", False),
+    # The token endpoint's hooks: the registry decides what a participant's client is
+    # granted and which keys it may sign client assertions with.
+    "GRANTS_PROVIDER": "registry.oauth_hooks.participant_grants",
+    "CLIENT_KEYS_PROVIDER": "registry.oauth_hooks.client_verification_keys",
 }
 
 LOGGING = {

@@ -1,23 +1,27 @@
 """RFC 9068 JWT access tokens: issuing (django-oauth-toolkit's ACCESS_TOKEN_GENERATOR
-hook) and validating them offline against the service's published keys."""
+hook) and validating them offline against the service's published keys.
+
+Both go through ``signing.jws``, the project's one JOSE stack.
+"""
 
 import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from authservice.conf import authservice_settings
-from authservice.jwt import TokenError, decode_verified, encode, peek_kid
-from authservice.keys import active_signer, key_cache
+from authservice.conf import SUPPORTED_SIGNING_ALGS, authservice_settings
+from authservice.signing_keys import active_signer, key_cache
+from signing.jws import claim_audiences, sign_jwt, validate_claims, verify_jwt
 
-ACCESS_TOKEN_TYP = "at+jwt"  # noqa: S105  (a media type, not a secret)
+# RFC 9068's media type, and plain JWT for resource servers that refuse it (Spring Security 5).
+ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "JWT"})
 
 
 def generate_access_token(request, refresh_token: bool = False) -> str:
     """Build and sign the access token for an oauthlib request the validator approved.
 
     The validator has put the granted audiences and the client's identity claims on
-    the request; the jti and expiry are left on it for ``save_bearer_token``.
+    the request.
     """
     signer = active_signer()
     if signer is None:
@@ -38,8 +42,7 @@ def generate_access_token(request, refresh_token: bool = False) -> str:
         "jti": uuid.uuid4().hex,
         **request.token_claims,
     }
-    request.access_token_claims = claims
-    return encode({"typ": ACCESS_TOKEN_TYP}, claims, signer)
+    return sign_jwt(claims, signer, typ=authservice_settings.ACCESS_TOKEN_TYP)
 
 
 @dataclass(frozen=True)
@@ -57,40 +60,20 @@ class AccessToken:
 
     @property
     def audiences(self) -> list[str]:
-        aud = self.claims.get("aud", [])
-        return [aud] if isinstance(aud, str) else list(aud)
+        return claim_audiences(self.claims)
 
     @property
     def scopes(self) -> set[str]:
         return set(str(self.claims.get("scope", "")).split())
 
 
-def validate_access_token(token: str, *, audience: str | None = None, check_time: bool = True) -> AccessToken:
+def validate_access_token(token: str, *, audience: str | None = None) -> AccessToken:
     """Verify a token this service issued: signature, typ, iss, exp/nbf, and aud if given.
 
-    Raises ``TokenError``. Validation is offline; whether the client is still active
-    or the token was revoked is the caller's question.
+    Raises ``signing.jws.JWSError``. Validation is offline; whether the client is
+    still active or the token was revoked is the caller's question.
     """
-    keys = key_cache.public_keys()
-    try:
-        header, claims = decode_verified(token, keys, typ=ACCESS_TOKEN_TYP)
-    except TokenError as exc:
-        if exc.code != "unknown_key":
-            raise
-        keys = key_cache.public_keys(refresh_for_kid=peek_kid(token))
-        header, claims = decode_verified(token, keys, typ=ACCESS_TOKEN_TYP)
-    if claims.get("iss") != authservice_settings.ISSUER:
-        raise TokenError("token issuer is not this service", "wrong_issuer")
-    if check_time:
-        now = time.time()
-        leeway = authservice_settings.LEEWAY
-        exp, nbf = claims.get("exp"), claims.get("nbf", claims.get("iat"))
-        if not isinstance(exp, int | float) or now > exp + leeway:
-            raise TokenError("token has expired", "expired")
-        if isinstance(nbf, int | float) and now < nbf - leeway:
-            raise TokenError("token is not valid yet", "not_yet_valid")
-    result = AccessToken(header, claims)
-    if audience is not None and audience not in result.audiences:
-        raise TokenError("token is not meant for this audience", "wrong_audience")
-    return result
-
+    verified = verify_jwt(token, key_cache.resolve, algorithms=SUPPORTED_SIGNING_ALGS, typ=ACCESS_TOKEN_TYPES)
+    validate_claims(verified.claims, issuer=authservice_settings.ISSUER, audience=audience,
+                    leeway=authservice_settings.LEEWAY)
+    return AccessToken(verified.header, verified.claims)

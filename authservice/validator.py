@@ -8,7 +8,6 @@ introspection open to any confidential client.
 
 import base64
 import binascii
-import json
 import logging
 import time
 from datetime import UTC, datetime
@@ -24,16 +23,15 @@ from oauthlib.oauth2.rfc6749 import errors
 from authservice.clientcache import ClientRecord, client_cache
 from authservice.conf import authservice_settings
 from authservice.grants import ClientGrants
-from authservice.jwt import TokenError, b64url_decode
 from authservice.replay import claim_once
 from authservice.revocation import revoke_access_token, token_is_live
 from authservice.tokens import validate_access_token
-from signing.jws import ALGORITHMS, JWSError, static_resolver, verify_compact
+from signing.jws import ALGORITHMS, JWSError, peek_claims, static_resolver, validate_claims, verify_jwt
+from signing.remote import ASSERTION_TYPE
 
 logger = logging.getLogger(__name__)
 
 CLIENT_CREDENTIALS = "client_credentials"
-CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 # Compared against when the client_id is unknown, so both cases cost one hash.
 _DUMMY_SECRET_HASH = make_password("unknown-client", hasher="client_secret_sha256")
 
@@ -45,7 +43,7 @@ def _basic_credentials(request) -> tuple[str, str] | None:
         return None
     try:
         decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    except (binascii.Error, ValueError):  # not base64, not ASCII, not UTF-8
         return ("", "")
     client_id, sep, secret = decoded.partition(":")
     if not sep:
@@ -88,13 +86,12 @@ class ClientCredentialsValidator(OAuth2Validator):
 
     def _authenticate_assertion(self, request, params: dict[str, str]) -> bool:
         """RFC 7523 private_key_jwt, signed with one of the participant's registered keys."""
-        if params.get("client_assertion_type") != CLIENT_ASSERTION_TYPE:
+        if params.get("client_assertion_type") != ASSERTION_TYPE:
             return False
         assertion = params.get("client_assertion", "")
         try:
-            unverified = json.loads(b64url_decode(assertion.split(".")[1]))
-            client_id = unverified["iss"]
-        except (ValueError, IndexError, KeyError, TypeError, UnicodeDecodeError):
+            client_id = peek_claims(assertion).get("iss")
+        except JWSError:
             return False
         if not isinstance(client_id, str) or (request.client_id and request.client_id != client_id):
             return False
@@ -102,36 +99,35 @@ class ClientCredentialsValidator(OAuth2Validator):
         if record is None:
             return False
         try:
-            verified = verify_compact(assertion, static_resolver(record.usable_keys()), algorithms=ALGORITHMS)
-            claims = json.loads(verified.payload)
-        except (JWSError, ValueError) as exc:
-            logger.info("client assertion refused for client_id=%s: %s", client_id, exc)
+            claims = verify_jwt(assertion, static_resolver(record.usable_keys()), algorithms=ALGORITHMS,
+                                typ=None).claims
+        except JWSError as exc:
+            logger.info("client assertion refused for client_id=%s: %s", client_id, exc.code)
             return False
         if not self._assertion_claims_valid(claims, client_id):
             return False
-        expires_at = datetime.fromtimestamp(claims["exp"], tz=UTC)
+        # Remembered for as long as the assertion could still be accepted: exp plus the leeway.
+        expires_at = datetime.fromtimestamp(claims["exp"] + authservice_settings.LEEWAY, tz=UTC)
         if not claim_once("client_assertion", f"{client_id}:{claims['jti']}", expires_at=expires_at):
             logger.warning("replayed client assertion refused for client_id=%s", client_id)
             return False
         return self._accept(request, record)
 
     @staticmethod
-    def _assertion_claims_valid(claims, client_id: str) -> bool:
-        if not isinstance(claims, dict) or claims.get("iss") != client_id or claims.get("sub") != client_id:
+    def _assertion_claims_valid(claims: dict, client_id: str) -> bool:
+        """RFC 7523 §3: iss = sub = client_id, aud names this service, a short life, a jti."""
+        if claims.get("iss") != client_id or claims.get("sub") != client_id:
             return False
-        audience = claims.get("aud")
-        audiences = [audience] if isinstance(audience, str) else audience
         token_endpoint = authservice_settings.issuer_origin + reverse("oauth2-token")
-        if not isinstance(audiences, list) or not {token_endpoint, authservice_settings.ISSUER} & set(audiences):
+        try:
+            validate_claims(claims, issuer=client_id, audience={token_endpoint, authservice_settings.ISSUER},
+                            leeway=authservice_settings.LEEWAY)
+        except JWSError as exc:
+            logger.info("client assertion refused for client_id=%s: %s", client_id, exc.code)
             return False
-        now, leeway = time.time(), authservice_settings.LEEWAY
-        exp, iat, jti = claims.get("exp"), claims.get("iat", now), claims.get("jti")
-        if not isinstance(exp, int | float) or not isinstance(iat, int | float):
+        if claims["exp"] - time.time() > authservice_settings.MAX_CLIENT_ASSERTION_LIFETIME:
             return False
-        if now > exp + leeway or exp - now > authservice_settings.MAX_CLIENT_ASSERTION_LIFETIME:
-            return False
-        if iat > now + leeway or claims.get("nbf", now) > now + leeway:
-            return False
+        jti = claims.get("jti")
         return isinstance(jti, str) and 0 < len(jti) <= 200
 
     @staticmethod
@@ -222,15 +218,15 @@ class ClientCredentialsValidator(OAuth2Validator):
 
     # --- introspection and revocation ----------------------------------------------------------
 
-    def _parsed(self, token: str, *, check_time: bool):
+    def _parsed(self, token: str):
         try:
-            return validate_access_token(token, check_time=check_time)
-        except TokenError:
+            return validate_access_token(token)
+        except JWSError:
             return None
 
     def introspect_token(self, token, token_type_hint, request, *args, **kwargs):
         """RFC 7662, restricted: only the token's own client or one of its audiences may look."""
-        parsed = self._parsed(token, check_time=True)
+        parsed = self._parsed(token)
         if parsed is None or not token_is_live(parsed):
             return None
         caller = request.client
@@ -245,7 +241,7 @@ class ClientCredentialsValidator(OAuth2Validator):
     def revoke_token(self, token, token_type_hint, request, *args, **kwargs) -> None:
         """RFC 7009: a client revokes only its own, unexpired tokens; anything else is a
         silent no-op (the response does not say whether the token existed)."""
-        parsed = self._parsed(token, check_time=True)
+        parsed = self._parsed(token)
         if parsed is None or parsed.client_id != request.client.client_id:
             return
         revoke_access_token(parsed)

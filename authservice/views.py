@@ -17,7 +17,7 @@ from django.views.decorators.csrf import csrf_exempt
 from oauth2_provider.settings import oauth2_settings
 
 from authservice.conf import authservice_settings
-from authservice.keys import active_signer, published_jwks
+from authservice.signing_keys import active_signer, published_jwks
 from signing.jws import ALGORITHMS
 
 logger = logging.getLogger(__name__)
@@ -37,12 +37,18 @@ ERROR_DESCRIPTIONS = {
 }
 
 
+def access_token_lifetime(request) -> int:
+    """oauthlib's ``expires_in``: the service's one token-lifetime setting."""
+    return authservice_settings.ACCESS_TOKEN_TTL
+
+
 @lru_cache(maxsize=1)
 def oauth_server():
     """The oauthlib server, built once per process from DOT's settings."""
     server_class = oauth2_settings.OAUTH2_SERVER_CLASS
     validator_class = oauth2_settings.OAUTH2_VALIDATOR_CLASS
-    return server_class(validator_class(), **oauth2_settings.server_kwargs)
+    return server_class(validator_class(), **{**oauth2_settings.server_kwargs,
+                                              "token_expires_in": access_token_lifetime})
 
 
 def _reset_server(*, setting: str, **kwargs) -> None:

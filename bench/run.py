@@ -43,7 +43,7 @@ DB_NAME = "ocen_bench"
 sys.path.insert(0, str(ROOT))
 
 from signing.jws import sign_compact  # noqa: E402
-from signing.keys import public_pem, thumbprint  # noqa: E402
+from signing.key_loading import public_pem, thumbprint  # noqa: E402
 
 
 def free_port() -> int:

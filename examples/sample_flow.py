@@ -40,7 +40,7 @@ from django.test.utils import override_settings  # noqa: E402
 from signing.client import OCENAuth, ResponseSignatureError  # noqa: E402
 from signing.http import SIGNATURE_HEADER  # noqa: E402
 from signing.jws import sign_detached  # noqa: E402
-from signing.keys import public_pem, thumbprint  # noqa: E402
+from signing.key_loading import public_pem, thumbprint  # noqa: E402
 from signing.remote import RegistryClient, TokenManager  # noqa: E402
 
 

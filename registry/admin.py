@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import models, transaction
+from django.db import models
 from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -164,42 +164,76 @@ class MappingAsProviderInline(MappingAsClientInline):
     readonly_fields = fields
 
 
+def _grant(participant: Participant, data: dict, user):
+    if data["direction"] == GrantMappingForm.AS_CLIENT:
+        return services.mapping_grant(client=participant, provider=data["other"], scopes=data["scopes"],
+                                      acting_user=user)
+    return services.mapping_grant(client=data["other"], provider=participant, scopes=data["scopes"],
+                                  acting_user=user)
+
+
 @dataclass(frozen=True)
 class Workflow:
-    """One button on the participant page: who may use it, when, and what it does."""
+    """One button on the participant page: who may use it, when, and what it does.
+
+    ``run(participant, cleaned_data, user)`` calls the service; a result that is
+    ``Credentials`` is shown once on the secret page, anything else returns to the
+    participant with a message.
+    """
 
     slug: str
     label: str
     permission: str
     statuses: tuple[str, ...]
+    run: Callable[[Participant, dict, object], object]
     form_class: type = ConfirmForm
     danger: bool = False
     explanation: str = ""
+    shows_removals: bool = False
+    credentials_title: str = "Client credentials"
 
 
+LIVE = (Status.APPLIED, Status.UNDER_REVIEW, Status.APPROVED, Status.SUSPENDED)
 WORKFLOWS = [
-    Workflow("review", "Start review", "onboard_participant", (Status.APPLIED,)),
+    Workflow("review", "Start review", "onboard_participant", (Status.APPLIED,),
+             lambda p, data, user: services.participant_start_review(participant=p, acting_user=user)),
     Workflow("approve", "Approve", "onboard_participant", (Status.APPLIED, Status.UNDER_REVIEW),
+             lambda p, data, user: services.participant_approve(participant=p, acting_user=user),
              explanation="Validates the participant again, creates its OAuth client, grants registry.read and "
                          "shows the client secret once."),
-    Workflow("reject", "Reject", "onboard_participant", (Status.APPLIED, Status.UNDER_REVIEW), ReasonForm, True),
+    Workflow("reject", "Reject", "onboard_participant", (Status.APPLIED, Status.UNDER_REVIEW),
+             lambda p, data, user: services.participant_reject(participant=p, reason=data["reason"],
+                                                               acting_user=user),
+             ReasonForm, danger=True),
     Workflow("rotate-secret", "Rotate client secret", "rotate_participant_secret",
-             (Status.APPROVED, Status.SUSPENDED), RotateSecretForm,
+             (Status.APPROVED, Status.SUSPENDED),
+             lambda p, data, user: services.participant_rotate_secret(
+                 participant=p, grace_seconds=data["grace_seconds"], acting_user=user),
+             RotateSecretForm, credentials_title="New client secret",
              explanation="A new secret is shown once. The old one stops working at once unless you set a grace "
                          "period."),
-    Workflow("add-key", "Add key", "manage_participant_keys",
-             (Status.APPLIED, Status.UNDER_REVIEW, Status.APPROVED, Status.SUSPENDED), AddKeyForm),
-    Workflow("add-endpoint", "Add endpoint", "manage_participant_keys",
-             (Status.APPLIED, Status.UNDER_REVIEW, Status.APPROVED, Status.SUSPENDED), AddEndpointForm),
-    Workflow("grant-access", "Grant access", "manage_resource_mappings",
-             (Status.APPLIED, Status.UNDER_REVIEW, Status.APPROVED, Status.SUSPENDED), GrantMappingForm),
-    Workflow("suspend", "Suspend", "suspend_participant", (Status.APPROVED,), ReasonForm, True,
-             "Its client can no longer obtain tokens and every token it holds becomes inactive at once."),
-    Workflow("reinstate", "Reinstate", "suspend_participant", (Status.SUSPENDED,)),
-    Workflow("offboard", "Offboard", "offboard_participant",
-             (Status.APPLIED, Status.UNDER_REVIEW, Status.APPROVED, Status.SUSPENDED), ReasonForm, True,
-             "Offboarding is final. The participant's status becomes OFFBOARDED; its organisation and audit "
-             "history stay."),
+    Workflow("add-key", "Add key", "manage_participant_keys", LIVE,
+             lambda p, data, user: services.public_key_add(participant=p, key_material=data["public_key"],
+                                                           kid=data.get("kid") or None, acting_user=user),
+             AddKeyForm),
+    Workflow("add-endpoint", "Add endpoint", "manage_participant_keys", LIVE,
+             lambda p, data, user: services.endpoint_add(participant=p, url=data["url"], acting_user=user),
+             AddEndpointForm),
+    Workflow("grant-access", "Grant access", "manage_resource_mappings", LIVE, _grant, GrantMappingForm),
+    Workflow("suspend", "Suspend", "suspend_participant", (Status.APPROVED,),
+             lambda p, data, user: services.participant_suspend(participant=p, reason=data["reason"],
+                                                                acting_user=user),
+             ReasonForm, danger=True,
+             explanation="Its client can no longer obtain tokens and every token it holds becomes inactive at "
+                         "once."),
+    Workflow("reinstate", "Reinstate", "suspend_participant", (Status.SUSPENDED,),
+             lambda p, data, user: services.participant_reinstate(participant=p, acting_user=user)),
+    Workflow("offboard", "Offboard", "offboard_participant", LIVE,
+             lambda p, data, user: services.participant_offboard(participant=p, reason=data["reason"],
+                                                                 acting_user=user),
+             ReasonForm, danger=True, shows_removals=True,
+             explanation="Offboarding is final. The participant's status becomes OFFBOARDED; its organisation and "
+                         "audit history stay."),
 ]
 WORKFLOWS_BY_SLUG = {workflow.slug: workflow for workflow in WORKFLOWS}
 
@@ -249,12 +283,6 @@ class ParticipantAdmin(ServiceBackedAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False  # participants are offboarded, never deleted
-
-    def get_actions(self, request):
-        actions = super().get_actions(request)
-        if not request.user.has_perm("registry.offboard_participant"):
-            actions.pop("offboard_selected", None)
-        return actions
 
     # --- URLs ------------------------------------------------------------------------------
 
@@ -328,19 +356,12 @@ class ParticipantAdmin(ServiceBackedAdmin):
         if request.method != "POST" or not form.is_valid():
             return self._page(request, form=form, status=400 if request.method == "POST" else 200, **page)
         data = form.cleaned_data
-
-        def apply():
-            with transaction.atomic():
-                organisation = data["organisation"] or services.organisation_create(
-                    legal_name=data["new_organisation_name"], website=data.get("website", ""),
-                    contact_email=data.get("contact_email", ""), acting_user=request.user)
-                return services.participant_apply(
-                    organisation=organisation, role=data["role"], base_url=data["base_url"],
-                    public_key=data["public_key"], kid=data.get("kid") or None, acting_user=request.user)
-
-        return self._run(request, form, apply,
-                         lambda participant: self._back_to(request, participant, f"Recorded {participant}."),
-                         **page)
+        return self._run(request, form, lambda: services.application_submit(
+            organisation=data["organisation"], new_organisation_name=data["new_organisation_name"],
+            website=data.get("website", ""), contact_email=data.get("contact_email", ""), role=data["role"],
+            base_url=data["base_url"], public_key=data["public_key"], kid=data.get("kid") or None,
+            acting_user=request.user),
+            lambda participant: self._back_to(request, participant, f"Recorded {participant}."), **page)
 
     def workflow_view(self, request, pk: int, slug: str):
         workflow = WORKFLOWS_BY_SLUG.get(slug)
@@ -353,44 +374,17 @@ class ParticipantAdmin(ServiceBackedAdmin):
         form = workflow.form_class(request.POST or None, **kwargs)
         page = {"participant": participant, "title": f"{workflow.label}: {participant}",
                 "explanation": workflow.explanation, "danger": workflow.danger, "submit": workflow.label,
-                "removes": offboarding_plan(participant) if slug == "offboard" else None}
+                "removes": offboarding_plan(participant) if workflow.shows_removals else None}
         if request.method != "POST" or not form.is_valid():
             return self._page(request, form=form, status=400 if request.method == "POST" else 200, **page)
-        data, user = form.cleaned_data, request.user
-        actions = {
-            "review": lambda: services.participant_start_review(participant=participant, acting_user=user),
-            "approve": lambda: services.participant_approve(participant=participant, acting_user=user),
-            "reject": lambda: services.participant_reject(participant=participant, reason=data["reason"],
-                                                          acting_user=user),
-            "suspend": lambda: services.participant_suspend(participant=participant, reason=data["reason"],
-                                                            acting_user=user),
-            "reinstate": lambda: services.participant_reinstate(participant=participant, acting_user=user),
-            "offboard": lambda: services.participant_offboard(participant=participant, reason=data["reason"],
-                                                              acting_user=user),
-            "rotate-secret": lambda: services.participant_rotate_secret(
-                participant=participant, grace_seconds=data["grace_seconds"], acting_user=user),
-            "add-key": lambda: services.public_key_add(participant=participant, key_material=data["public_key"],
-                                                       kid=data.get("kid") or None, acting_user=user),
-            "add-endpoint": lambda: services.endpoint_add(participant=participant, url=data["url"],
-                                                          acting_user=user),
-            "grant-access": lambda: self._grant(participant, data, user),
-        }
 
         def done(result):
             if isinstance(result, services.Credentials):
-                title = "Client credentials" if slug == "approve" else "New client secret"
-                return credentials_response(request, self.admin_site, result, title)
+                return credentials_response(request, self.admin_site, result, workflow.credentials_title)
             return self._back_to(request, participant, f"{workflow.label}: done.")
 
-        return self._run(request, form, actions[slug], done, **page)
-
-    @staticmethod
-    def _grant(participant, data, user):
-        if data["direction"] == GrantMappingForm.AS_CLIENT:
-            return services.mapping_grant(client=participant, provider=data["other"], scopes=data["scopes"],
-                                          acting_user=user)
-        return services.mapping_grant(client=data["other"], provider=participant, scopes=data["scopes"],
-                                      acting_user=user)
+        return self._run(request, form, lambda: workflow.run(participant, form.cleaned_data, request.user), done,
+                         **page)
 
     def _removal_view(self, request, *, participant, permission, title, removes, action):
         if not request.user.has_perm(f"registry.{permission}"):
@@ -431,16 +425,13 @@ class ParticipantAdmin(ServiceBackedAdmin):
     @admin.action(description="Offboard selected participants", permissions=["offboard"])
     def offboard_selected(self, request, queryset):
         participants = list(queryset.select_related("organisation", "client"))
-        if request.POST.get("post") == "yes":
-            if not self.has_offboard_permission(request):
-                raise PermissionDenied
-            reason = (request.POST.get("reason") or "").strip()
-            if not reason:
-                self.message_user(request, "A reason is required to offboard.", messages.ERROR)
-                return None
+        confirming = request.POST.get("post") == "yes"
+        form = ReasonForm(request.POST if confirming else None)
+        if confirming and form.is_valid():
             for participant in participants:
                 try:
-                    services.participant_offboard(participant=participant, reason=reason, acting_user=request.user)
+                    services.participant_offboard(participant=participant, reason=form.cleaned_data["reason"],
+                                                  acting_user=request.user)
                 except ValidationError as exc:
                     self.message_user(request, f"{participant}: {' '.join(exc.messages)}", messages.ERROR)
                 else:
@@ -451,9 +442,9 @@ class ParticipantAdmin(ServiceBackedAdmin):
             "opts": self.model._meta,
             "title": "Offboard participants",
             "plans": [(participant, offboarding_plan(participant)) for participant in participants],
-            "queryset": queryset,
+            "form": form,
             "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
-        })
+        }, status=400 if confirming else 200)
 
     def has_offboard_permission(self, request) -> bool:
         return request.user.has_perm("registry.offboard_participant")

@@ -20,12 +20,6 @@ class OnboardForm(forms.Form):
     public_key = forms.CharField(widget=forms.Textarea(attrs={"rows": 8, "cols": 80}), help_text=KEY_HELP)
     kid = forms.CharField(required=False, max_length=128, help_text="Optional; defaults to the RFC 7638 thumbprint.")
 
-    def clean(self):
-        data = super().clean()
-        if bool(data.get("organisation")) == bool(data.get("new_organisation_name", "").strip()):
-            raise forms.ValidationError("Choose an existing organisation or name a new one (not both).")
-        return data
-
 
 class ConfirmForm(forms.Form):
     """Nothing to enter: the page itself is the confirmation."""

@@ -12,7 +12,6 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from authservice.clientcache import bump_generation
 from registry.models import AuditChainHead, AuditEvent
 
 GENESIS_HASH = "0" * 64
@@ -44,14 +43,13 @@ def _event_digest(event: AuditEvent) -> str:
 def record_event(*, action: str, acting_user, participant=None, organisation=None,
                  before: dict[str, Any] | None = None, after: dict[str, Any] | None = None,
                  actor_label: str | None = None) -> AuditEvent:
-    """Append one event. Must run inside the transaction of the change it records."""
+    """Append one event. Must run inside the transaction of the change it records.
+
+    Locks the chain head, so call it last: after the rows the change locks and the
+    client generation (``authservice.clientcache.bump_generation``).
+    """
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("Audit events are written inside the transaction of the change they record.")
-    # Every registry change may change what a client is granted: stale cached client
-    # records are dropped in every worker on their next request. Bumped before the
-    # chain head is locked, so every writer takes the two row locks in one order
-    # (client services bump the generation too) and none can deadlock another.
-    bump_generation()
     head, _ = AuditChainHead.objects.select_for_update().get_or_create(pk=1)
     event = AuditEvent(
         sequence=head.sequence + 1,

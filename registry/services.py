@@ -5,6 +5,12 @@ commands, the API and the tests all come through here; nothing else writes model
 Functions take keyword-only arguments and an explicit ``acting_user`` (``None``
 for the system), validate everything before writing, and raise
 ``django.core.exceptions.ValidationError`` with a readable message on refusal.
+
+Side effects, each once and in this order (the lock order every writer keeps, so
+none can deadlock another): lock the participant rows; change them; mark cached
+client records and registry responses stale (``bump_generation``, or a client
+service from ``authservice.services`` that does it); append the audit event, which
+locks the chain head.
 """
 
 import json
@@ -15,12 +21,20 @@ from urllib.parse import urlsplit, urlunsplit
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
+from authservice.clientcache import bump_generation
 from authservice.conf import authservice_settings
-from authservice.services import client_create, client_deactivate, client_reactivate, client_rotate_secret
+from authservice.services import (
+    client_create,
+    client_deactivate,
+    client_delete,
+    client_reactivate,
+    client_rotate_secret,
+)
 from registry.audit import record_event
-from registry.keys import parse_public_key
+from registry.key_material import parse_public_key
 from registry.models import (
     TRANSITIONS,
     AuditAction,
@@ -165,6 +179,7 @@ def organisation_update(*, organisation: Organisation, acting_user, **changes: s
     for field, value in after.items():
         setattr(organisation, field, value)
     _save(organisation)
+    bump_generation()  # the registry API shows the organisation's details
     record_event(action=AuditAction.ORGANISATION_UPDATED, acting_user=acting_user, organisation=organisation,
                  before=before, after=after)
     return organisation
@@ -185,6 +200,7 @@ def participant_apply(*, organisation: Organisation, role: str, base_url: str, p
     _save(endpoint)
     key.participant = participant
     _save(key)
+    bump_generation()
     record_event(action=AuditAction.PARTICIPANT_APPLIED, acting_user=acting_user, participant=participant,
                  after={**_snapshot(participant), "base_url": url, "key": {"kid": key.kid,
                                                                           "thumbprint": key.thumbprint}})
@@ -196,11 +212,9 @@ def participant_start_review(*, participant: Participant, acting_user) -> Partic
     participant = _locked(participant)
     before = _snapshot(participant)
     _transition(participant, Status.UNDER_REVIEW)
-    participant.status, participant.status_changed_at = Status.UNDER_REVIEW, timezone.now()
-    participant.save(update_fields=["status", "status_changed_at", "updated_at"])
-    record_event(action=AuditAction.PARTICIPANT_UNDER_REVIEW, acting_user=acting_user, participant=participant,
-                 before=before, after=_snapshot(participant))
-    return participant
+    bump_generation()
+    return _set_status(participant, status=Status.UNDER_REVIEW, reason="",
+                       action=AuditAction.PARTICIPANT_UNDER_REVIEW, acting_user=acting_user, before=before)
 
 
 @dataclass(frozen=True)
@@ -263,12 +277,13 @@ def _required_reason(reason: str, doing: str) -> str:
 
 
 def _set_status(participant: Participant, *, status: str, reason: str, action: str, acting_user,
-                before: dict) -> Participant:
-    """Write a lifecycle transition the caller has checked, and its audit event."""
+                before: dict, details: dict | None = None) -> Participant:
+    """Write a lifecycle transition the caller has checked (and whose generation bump
+    it has made), then its audit event."""
     participant.status, participant.status_changed_at = status, timezone.now()
     participant.status_reason = reason
     participant.save(update_fields=["status", "status_changed_at", "status_reason", "updated_at"])
-    after = {**_snapshot(participant), **({"reason": reason} if reason else {})}
+    after = {**_snapshot(participant), **({"reason": reason} if reason else {}), **(details or {})}
     record_event(action=action, acting_user=acting_user, participant=participant, before=before, after=after)
     return participant
 
@@ -279,6 +294,7 @@ def participant_reject(*, participant: Participant, reason: str, acting_user) ->
     participant = _locked(participant)
     before = _snapshot(participant)
     _transition(participant, Status.REJECTED)
+    bump_generation()
     return _set_status(participant, status=Status.REJECTED, reason=reason, action=AuditAction.PARTICIPANT_REJECTED,
                        acting_user=acting_user, before=before)
 
@@ -318,23 +334,16 @@ def participant_offboard(*, participant: Participant, reason: str, acting_user) 
     before = _snapshot(participant)
     _transition(participant, Status.OFFBOARDED)
     plan = offboarding_plan(participant)
-
-    if participant.client is not None:
-        client = participant.client
-        client_deactivate(client=client)
-        participant.client = None
-        participant.save(update_fields=["client", "updated_at"])
-        client.delete()
-    now = timezone.now()
-    participant.keys.filter(status=KeyStatus.ACTIVE).update(status=KeyStatus.REVOKED, revoked_at=now)
+    participant.keys.filter(status=KeyStatus.ACTIVE).update(status=KeyStatus.REVOKED, revoked_at=timezone.now())
     participant.endpoints.all().delete()
-    ResourceMapping.objects.filter(client=participant).delete()
-    ResourceMapping.objects.filter(provider=participant).delete()
-    participant.status, participant.status_changed_at = Status.OFFBOARDED, now
-    participant.status_reason = reason
-    participant.save(update_fields=["status", "status_changed_at", "status_reason", "updated_at"])
-    record_event(action=AuditAction.PARTICIPANT_OFFBOARDED, acting_user=acting_user, participant=participant,
-                 before=before, after={**_snapshot(participant), "reason": reason, "removed": plan})
+    ResourceMapping.objects.filter(Q(client=participant) | Q(provider=participant)).delete()
+    if participant.client is not None:
+        client_delete(client=participant.client)
+        participant.client = None
+    else:
+        bump_generation()
+    _set_status(participant, status=Status.OFFBOARDED, reason=reason, action=AuditAction.PARTICIPANT_OFFBOARDED,
+                acting_user=acting_user, before=before, details={"removed": plan})
     return plan
 
 
@@ -363,6 +372,7 @@ def public_key_add(*, participant: Participant, key_material: str, kid: str | No
     _require_live(participant)
     key = _make_key(participant, key_material, kid)
     _save(key)
+    bump_generation()
     record_event(action=AuditAction.KEY_ADDED, acting_user=acting_user, participant=participant,
                  after={"kid": key.kid, "thumbprint": key.thumbprint, "alg": key.alg,
                         "not_after": key.not_after.isoformat() if key.not_after else None})
@@ -381,6 +391,7 @@ def public_key_revoke(*, key: PublicKey, acting_user) -> PublicKey:
                               "before revoking the last one.")
     key.status, key.revoked_at = KeyStatus.REVOKED, timezone.now()
     key.save(update_fields=["status", "revoked_at"])
+    bump_generation()
     record_event(action=AuditAction.KEY_REVOKED, acting_user=acting_user, participant=participant,
                  before={"kid": key.kid, "status": KeyStatus.ACTIVE}, after={"kid": key.kid, "status": key.status})
     return key
@@ -395,6 +406,7 @@ def endpoint_add(*, participant: Participant, url: str, acting_user) -> Endpoint
         raise ValidationError(f"{normalised} is already registered for this participant.")
     endpoint = Endpoint(participant=participant, url=normalised)
     _save(endpoint)
+    bump_generation()
     record_event(action=AuditAction.ENDPOINT_ADDED, acting_user=acting_user, participant=participant,
                  after={"url": normalised})
     return endpoint
@@ -407,6 +419,7 @@ def endpoint_remove(*, endpoint: Endpoint, acting_user) -> None:
         raise ValidationError("An approved participant must keep at least one API base URL.")
     url = endpoint.url
     endpoint.delete()
+    bump_generation()
     record_event(action=AuditAction.ENDPOINT_REMOVED, acting_user=acting_user, participant=participant,
                  before={"url": url})
 
@@ -438,6 +451,7 @@ def mapping_grant(*, client: Participant, provider: Participant | None, scopes: 
         mapping = ResourceMapping(client=client, provider=provider, scopes=scope_text)
     mapping.scopes = scope_text
     _save(mapping)
+    bump_generation()
     record_event(action=AuditAction.MAPPING_GRANTED, acting_user=acting_user, participant=client,
                  before=before, after={"provider": _provider_label(provider), "audience": mapping.audience,
                                        "scopes": scope_text})
@@ -451,6 +465,7 @@ def mapping_remove(*, mapping: ResourceMapping, acting_user) -> None:
                "scopes": mapping.scopes}
     client = mapping.client
     mapping.delete()
+    bump_generation()
     record_event(action=AuditAction.MAPPING_REMOVED, acting_user=acting_user, participant=client,
                  before=details)
 
@@ -459,20 +474,33 @@ def _provider_label(provider: Participant | None) -> str:
     return "registry" if provider is None else str(provider.participant_id)
 
 
-# --- Composite workflow for automation ------------------------------------------------------------
+# --- Composite workflows ----------------------------------------------------------------------------
+
+@transaction.atomic
+def application_submit(*, role: str, base_url: str, public_key: str, kid: str | None = None,
+                       organisation: Organisation | None = None, new_organisation_name: str = "",
+                       website: str = "", contact_email: str = "", acting_user) -> Participant:
+    """Record an application for an existing organisation, or for a new one created with it."""
+    if (organisation is None) == (not (new_organisation_name or "").strip()):
+        raise ValidationError("Choose an existing organisation or name a new one (not both).")
+    if organisation is None:
+        organisation = organisation_create(legal_name=new_organisation_name, website=website,
+                                           contact_email=contact_email, acting_user=acting_user)
+    return participant_apply(organisation=organisation, role=role, base_url=base_url, public_key=public_key,
+                             kid=kid, acting_user=acting_user)
+
 
 @transaction.atomic
 def participant_onboard(*, org_name: str, role: str, base_url: str, public_key: str,
                         org_id: str | None = None, acting_user) -> Credentials:
-    """Create (or reuse) the organisation, apply and approve in one transaction."""
+    """For automation: find the organisation (by org_id, else by legal name; created when
+    the name is new), apply and approve, in one transaction."""
     if org_id:
         organisation = Organisation.objects.filter(org_id=org_id).first()
         if organisation is None:
             raise ValidationError(f"No organisation has org_id {org_id}.")
     else:
         organisation = Organisation.objects.filter(legal_name=(org_name or "").strip()).first()
-        if organisation is None:
-            organisation = organisation_create(legal_name=org_name, acting_user=acting_user)
-    participant = participant_apply(organisation=organisation, role=role, base_url=base_url,
-                                    public_key=public_key, acting_user=acting_user)
+    participant = application_submit(organisation=organisation, new_organisation_name="" if organisation else org_name,
+                                     role=role, base_url=base_url, public_key=public_key, acting_user=acting_user)
     return participant_approve(participant=participant, acting_user=acting_user)

@@ -21,8 +21,8 @@ from typing import Any
 import httpx
 
 from signing.http import ALTERNATE_SIGNATURE_HEADER, SIGNATURE_HEADER, signed_payload
-from signing.jws import JWSError, PrivateKey, sign_detached, verify_detached
-from signing.keys import default_alg
+from signing.jws import ALGORITHMS, JWSError, PrivateKey, sign_detached, verify_detached
+from signing.key_loading import default_alg
 from signing.remote import RegistryClient, TokenManager
 
 
@@ -74,7 +74,8 @@ class OCENAuth(httpx.Auth):
         if not signature:
             raise ResponseSignatureError("the provider's response is not signed", response)
         try:
-            return verify_detached(signature, response.content, self.registry.resolver(self.provider_participant_id))
+            return verify_detached(signature, response.content, self.registry.resolver(self.provider_participant_id),
+                                   algorithms=ALGORITHMS)
         except JWSError as exc:
             raise ResponseSignatureError(f"the provider's response signature is invalid: {exc}", response,
                                          exc) from exc

@@ -1,11 +1,15 @@
-"""Detached JWS (RFC 7515 Appendix F, RFC 7797 unencoded payload) for OCEN message signing.
+"""The project's one JOSE stack: compact and detached JWS (RFC 7515, RFC 7797
+unencoded payload) and JWTs (RFC 7519) for access tokens, client assertions,
+registry responses and participant messages.
 
 No Django here: this module works on bytes and keys. Keys come from an injected
-resolver, so the same code serves the provider middleware, the participant SDK and
-the token endpoint's private_key_jwt check.
+resolver, so the same code serves the token endpoint, the registry, the provider
+middleware and the participant SDK. Every verification names its algorithms.
 
     signature = sign_detached(body, private_key, alg="RS256", kid="k1")
     verified = verify_detached(signature, body, resolver, algorithms=["RS256"])
+    token = sign_jwt(claims, signer, typ="at+jwt")
+    verified = verify_jwt(token, resolver, algorithms=["RS256"], typ={"at+jwt"})
 
 Every failure raises a ``JWSError`` subclass with a stable ``code``; nothing returns
 ``False``. The cryptography is pyca/cryptography's; this module does the framing and
@@ -17,7 +21,9 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Callable, Iterable, Sequence
+import math
+import time
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +36,9 @@ ALGORITHMS: tuple[str, ...] = ("RS256", "PS256", "ES256", "EdDSA")
 DEFAULT_ALGORITHM = "RS256"
 MAX_HEADER_BYTES = 4096
 MAX_SIGNATURE_BYTES = 1024
+MAX_COMPACT_BYTES = 16 * 1024
+# JOSE headers and claims are shallow; anything deeper is refused before it is parsed.
+MAX_JSON_DEPTH = 16
 UNDERSTOOD_CRITICAL = frozenset({"b64"})
 
 
@@ -85,6 +94,36 @@ class SignatureInvalid(JWSError):
     code = "ERR_JWS_SIGNATURE_VERIFICATION_FAILED"
 
 
+class TokenInvalid(JWSError):
+    """A JWT's signature is good but its type or claims are not acceptable."""
+
+    code = "ERR_JWT_INVALID"
+
+
+class TokenTypeInvalid(TokenInvalid):
+    code = "ERR_JWT_TYPE"
+
+
+class TokenClaimInvalid(TokenInvalid):
+    code = "ERR_JWT_CLAIM_INVALID"
+
+
+class TokenExpired(TokenInvalid):
+    code = "ERR_JWT_EXPIRED"
+
+
+class TokenNotYetValid(TokenInvalid):
+    code = "ERR_JWT_NOT_YET_VALID"
+
+
+class TokenWrongIssuer(TokenInvalid):
+    code = "ERR_JWT_ISSUER"
+
+
+class TokenWrongAudience(TokenInvalid):
+    code = "ERR_JWT_AUDIENCE"
+
+
 # --- Keys ------------------------------------------------------------------------------------
 
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
@@ -107,10 +146,26 @@ Resolver = Callable[[dict[str, Any]], Sequence[VerificationKey]]
 
 
 @dataclass(frozen=True)
+class Signer:
+    """A private key bound to one algorithm and one ``kid``."""
+
+    key: PrivateKey = field(repr=False)
+    alg: str
+    kid: str | None = None
+
+
+@dataclass(frozen=True)
 class VerifiedSignature:
     header: dict[str, Any]
     key: VerificationKey
     payload: bytes = field(repr=False, default=b"")
+
+
+@dataclass(frozen=True)
+class VerifiedJWT:
+    header: dict[str, Any]
+    claims: dict[str, Any]
+    key: VerificationKey
 
 
 def _key_fits(alg: str, key: PublicKey | PrivateKey) -> bool:
@@ -173,6 +228,45 @@ def _encode_header(header: dict[str, Any]) -> str:
     return b64url_encode(json.dumps(header, separators=(",", ":")).encode("utf-8"))
 
 
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _json_depth_ok(raw: bytes) -> bool:
+    """True when no array/object nests deeper than MAX_JSON_DEPTH (strings skipped)."""
+    depth, in_string, escaped = 0, False, False
+    for byte in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                return False
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return True
+
+
+def parse_json_object(raw: bytes, what: str) -> dict[str, Any]:
+    """A JSON object from untrusted bytes: bounded depth, no NaN/Infinity, else MalformedSignature."""
+    if not _json_depth_ok(raw):
+        raise MalformedSignature(f"the {what} nests deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        value = json.loads(raw, parse_constant=_refuse_constant)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise MalformedSignature(f"the {what} is not valid JSON") from exc
+    if not isinstance(value, dict):
+        raise MalformedSignature(f"the {what} is not a JSON object")
+    return value
+
+
 # --- Signing --------------------------------------------------------------------------------------
 
 def sign_detached(payload: bytes, key: PrivateKey, *, alg: str = DEFAULT_ALGORITHM, kid: str | None = None,
@@ -210,6 +304,13 @@ def sign_compact(payload: bytes, key: PrivateKey, *, alg: str = DEFAULT_ALGORITH
     return f"{signing_input}.{b64url_encode(signature)}"
 
 
+def sign_jwt(claims: dict[str, Any], signer: Signer, *, typ: str | None = "JWT") -> str:
+    """A signed JWT (compact JWS over the JSON claims) with the signer's alg and kid."""
+    header = {"typ": typ} if typ else {}
+    payload = json.dumps(claims, separators=(",", ":")).encode("utf-8")
+    return sign_compact(payload, signer.key, alg=signer.alg, kid=signer.kid, extra_header=header)
+
+
 def _signing_input(encoded_header: str, payload: bytes, b64: bool) -> bytes:
     if b64:
         return f"{encoded_header}.{b64url_encode(payload)}".encode("ascii")
@@ -221,13 +322,7 @@ def _signing_input(encoded_header: str, payload: bytes, b64: bool) -> bytes:
 def _parse_header(encoded: str) -> dict[str, Any]:
     if len(encoded) > MAX_HEADER_BYTES:
         raise HeaderTooLarge(f"the protected header is larger than {MAX_HEADER_BYTES} bytes")
-    try:
-        header = json.loads(b64url_decode(encoded))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise MalformedSignature("the protected header is not base64url JSON") from exc
-    if not isinstance(header, dict):
-        raise MalformedSignature("the protected header is not a JSON object")
-    return header
+    return parse_json_object(b64url_decode(encoded), "protected header")
 
 
 def _check_algorithm(header: dict[str, Any], algorithms: Iterable[str]) -> str:
@@ -288,7 +383,7 @@ def _verify_with(alg: str, header: dict[str, Any], candidates: Sequence[Verifica
 
 
 def verify_detached(signature: str, payload: bytes, resolver: Resolver, *,
-                    algorithms: Iterable[str] = ALGORITHMS,
+                    algorithms: Iterable[str],
                     allow_b64_without_crit: bool = False) -> VerifiedSignature:
     """Verify a detached JWS over ``payload`` (the exact bytes received)."""
     if not isinstance(signature, str) or not signature:
@@ -314,21 +409,89 @@ def verify_detached(signature: str, payload: bytes, resolver: Resolver, *,
                         payload)
 
 
-def verify_compact(token: str, resolver: Resolver, *, algorithms: Iterable[str] = ALGORITHMS) -> VerifiedSignature:
-    """Verify an ordinary compact JWS (payload attached and base64url-encoded)."""
-    if not isinstance(token, str) or not token or len(token) > 16_384:
+def _compact_parts(token: str) -> list[str]:
+    if not isinstance(token, str) or not token or len(token) > MAX_COMPACT_BYTES:
         raise MalformedSignature("the JWS is missing or too long")
     parts = token.split(".")
     if len(parts) != 3 or not parts[1]:
         raise MalformedSignature("a compact JWS has the form header.payload.signature")
+    return parts
+
+
+def verify_compact(token: str, resolver: Resolver, *, algorithms: Iterable[str]) -> VerifiedSignature:
+    """Verify an ordinary compact JWS (payload attached and base64url-encoded)."""
+    parts = _compact_parts(token)
     header = _parse_header(parts[0])
     alg = _check_algorithm(header, algorithms)
     if header.get("crit") is not None or header.get("b64", True) is not True:
         raise UnsupportedCritical("no critical extensions are understood here")
+    if "kid" in header and not isinstance(header["kid"], str):
+        raise MalformedSignature("kid must be a string")
     payload = b64url_decode(parts[1])
     raw_signature = b64url_decode(parts[2])
     return _verify_with(alg, header, resolver(header), raw_signature,
                         f"{parts[0]}.{parts[1]}".encode("ascii"), payload)
+
+
+def verify_jwt(token: str, resolver: Resolver, *, algorithms: Iterable[str],
+               typ: Collection[str] | None) -> VerifiedJWT:
+    """Verify a JWT's signature and header ``typ`` (``None``: any or none) and parse its claims.
+
+    The registered claims (exp, iss, aud, ...) are checked by ``validate_claims``.
+    """
+    verified = verify_compact(token, resolver, algorithms=algorithms)
+    if typ is not None and verified.header.get("typ") not in typ:
+        raise TokenTypeInvalid(f"token type must be {' or '.join(sorted(typ))}")
+    claims = parse_json_object(verified.payload, "token's claims")
+    return VerifiedJWT(header=verified.header, claims=claims, key=verified.key)
+
+
+def peek_claims(token: str) -> dict[str, Any]:
+    """The claims of a compact JWS *before* verification, to find who claims to have signed it."""
+    return parse_json_object(b64url_decode(_compact_parts(token)[1]), "token's claims")
+
+
+def _number(claims: dict[str, Any], name: str, *, required: bool) -> float | None:
+    value = claims.get(name)
+    if value is None and not required:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise TokenClaimInvalid(f"claim {name} must be a number (NumericDate)")
+    return float(value)
+
+
+def claim_audiences(claims: dict[str, Any]) -> list[str]:
+    """``aud`` as a list; anything but a string or a list of strings is refused."""
+    audience = claims.get("aud")
+    if audience is None:
+        return []
+    audiences = [audience] if isinstance(audience, str) else audience
+    if not isinstance(audiences, list) or not all(isinstance(item, str) for item in audiences):
+        raise TokenClaimInvalid("claim aud must be a string or a list of strings")
+    return audiences
+
+
+def validate_claims(claims: dict[str, Any], *, issuer: str | None, audience: str | Collection[str] | None,
+                    leeway: float, now: float | None = None) -> None:
+    """Check iss, aud, exp (required), nbf and iat (if present) with ``leeway`` seconds of skew.
+
+    ``audience``: one audience, or several of which the token must name at least one.
+    """
+    now = time.time() if now is None else now
+    if issuer is not None and claims.get("iss") != issuer:
+        raise TokenWrongIssuer("token issuer is not the one expected")
+    audiences = claim_audiences(claims)
+    if audience is not None:
+        wanted = {audience} if isinstance(audience, str) else set(audience)
+        if not wanted & set(audiences):
+            raise TokenWrongAudience("token is not meant for this audience")
+    exp = _number(claims, "exp", required=True)
+    if now > exp + leeway:
+        raise TokenExpired("token has expired")
+    for name in ("nbf", "iat"):
+        value = _number(claims, name, required=False)
+        if value is not None and now < value - leeway:
+            raise TokenNotYetValid(f"token is not valid yet ({name} is in the future)")
 
 
 def static_resolver(keys: Sequence[VerificationKey]) -> Resolver:

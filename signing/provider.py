@@ -33,13 +33,12 @@ from django.views.decorators.csrf import csrf_exempt
 
 from signing.http import ALTERNATE_SIGNATURE_HEADER, SIGNATURE_HEADER, signed_payload
 from signing.jws import ALGORITHMS, JWSError, MalformedSignature, VerifiedSignature, sign_detached, verify_detached
-from signing.keys import default_alg, load_private_key
+from signing.key_loading import default_alg, load_private_key
 from signing.remote import (
     AccessTokenVerifier,
     RegistryClient,
     RegistryError,
     ServiceKeys,
-    TokenError,
     TokenManager,
     VerifiedToken,
 )
@@ -134,8 +133,9 @@ class ProviderGuard:
             raise ProviderAuthError("invalid_token", "a Bearer access token is required", "ERR_TOKEN_MISSING")
         try:
             verified_token = self.token_verifier.verify(token.strip())
-        except (TokenError, RegistryError) as exc:
-            raise ProviderAuthError("invalid_token", str(exc), getattr(exc, "code", "ERR_JWT_INVALID")) from exc
+        except (JWSError, RegistryError) as exc:
+            code = exc.code if isinstance(exc, JWSError) else "ERR_REGISTRY"
+            raise ProviderAuthError("invalid_token", f"access token: {exc}", code) from exc
         scope = self.config["REQUIRED_SCOPE"]
         if scope and scope not in verified_token.scopes:
             raise ProviderAuthError("insufficient_scope", f"the token lacks scope {scope}", "ERR_SCOPE")

@@ -12,7 +12,6 @@ registry's participant keys. No Django; used by the SDK and the provider middlew
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 import time
@@ -28,21 +27,22 @@ from signing.jws import (
     JWSError,
     KeyNotFound,
     PrivateKey,
+    Signer,
     VerificationKey,
-    sign_compact,
-    verify_compact,
+    sign_jwt,
+    validate_claims,
     verify_detached,
+    verify_jwt,
 )
-from signing.keys import default_alg, verification_key_from_jwk
+from signing.key_loading import default_alg, verification_key_from_jwk
 
+# RFC 7523 §2.2: the client_assertion_type of a private_key_jwt client assertion.
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+# Access tokens: RFC 9068's at+jwt, or plain JWT where the service issues that for
+# OCEN reference resource servers (AUTHSERVICE_ACCESS_TOKEN_TYP).
+ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "JWT"})
+SERVICE_ALGORITHMS = ("RS256", "ES256")
 MAX_AGE = re.compile(r"max-age=(\d+)")
-
-
-class TokenError(JWSError):
-    """An access token failed validation."""
-
-    code = "ERR_JWT_INVALID"
 
 
 class TokenRequestError(Exception):
@@ -103,8 +103,7 @@ class TokenManager:
         now = int(time.time())
         claims = {"iss": self.client_id, "sub": self.client_id, "aud": self.token_url, "iat": now,
                   "exp": now + 60, "jti": uuid.uuid4().hex}
-        return sign_compact(json.dumps(claims).encode(), self.private_key, alg=self.alg, kid=self.kid,
-                            extra_header={"typ": "JWT"})
+        return sign_jwt(claims, Signer(key=self.private_key, alg=self.alg, kid=self.kid), typ="JWT")
 
     def _fetch(self) -> tuple[str, float]:
         data: dict[str, Any] = {"grant_type": "client_credentials"}
@@ -203,39 +202,20 @@ class VerifiedToken:
 
 
 class AccessTokenVerifier:
-    """Offline validation of access tokens from the Auth Service."""
+    """Offline validation of access tokens from the Auth Service.
+
+    Raises a ``signing.jws.JWSError`` (its ``code`` says what failed)."""
 
     def __init__(self, service_keys: ServiceKeys, *, audience: str, leeway: int = 30,
-                 algorithms: Sequence[str] = ("RS256", "ES256")) -> None:
+                 algorithms: Sequence[str] = SERVICE_ALGORITHMS) -> None:
         self.service_keys, self.audience, self.leeway = service_keys, audience, leeway
         self.algorithms = tuple(algorithms)
 
     def verify(self, token: str) -> VerifiedToken:
-        try:
-            verified = verify_compact(token, self.service_keys.resolve, algorithms=self.algorithms)
-        except JWSError as exc:
-            raise TokenError(f"access token: {exc}") from exc
-        if verified.header.get("typ") != "at+jwt":
-            raise TokenError("access token: typ must be at+jwt")
-        try:
-            claims = json.loads(verified.payload)
-        except ValueError as exc:
-            raise TokenError("access token: claims are not JSON") from exc
-        if not isinstance(claims, dict):
-            raise TokenError("access token: claims are not an object")
-        if claims.get("iss") != self.service_keys.issuer:
-            raise TokenError("access token: wrong issuer")
-        audiences = claims.get("aud")
-        audiences = [audiences] if isinstance(audiences, str) else list(audiences or [])
-        if self.audience not in audiences:
-            raise TokenError("access token: not meant for this provider")
-        now = time.time()
-        exp, nbf = claims.get("exp"), claims.get("nbf")
-        if not isinstance(exp, int | float) or now > exp + self.leeway:
-            raise TokenError("access token: expired")
-        if isinstance(nbf, int | float) and now < nbf - self.leeway:
-            raise TokenError("access token: not valid yet")
-        return VerifiedToken(claims)
+        verified = verify_jwt(token, self.service_keys.resolve, algorithms=self.algorithms, typ=ACCESS_TOKEN_TYPES)
+        validate_claims(verified.claims, issuer=self.service_keys.issuer, audience=self.audience,
+                        leeway=self.leeway)
+        return VerifiedToken(verified.claims)
 
 
 # --- The registry -----------------------------------------------------------------------------------
@@ -295,7 +275,7 @@ class RegistryClient:
         if not signature:
             raise RegistryError("the registry's response is not signed")
         try:
-            verify_detached(signature, response.content, self.service_keys.resolve)
+            verify_detached(signature, response.content, self.service_keys.resolve, algorithms=SERVICE_ALGORITHMS)
         except JWSError as exc:
             raise RegistryError(f"the registry's response signature is invalid: {exc}") from exc
 

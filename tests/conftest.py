@@ -1,4 +1,6 @@
-"""Fixtures shared by every suite: a signing key, OAuth clients, token requests."""
+"""Fixtures shared by every suite: a signing key, OAuth clients, token requests, and
+what makes the suite fast without changing what it tests (a cheap password hasher for
+the test users, service signing keys generated once per session)."""
 
 import base64
 from collections.abc import Callable
@@ -7,9 +9,10 @@ from urllib.parse import urlencode
 import pytest
 from django.core.cache import cache
 
+from authservice import signing_keys
 from authservice.clientcache import client_cache
-from authservice.keys import key_cache, signing_key_ensure
 from authservice.services import client_create
+from authservice.signing_keys import key_cache, signing_key_ensure
 from registry.api.cache import rendered_cache
 
 
@@ -22,6 +25,45 @@ def _close_connection_pools(django_db_setup, django_db_blocker):
     for connection in connections.all(initialized_only=True):
         if hasattr(connection, "close_pool"):
             connection.close_pool()
+
+
+class _ServiceKeyPool:
+    """Service signing keys made once per session and handed out in order within each
+    test, so a test that rotates still gets distinct keys. The test database is rolled
+    back or flushed after every test, so a key is never registered twice."""
+
+    def __init__(self, generate) -> None:
+        self._generate = generate
+        self._keys: dict[str, list] = {}
+        self._next: dict[str, int] = {}
+
+    def reset(self) -> None:
+        self._next.clear()
+
+    def __call__(self, alg: str):
+        index = self._next.get(alg, 0)
+        self._next[alg] = index + 1
+        keys = self._keys.setdefault(alg, [])
+        while len(keys) <= index:
+            keys.append(self._generate(alg))
+        return keys[index]
+
+
+@pytest.fixture(scope="session")
+def _service_key_pool():
+    pool = _ServiceKeyPool(signing_keys._generate_private_key)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(signing_keys, "_generate_private_key", pool)
+        yield pool
+
+
+@pytest.fixture(autouse=True)
+def _fast_test_setup(_service_key_pool, settings):
+    """Test users' passwords hash with MD5 (they guard nothing); client secrets keep
+    their own hasher, which the token endpoint's behaviour depends on."""
+    _service_key_pool.reset()
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher",
+                                 "authservice.hashers.ClientSecretHasher"]
 
 
 @pytest.fixture(autouse=True)

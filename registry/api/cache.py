@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from django.utils import timezone
 from rest_framework.renderers import JSONRenderer
 
-from authservice.keys import active_signer
+from authservice.signing_keys import active_signer
 from signing.jws import sign_detached
 
 MAX_ENTRIES = 5000

@@ -17,9 +17,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from authservice.authentication import BearerTokenAuthentication, HasScope
-from authservice.clientcache import client_cache
 from authservice.conf import authservice_settings
-from authservice.keys import active_signer
+from authservice.signing_keys import active_signer
 from registry import selectors
 from registry.api.cache import earliest_key_expiry, render_signed, rendered_cache
 from registry.api.serializers import (
@@ -74,14 +73,12 @@ class RegistryView(APIView):
     def respond(self, request: Request, build) -> HttpResponse:
         """Serve ``build()`` (data, valid_until) rendered and signed, from the cache when
         nothing in the registry changed since it was rendered."""
-        generation = client_cache.request_generation
-        key = (request.get_full_path(), generation)
-        entry = rendered_cache.get(key) if generation is not None else None
+        key = (request.get_full_path(), request.user.generation)
+        entry = rendered_cache.get(key)
         if entry is None:
             data, valid_until = build()
             entry = render_signed(data, valid_until=valid_until)
-            if generation is not None:
-                rendered_cache.put(key, entry)
+            rendered_cache.put(key, entry)
         response = HttpResponse(entry.body, content_type="application/json")
         response["ETag"] = entry.etag
         if entry.signature:

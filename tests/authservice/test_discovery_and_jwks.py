@@ -20,7 +20,7 @@ def issuer(live_server, settings):
 
 
 def test_token_verifies_with_joserfc_from_discovery_and_jwks_alone(issuer, transactional_db):
-    from authservice.keys import signing_key_ensure
+    from authservice.signing_keys import signing_key_ensure
 
     signing_key_ensure()
     oauth_client, secret = client_create(name="provider-test")

@@ -69,7 +69,7 @@ def test_deactivated_clients_tokens_are_inactive_at_once(client, owner, stranger
 
 
 def test_expired_token_is_inactive(client, owner, token_for, settings):
-    settings.OAUTH2_PROVIDER = {**settings.OAUTH2_PROVIDER, "ACCESS_TOKEN_EXPIRE_SECONDS": -60}
+    settings.AUTHSERVICE = {**settings.AUTHSERVICE, "ACCESS_TOKEN_TTL": -60}
     expired = token_for(*owner).json()["access_token"]
     assert _introspect(client, owner, expired).json() == {"active": False}
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
+from django.core.management.base import SystemCheckError
 
 from authservice.models import SigningKey
 
@@ -57,6 +58,17 @@ def test_create_client_prints_secret_once_as_json(db, signing_key, client):
                            HTTP_AUTHORIZATION=__import__("tests.conftest", fromlist=["basic"]).basic(
                                created["client_id"], created["client_secret"]))
     assert response.status_code == 200
+
+
+@pytest.mark.parametrize("hook", ["GRANTS_PROVIDER", "CLIENT_KEYS_PROVIDER"])
+def test_check_fails_clearly_when_a_hook_names_nothing(settings, hook):
+    settings.AUTHSERVICE = {**settings.AUTHSERVICE, hook: "registry.oauth_hooks.no_such_function"}
+    with pytest.raises(SystemCheckError, match=rf"authservice.E001.*{hook} names 'registry.oauth_hooks.no_such"):
+        call_command("check")
+
+
+def test_check_passes_with_the_projects_hooks(settings):
+    call_command("check")  # raises SystemCheckError on any error
 
 
 def test_create_client_refuses_blank_name(db):

@@ -10,8 +10,8 @@ from django.test import override_settings
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
-from authservice.keys import key_cache, signing_key_ensure
 from authservice.models import SigningKey
+from authservice.signing_keys import key_cache, signing_key_ensure
 
 
 def _run(*args) -> str:

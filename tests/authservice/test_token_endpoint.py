@@ -12,8 +12,8 @@ from django.test.utils import CaptureQueriesContext
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
-from authservice.keys import published_jwks
 from authservice.services import client_deactivate
+from authservice.signing_keys import published_jwks
 from tests.conftest import FORM, basic, form
 
 
@@ -46,6 +46,22 @@ def test_client_secret_basic_gets_rfc9068_jwt(make_client, token_for):
     assert header["kid"] == published_jwks()["keys"][0]["kid"]
 
 
+def test_one_lifetime_setting_drives_token_expiry_and_key_retirement(make_client, token_for, settings,
+                                                                    signing_key):
+    settings.AUTHSERVICE = {**settings.AUTHSERVICE, "ACCESS_TOKEN_TTL": 120, "LEEWAY": 5}
+    oauth_client, secret = make_client()
+    body = token_for(oauth_client, secret).json()
+    claims = _segment(body["access_token"], 1)
+    assert body["expires_in"] == 120
+    assert claims["exp"] - claims["iat"] == 120
+    from authservice.signing_keys import signing_key_activate, signing_key_prepublish
+
+    signing_key_prepublish()
+    signing_key_activate(force=True)
+    signing_key.refresh_from_db()
+    assert (signing_key.published_until - signing_key.retired_at).total_seconds() == 120 + 5
+
+
 def test_issuing_a_token_writes_nothing_to_the_database(make_client, token_for):
     oauth_client, secret = make_client()
     token_for(oauth_client, secret)  # warm the client cache
@@ -67,8 +83,8 @@ def test_client_secret_post_is_accepted(client, make_client):
 
 @override_settings(AUTHSERVICE={"SIGNING_ALG": "ES256"})
 def test_es256_is_selectable(db, client):
-    from authservice.keys import signing_key_ensure
     from authservice.services import client_create
+    from authservice.signing_keys import signing_key_ensure
 
     key, _ = signing_key_ensure()
     assert key.alg == "ES256"

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from django.contrib.auth import get_user_model
 
-from authservice.keys import signing_key_ensure
+from authservice.signing_keys import signing_key_ensure
 from registry import services
 from tests.keymaterial import ec_key
 

@@ -37,3 +37,11 @@ def onboard(signing_key, admin_user):
 @pytest.fixture
 def rsa_pair():
     return rsa_key()
+
+
+@pytest.fixture
+def audit(db):
+    """``trail = audit()`` before a change; ``trail.assert_one(...)`` after it."""
+    from tests.audit import AuditTrail
+
+    return AuditTrail

@@ -133,6 +133,22 @@ def test_bulk_offboard_asks_first(admin_client, onboard):
     assert Participant.objects.filter(status=Status.OFFBOARDED).count() == 2
 
 
+def test_bulk_offboard_without_a_reason_shows_the_page_again_with_the_error(admin_client, onboard):
+    (first, _), (second, _) = onboard(), onboard()
+    ids = [first.participant.pk, second.participant.pk]
+    count = AuditEvent.objects.count()
+    response = admin_client.post("/admin/registry/participant/", {"action": "offboard_selected",
+                                                                  "_selected_action": ids, "post": "yes",
+                                                                  "reason": "  "})
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert "This field is required." in page and "Yes, offboard them" in page
+    for participant in (first.participant, second.participant):  # the selection is kept
+        assert f'name="_selected_action" value="{participant.pk}"' in page
+    assert Participant.objects.filter(status=Status.OFFBOARDED).count() == 0
+    assert AuditEvent.objects.count() == count
+
+
 def test_list_has_badges_filters_and_search(admin_client, onboard):
     creds, _ = onboard("LENDER", "Searchable Bank")
     page = admin_client.get("/admin/registry/participant/?status__exact=APPROVED").content.decode()

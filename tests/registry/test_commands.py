@@ -76,24 +76,64 @@ def test_bad_role_is_a_usage_error(signing_key, key_file):
               "--public-key", str(key_file))
 
 
-def test_grant_access_suspend_reinstate_rotate_offboard(signing_key, key_file, tmp_path, token_for):
+@pytest.fixture
+def lender_and_agent(signing_key, key_file, tmp_path):
     lender = _onboard(key_file)
     agent_key = tmp_path / "agent.pem"
     agent_key.write_text(ec_key().public_pem())
     agent = _onboard(agent_key, name="Agent", role="LOAN_AGENT", url="https://agent.example")
+    return lender, agent
+
+
+def _participant(payload) -> Participant:
+    return Participant.objects.get(participant_id=payload["participant_id"])
+
+
+def test_grant_access_maps_the_client_to_the_provider(lender_and_agent, token_for):
+    lender, agent = lender_and_agent
     assert "ocen.loan" in _call("grant_access", agent["participant_id"], lender["participant_id"],
                                 "--scopes", "ocen.loan")
     assert ResourceMapping.objects.filter(provider__participant_id=lender["participant_id"]).count() == 1
+    token = token_for(_participant(agent).client, agent["client_secret"], scope="ocen.loan")
+    assert token.status_code == 200, token.content
+
+
+def test_suspend_stops_the_client(lender_and_agent, token_for):
+    _, agent = lender_and_agent
     _call("suspend", agent["participant_id"], "--reason", "check")
-    assert Participant.objects.get(participant_id=agent["participant_id"]).status == Status.SUSPENDED
+    assert _participant(agent).status == Status.SUSPENDED
+    assert token_for(_participant(agent).client, agent["client_secret"]).status_code == 401
+
+
+def test_reinstate_lets_the_client_back_in(lender_and_agent, token_for):
+    _, agent = lender_and_agent
+    _call("suspend", agent["participant_id"], "--reason", "check")
     _call("reinstate", agent["participant_id"])
+    assert _participant(agent).status == Status.APPROVED
+    assert token_for(_participant(agent).client, agent["client_secret"]).status_code == 200
+
+
+def test_rotate_client_secret_json_replaces_the_secret(lender_and_agent, token_for):
+    _, agent = lender_and_agent
     rotated = json.loads(_call("rotate_client_secret", agent["participant_id"], "--json"))
-    agent_participant = Participant.objects.get(participant_id=agent["participant_id"])
-    assert token_for(agent_participant.client, agent["client_secret"]).status_code == 401
-    assert token_for(agent_participant.client, rotated["client_secret"]).status_code == 200
+    client = _participant(agent).client
+    assert token_for(client, agent["client_secret"]).status_code == 401
+    assert token_for(client, rotated["client_secret"]).status_code == 200
+
+
+def test_offboard_removes_the_provider_and_its_mappings(lender_and_agent):
+    lender, agent = lender_and_agent
+    _call("grant_access", agent["participant_id"], lender["participant_id"], "--scopes", "ocen.loan")
     assert "Offboarded" in _call("offboard", lender["participant_id"], "--reason", "exit")
+    assert _participant(lender).status == Status.OFFBOARDED
     assert not ResourceMapping.objects.filter(client__participant_id=agent["participant_id"],
                                               provider__isnull=False).exists()
+
+
+def test_create_admin_groups_is_idempotent(db):
+    first = _call("create_admin_groups")
+    assert _call("create_admin_groups") == first
+    assert "Registry operators:" in first and "Registry auditors:" in first
 
 
 @pytest.mark.parametrize("command", ["offboard", "suspend", "reinstate", "rotate_client_secret"])

@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from django.core.exceptions import ValidationError
 
 from registry import services
-from registry.keys import parse_public_key
+from registry.key_material import parse_public_key
 from registry.models import AuditEvent, Participant, PublicKey
 from tests.keymaterial import ec_key, ed25519_key, rsa_1024, rsa_key
 

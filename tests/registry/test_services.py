@@ -7,7 +7,7 @@ from oauth2_provider.models import get_application_model
 
 from registry import services
 from registry.audit import verify_chain
-from registry.models import AuditAction, AuditEvent, Endpoint, KeyStatus, ResourceMapping, Status
+from registry.models import AuditAction, AuditEvent, Endpoint, KeyStatus, Organisation, ResourceMapping, Status
 from tests.keymaterial import ec_key, rsa_key
 
 OAuthClient = get_application_model()
@@ -20,18 +20,39 @@ def applied(organisation, admin_user, signing_key):
                                       acting_user=admin_user)
 
 
-def _last_event():
-    return AuditEvent.objects.order_by("-sequence").first()
+def _snapshot(participant, status=None, client_id=None):
+    participant.refresh_from_db()
+    return {"status": status or participant.status, "role": participant.role,
+            "participant_id": str(participant.participant_id),
+            "client_id": client_id if client_id is not None else (
+                participant.client.client_id if participant.client_id else None)}
 
 
-def test_apply_normalises_the_url_and_records_one_event(applied, admin_user):
+def test_organisation_create_and_update_each_record_one_event(admin_user, audit):
+    trail = audit()
+    organisation = services.organisation_create(legal_name=" Beta Bank ", acting_user=admin_user)
+    trail.assert_one(action=AuditAction.ORGANISATION_CREATED, actor=admin_user, before={},
+                     after={"legal_name": "Beta Bank", "org_id": str(organisation.org_id)})
+    trail = audit()
+    services.organisation_update(organisation=organisation, website="https://beta.example", acting_user=admin_user)
+    trail.assert_one(action=AuditAction.ORGANISATION_UPDATED, actor=admin_user, before={"website": ""},
+                     after={"website": "https://beta.example"})
+    trail = audit()
+    services.organisation_update(organisation=organisation, website="https://beta.example", acting_user=admin_user)
+    trail.assert_none()
+
+
+def test_apply_normalises_the_url_and_records_one_event(organisation, admin_user, signing_key, audit):
+    key = ec_key()
+    trail = audit()
+    applied = services.participant_apply(organisation=organisation, role="LENDER",
+                                         base_url="HTTPS://API.Acme.Example:443/ocen/", public_key=key.public_pem(),
+                                         acting_user=admin_user)
     assert applied.status == Status.APPLIED
     assert list(applied.endpoints.values_list("url", flat=True)) == ["https://api.acme.example/ocen"]
-    event = _last_event()
-    assert event.action == AuditAction.PARTICIPANT_APPLIED
-    assert event.actor == admin_user
-    assert event.participant == applied
-    assert event.after["status"] == "APPLIED"
+    trail.assert_one(action=AuditAction.PARTICIPANT_APPLIED, actor=admin_user, participant=applied, before={},
+                     after={**_snapshot(applied), "base_url": "https://api.acme.example/ocen",
+                            "key": {"kid": key.thumbprint(), "thumbprint": key.thumbprint()}})
 
 
 @pytest.mark.parametrize(("url", "message"), [
@@ -69,7 +90,9 @@ def test_one_organisation_holds_each_role_once_but_may_hold_several_roles(organi
     assert agent.participant_id != applied.participant_id
 
 
-def test_approve_creates_client_and_registry_mapping_and_returns_the_secret_once(applied, admin_user):
+def test_approve_creates_client_and_registry_mapping_and_returns_the_secret_once(applied, admin_user, audit):
+    before = _snapshot(applied)
+    trail = audit()
     credentials = services.participant_approve(participant=applied, acting_user=admin_user)
     applied.refresh_from_db()
     assert applied.status == Status.APPROVED
@@ -79,8 +102,9 @@ def test_approve_creates_client_and_registry_mapping_and_returns_the_secret_once
     assert "***" in repr(credentials) and credentials.client_secret not in repr(credentials)
     mapping = ResourceMapping.objects.get(client=applied)
     assert mapping.provider is None and mapping.scopes == "registry.read"
-    event = _last_event()
-    assert event.action == AuditAction.PARTICIPANT_APPROVED
+    event = trail.assert_one(action=AuditAction.PARTICIPANT_APPROVED, actor=admin_user, participant=applied,
+                             before=before, after={**_snapshot(applied), "granted": {"registry": "registry.read"}})
+    assert event.after["client_id"] == credentials.client_id
     assert credentials.client_secret not in str(event.before) + str(event.after)
 
 
@@ -91,12 +115,20 @@ def test_double_approval_is_refused_and_creates_no_second_client(applied, admin_
     assert OAuthClient.objects.count() == 1
 
 
-def test_review_then_reject_with_reason(applied, admin_user):
+def test_review_then_reject_with_reason(applied, admin_user, audit):
+    trail = audit()
     services.participant_start_review(participant=applied, acting_user=admin_user)
+    trail.assert_one(action=AuditAction.PARTICIPANT_UNDER_REVIEW, actor=admin_user, participant=applied,
+                     before=_snapshot(applied, status="APPLIED"), after=_snapshot(applied))
+    trail = audit()
     with pytest.raises(ValidationError, match="reason"):
         services.participant_reject(participant=applied, reason=" ", acting_user=admin_user)
+    trail.assert_none()
     rejected = services.participant_reject(participant=applied, reason="incomplete KYC", acting_user=admin_user)
     assert rejected.status == Status.REJECTED and rejected.status_reason == "incomplete KYC"
+    trail.assert_one(action=AuditAction.PARTICIPANT_REJECTED, actor=admin_user, participant=applied,
+                     before=_snapshot(applied, status="UNDER_REVIEW"),
+                     after={**_snapshot(applied), "reason": "incomplete KYC"})
     with pytest.raises(ValidationError):
         services.participant_approve(participant=rejected, acting_user=admin_user)
 
@@ -122,51 +154,76 @@ def test_illegal_transitions_are_refused(applied, admin_user, path, refused):
     assert AuditEvent.objects.count() == count
 
 
-def test_keys_rollover_and_the_last_key_cannot_be_revoked(applied, admin_user):
+def test_keys_rollover_and_the_last_key_cannot_be_revoked(applied, admin_user, audit):
     services.participant_approve(participant=applied, acting_user=admin_user)
     (first,) = applied.keys.all()
+    trail = audit()
     with pytest.raises(ValidationError, match="at least one active key"):
         services.public_key_revoke(key=first, acting_user=admin_user)
-    services.public_key_add(participant=applied, key_material=rsa_key().public_pem(), acting_user=admin_user)
+    trail.assert_none()
+    new_key = rsa_key()
+    added = services.public_key_add(participant=applied, key_material=new_key.public_pem(), acting_user=admin_user)
+    trail.assert_one(action=AuditAction.KEY_ADDED, actor=admin_user, participant=applied, before={},
+                     after={"kid": new_key.thumbprint(), "thumbprint": new_key.thumbprint(), "alg": "RS256",
+                            "not_after": None})
+    assert added.kid == new_key.thumbprint()
+    trail = audit()
     services.public_key_revoke(key=first, acting_user=admin_user)
     first.refresh_from_db()
     assert first.status == KeyStatus.REVOKED and first.revoked_at is not None
-    assert _last_event().action == AuditAction.KEY_REVOKED
+    trail.assert_one(action=AuditAction.KEY_REVOKED, actor=admin_user, participant=applied,
+                     before={"kid": first.kid, "status": "ACTIVE"}, after={"kid": first.kid, "status": "REVOKED"})
 
 
-def test_the_last_endpoint_of_an_approved_participant_cannot_be_removed(applied, admin_user):
+def test_the_last_endpoint_of_an_approved_participant_cannot_be_removed(applied, admin_user, audit):
     services.participant_approve(participant=applied, acting_user=admin_user)
     (only,) = applied.endpoints.all()
+    trail = audit()
     with pytest.raises(ValidationError, match="at least one API base URL"):
         services.endpoint_remove(endpoint=only, acting_user=admin_user)
+    trail.assert_none()
     services.endpoint_add(participant=applied, url="https://backup.acme.example", acting_user=admin_user)
+    trail.assert_one(action=AuditAction.ENDPOINT_ADDED, actor=admin_user, participant=applied, before={},
+                     after={"url": "https://backup.acme.example"})
+    trail = audit()
     services.endpoint_remove(endpoint=only, acting_user=admin_user)
+    trail.assert_one(action=AuditAction.ENDPOINT_REMOVED, actor=admin_user, participant=applied,
+                     before={"url": "https://api.acme.example/ocen"}, after={})
     assert list(applied.endpoints.values_list("url", flat=True)) == ["https://backup.acme.example"]
 
 
-def test_mapping_grant_validates_scopes_and_a_no_op_writes_nothing(onboard, admin_user):
+def test_mapping_grant_validates_scopes_and_a_no_op_writes_nothing(onboard, admin_user, audit):
     (client_creds, _), (provider_creds, _) = onboard("LOAN_AGENT"), onboard("LENDER")
     client, provider = client_creds.participant, provider_creds.participant
+    trail = audit()
     with pytest.raises(ValidationError, match="not a valid scope"):
         services.mapping_grant(client=client, provider=provider, scopes='ocen.loan "bad"', acting_user=admin_user)
     with pytest.raises(ValidationError, match="itself"):
         services.mapping_grant(client=client, provider=client, scopes="x", acting_user=admin_user)
+    trail.assert_none()
     services.mapping_grant(client=client, provider=provider, scopes="ocen.loan ocen.offer", acting_user=admin_user)
-    count = AuditEvent.objects.count()
+    details = {"provider": str(provider.participant_id), "audience": provider.audience,
+               "scopes": "ocen.loan ocen.offer"}
+    trail.assert_one(action=AuditAction.MAPPING_GRANTED, actor=admin_user, participant=client, before={},
+                     after=details)
+    trail = audit()
     services.mapping_grant(client=client, provider=provider, scopes="ocen.offer ocen.loan", acting_user=admin_user)
-    assert AuditEvent.objects.count() == count
+    trail.assert_none()
     mapping = ResourceMapping.objects.get(client=client, provider=provider)
     services.mapping_remove(mapping=mapping, acting_user=admin_user)
-    assert _last_event().action == AuditAction.MAPPING_REMOVED
+    trail.assert_one(action=AuditAction.MAPPING_REMOVED, actor=admin_user, participant=client, before=details,
+                     after={})
 
 
-def test_offboard_runs_all_four_steps_in_one_event(onboard, admin_user, token_for):
+def test_offboard_runs_all_four_steps_in_one_event(onboard, admin_user, token_for, audit):
     (creds, _), (other, _) = onboard("LENDER"), onboard("LOAN_AGENT")
     participant = creds.participant
     services.mapping_grant(client=other.participant, provider=participant, scopes="ocen.loan",
                            acting_user=admin_user)
     client = participant.client
     assert token_for(client, creds.client_secret).status_code == 200
+    before = _snapshot(participant)
+    trail = audit()
     removed = services.participant_offboard(participant=participant, reason="licence withdrawn",
                                             acting_user=admin_user)
     participant.refresh_from_db()
@@ -179,12 +236,34 @@ def test_offboard_runs_all_four_steps_in_one_event(onboard, admin_user, token_fo
     assert not ResourceMapping.objects.filter(provider=participant).exists()
     assert removed["client_id"] == creds.client_id
     assert len(removed["mappings"]) == 2
-    event = _last_event()
-    assert event.action == AuditAction.PARTICIPANT_OFFBOARDED
-    assert event.after["reason"] == "licence withdrawn"
-    assert participant.organisation.legal_name  # the organisation and history stay
+    trail.assert_one(action=AuditAction.PARTICIPANT_OFFBOARDED, actor=admin_user, participant=participant,
+                     before=before, after={**_snapshot(participant), "reason": "licence withdrawn",
+                                           "removed": removed})
+    # The organisation and the participant's history stay.
+    assert Organisation.objects.filter(pk=participant.organisation_id).exists()
+    assert AuditEvent.objects.filter(participant=participant).count() >= 3
+    trail = audit()
     with pytest.raises(ValidationError):
         services.participant_offboard(participant=participant, reason="again", acting_user=admin_user)
+    trail.assert_none()
+
+
+def test_suspend_reinstate_and_rotate_each_record_one_exact_event(onboard, admin_user, audit):
+    creds, _ = onboard()
+    participant = creds.participant
+    approved = _snapshot(participant)
+    trail = audit()
+    services.participant_suspend(participant=participant, reason="audit", acting_user=admin_user)
+    trail.assert_one(action=AuditAction.PARTICIPANT_SUSPENDED, actor=admin_user, participant=participant,
+                     before=approved, after={**approved, "status": "SUSPENDED", "reason": "audit"})
+    trail = audit()
+    services.participant_reinstate(participant=participant, acting_user=admin_user)
+    trail.assert_one(action=AuditAction.PARTICIPANT_REINSTATED, actor=admin_user, participant=participant,
+                     before={**approved, "status": "SUSPENDED"}, after=approved)
+    trail = audit()
+    services.participant_rotate_secret(participant=participant, grace_seconds=60, acting_user=admin_user)
+    trail.assert_one(action=AuditAction.CLIENT_SECRET_ROTATED, actor=admin_user, participant=participant,
+                     before={}, after={"client_id": creds.client_id, "grace_seconds": 60})
 
 
 def test_every_workflow_keeps_the_audit_chain_intact(onboard, admin_user):

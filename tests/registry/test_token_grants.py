@@ -5,7 +5,7 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
-from authservice.keys import published_jwks
+from authservice.signing_keys import published_jwks
 from registry import services
 from tests.conftest import FORM, basic, form
 

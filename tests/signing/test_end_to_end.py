@@ -11,12 +11,12 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from django.core.management import call_command
 
-from authservice.keys import key_cache
+from authservice.signing_keys import key_cache
 from registry import services
 from signing.client import OCENAuth, ResponseSignatureError
 from signing.http import SIGNATURE_HEADER
 from signing.jws import sign_compact, sign_detached
-from signing.keys import public_pem, thumbprint
+from signing.key_loading import public_pem, thumbprint
 from signing.remote import ASSERTION_TYPE, RegistryClient, RegistryError, ServiceKeys, TokenManager
 from tests.keymaterial import ec_key, rsa_key
 
@@ -32,7 +32,7 @@ class Network:
     """An onboarded loan agent and lender, the lender's API live, the agent's SDK ready."""
 
     def __init__(self, base: str, settings):
-        from authservice.keys import signing_key_ensure
+        from authservice.signing_keys import signing_key_ensure
 
         signing_key_ensure()
         self.base = base

@@ -12,8 +12,8 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from authservice.conf import SUPPORTED_SIGNING_ALGS
-from authservice.keys import signing_key_activate, signing_key_prepublish
 from authservice.models import SigningKey
+from authservice.signing_keys import signing_key_activate, signing_key_prepublish
 
 
 class Command(BaseCommand):

@@ -14,12 +14,12 @@ from jwcrypto import jwk
 from jwcrypto.common import JWException
 
 from registry.models import KeyFormat
+from signing.key_loading import DEFAULT_ALG
 
 MIN_RSA_BITS = 2048
 MAX_KEY_TEXT = 20_000
 PRIVATE_JWK_MEMBERS = {"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
 ALG_BY_KTY = {"RSA": {"RS256", "PS256"}, "EC": {"ES256"}, "OKP": {"EdDSA"}}
-DEFAULT_ALG = {"RSA": "RS256", "EC": "ES256", "OKP": "EdDSA"}
 
 
 @dataclass(frozen=True)

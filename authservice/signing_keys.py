@@ -26,8 +26,8 @@ from django.utils import timezone
 from jwcrypto import jwk
 
 from authservice.conf import authservice_settings
-from authservice.jwt import PrivateSigningKey, PublicVerificationKey
 from authservice.models import SigningKey, SigningKeyState
+from signing.jws import Signer, VerificationKey
 
 logger = logging.getLogger(__name__)
 
@@ -145,7 +145,7 @@ def _erase_expired_private_keys(now: datetime) -> None:
 
 # --- Loading (hot path) -------------------------------------------------------------------
 
-def _load_private(key: SigningKey) -> PrivateSigningKey:
+def _load_private(key: SigningKey) -> Signer:
     try:
         pem = key_encryption().decrypt(key.private_key_encrypted.encode("ascii"))
     except InvalidToken as exc:
@@ -153,12 +153,12 @@ def _load_private(key: SigningKey) -> PrivateSigningKey:
             f"Signing key {key.kid} cannot be decrypted: AUTHSERVICE_KEY_ENCRYPTION_KEY does not match."
         ) from exc
     private_key = serialization.load_pem_private_key(pem, password=None)
-    return PrivateSigningKey(kid=key.kid, alg=key.alg, key=private_key)
+    return Signer(key=private_key, alg=key.alg, kid=key.kid)
 
 
-def _load_public(key: SigningKey) -> PublicVerificationKey:
+def _load_public(key: SigningKey) -> VerificationKey:
     public = jwk.JWK(**key.public_jwk).get_op_key("verify")
-    return PublicVerificationKey(kid=key.kid, alg=key.alg, key=public)
+    return VerificationKey(key=public, kid=key.kid, alg=key.alg, owner="service")
 
 
 @dataclass
@@ -176,7 +176,7 @@ class _KeyCache:
         self._public = _Cached()
         self._public_refreshed_on_miss_at = float("-inf")
 
-    def signer(self) -> PrivateSigningKey | None:
+    def signer(self) -> Signer | None:
         now = time.monotonic()
         if now - self._signer.loaded_at < authservice_settings.SIGNER_CACHE_SECONDS:
             return self._signer.value
@@ -192,7 +192,7 @@ class _KeyCache:
             self._signer = _Cached(value, now)
             return value
 
-    def public_keys(self, *, refresh_for_kid: str | None = None) -> dict[str, PublicVerificationKey]:
+    def public_keys(self, *, refresh_for_kid: str | None = None) -> dict[str, VerificationKey]:
         """Published keys by kid. An unknown kid triggers at most one reload a second."""
         now = time.monotonic()
         cached = self._public.value
@@ -207,6 +207,14 @@ class _KeyCache:
             self._public = _Cached(value, now)
             return value
 
+    def resolve(self, header: dict) -> list[VerificationKey]:
+        """A ``signing.jws`` resolver over the published keys (by kid; refreshed on a miss)."""
+        kid = header.get("kid")
+        if not isinstance(kid, str):
+            return []
+        key = self.public_keys().get(kid) or self.public_keys(refresh_for_kid=kid).get(kid)
+        return [key] if key else []
+
     def clear(self) -> None:
         with self._lock:
             self._signer = _Cached()
@@ -217,7 +225,7 @@ class _KeyCache:
 key_cache = _KeyCache()
 
 
-def active_signer() -> PrivateSigningKey | None:
+def active_signer() -> Signer | None:
     return key_cache.signer()
 
 

@@ -1,4 +1,5 @@
-"""The token endpoint's grants provider: what a participant's client may be granted.
+"""The registry's hooks into the token endpoint (named in settings.AUTHSERVICE):
+what a participant's client may be granted, and the keys it may authenticate with.
 
 Audiences and scopes come only from the participant's resource mappings to approved
 providers (or to the registry). Clients that belong to no participant are service
@@ -11,7 +12,7 @@ from authservice.conf import authservice_settings
 from authservice.grants import ClientGrants, default_grants
 from registry.models import KeyStatus, Participant, PublicKey, ResourceMapping, Status, participant_audience
 from signing.jws import VerificationKey
-from signing.keys import verification_key_from_jwk
+from signing.key_loading import verification_key_from_jwk
 
 
 def participant_grants(client) -> ClientGrants:

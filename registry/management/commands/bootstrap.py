@@ -3,10 +3,10 @@
 import secrets
 
 from django.contrib.auth import get_user_model
-from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
-from authservice.keys import signing_key_ensure
+from authservice.signing_keys import signing_key_ensure
+from registry.admin_groups import admin_groups_ensure
 
 
 class Command(BaseCommand):
@@ -20,7 +20,8 @@ class Command(BaseCommand):
         key, created = signing_key_ensure()
         verb = "Created" if created else "Found"
         self.stdout.write(f"{verb} signing key kid={key.kid} alg={key.alg}")
-        call_command("create_admin_groups", stdout=self.stdout)
+        for name, count in admin_groups_ensure().items():
+            self.stdout.write(f"{name}: {count} permissions")
         if no_admin:
             return
         User = get_user_model()
