@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
-from django.utils import timezone
 from oauth2_provider.models import get_application_model
 
 from authservice.conf import authservice_settings
@@ -47,13 +46,9 @@ class ClientRecord:
     client: object  # the OAuthClient row as loaded
     grants: ClientGrants
     generation: int
-    keys: tuple = ()  # registered public keys (signing.jws.VerificationKey), for private_key_jwt
-
-    def usable_keys(self) -> list:
-        """The keys whose validity has not ended since they were loaded."""
-        now = timezone.now()
-        return [key for key in self.keys
-                if not isinstance(key.owner, dict) or not key.owner.get("not_after") or key.owner["not_after"] > now]
+    # Registered public keys (signing.jws.VerificationKey) for private_key_jwt; signing.jws
+    # refuses any whose certificate has expired since it was loaded.
+    keys: tuple = ()
 
 
 class _ClientCache:

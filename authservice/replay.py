@@ -6,7 +6,7 @@ database does. The local-memory cache is never trusted here: it is per process.
 
 import hashlib
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.cache import cache
@@ -34,3 +34,9 @@ def claim_once(namespace: str, value: str, *, expires_at: datetime) -> bool:
 def purge_expired_nonces() -> int:
     deleted, _ = UsedNonce.objects.filter(expires_at__lt=timezone.now()).delete()
     return deleted
+
+
+def provider_replay_store(key: str, ttl: int) -> bool:
+    """``OCEN_PROVIDER["REPLAY_STORE"]`` for a provider running inside this project: used
+    signed-request ids shared by every worker and instance (Redis or the database)."""
+    return claim_once("provider_request", key, expires_at=timezone.now() + timedelta(seconds=ttl))

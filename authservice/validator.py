@@ -99,7 +99,7 @@ class ClientCredentialsValidator(OAuth2Validator):
         if record is None:
             return False
         try:
-            claims = verify_jwt(assertion, static_resolver(record.usable_keys()), algorithms=ALGORITHMS,
+            claims = verify_jwt(assertion, static_resolver(record.keys), algorithms=ALGORITHMS,
                                 typ=None).claims
         except JWSError as exc:
             logger.info("client assertion refused for client_id=%s: %s", client_id, exc.code)

@@ -99,7 +99,8 @@ def run(base: str) -> int:
     provider_config = {
         "ISSUER": base, "AUDIENCE": lender_audience, "CLIENT_ID": lender.client_id,
         "CLIENT_SECRET": lender.client_secret, "SIGNING_KEY": _pem(lender_key), "KID": thumbprint(lender_key),
-        "PATH_PREFIXES": ["/lender/"], "REGISTRY_REVALIDATE_AFTER": 0,
+        "PATH_PREFIXES": ["/lender/"], "STATUS_MAX_AGE": 0,
+        "REPLAY_STORE": "authservice.replay.provider_replay_store",
     }
     with override_settings(OCEN_PROVIDER=provider_config), httpx.Client(timeout=10) as http:
         token_url = f"{base}/oauth2/token"

@@ -6,6 +6,8 @@ providers (or to the registry). Clients that belong to no participant are servic
 accounts and keep the default grant.
 """
 
+from dataclasses import replace
+
 from django.utils import timezone
 
 from authservice.conf import authservice_settings
@@ -49,5 +51,6 @@ def client_verification_keys(client) -> list[VerificationKey]:
     now = timezone.now()
     keys = (PublicKey.objects.filter(participant__client_id=client.pk, participant__status=Status.APPROVED,
                                      status=KeyStatus.ACTIVE).exclude(not_after__lt=now))
-    return [verification_key_from_jwk(key.public_jwk, owner={"client_id": client.client_id, "not_after": key.not_after})
+    return [replace(verification_key_from_jwk(key.public_jwk, owner=client.client_id),
+                    not_after=key.not_after.timestamp() if key.not_after else None)
             for key in keys]

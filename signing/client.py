@@ -8,20 +8,33 @@
         http.post("https://lender.example/loan-offers", content=body)
 
 Every request gets the Bearer token and an ``x-jws-signature`` over the exact body
-(or the request target when bodyless); every response's signature is verified with
-the provider's key from the registry, and a missing or bad one raises
-``ResponseSignatureError`` (after the response arrived: it must not be trusted).
+(or the request target when bodyless), bound to the method, target, provider, time
+and a fresh id (``signing.http``). Every response's signature is verified with the
+provider's key from the registry and must answer this very request (its id) with
+this status; a missing, bad or unbound one raises ``ResponseSignatureError`` (after
+the response arrived: it must not be trusted).
+
+``compat=True`` talks to OCEN reference providers: body-only signatures both ways,
+which bind nothing but the body (see the README).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Generator
-from typing import Any
 
 import httpx
 
-from signing.http import ALTERNATE_SIGNATURE_HEADER, SIGNATURE_HEADER, signed_payload
-from signing.jws import ALGORITHMS, JWSError, PrivateKey, sign_detached, verify_detached
+from signing.http import (
+    ALTERNATE_SIGNATURE_HEADER,
+    REQUEST_BINDING,
+    RESPONSE_BINDING,
+    SIGNATURE_HEADER,
+    fresh,
+    request_binding,
+    signed_payload,
+)
+from signing.jws import ALGORITHMS, JWSError, PrivateKey, VerifiedSignature, sign_detached, verify_detached
 from signing.key_loading import default_alg
 from signing.remote import RegistryClient, TokenManager
 
@@ -42,40 +55,69 @@ def request_target(request: httpx.Request) -> str:
     return target
 
 
+def provider_audience(participant_id: str) -> str:
+    return f"urn:ocen:participant:{participant_id}"
+
+
 class OCENAuth(httpx.Auth):
     requires_response_body = True
 
     def __init__(self, *, tokens: TokenManager, signing_key: PrivateKey, kid: str | None,
                  registry: RegistryClient, provider_participant_id: str, alg: str | None = None,
-                 verify_responses: bool = True) -> None:
+                 verify_responses: bool = True, compat: bool = False, response_max_age: float = 300,
+                 clock_skew: float = 30) -> None:
         self.tokens, self.signing_key, self.kid = tokens, signing_key, kid
         self.alg = alg or default_alg(signing_key)
         self.registry, self.provider_participant_id = registry, provider_participant_id
-        self.verify_responses = verify_responses
+        self.verify_responses, self.compat = verify_responses, compat
+        self.response_max_age, self.clock_skew = response_max_age, clock_skew
 
     def sign(self, request: httpx.Request) -> str:
+        """Sign the request; returns the header value and records its id on the request."""
         payload = signed_payload(request.content, request_target(request))
-        return sign_detached(payload, self.signing_key, alg=self.alg, kid=self.kid)
+        if self.compat:
+            return sign_detached(payload, self.signing_key, alg=self.alg, kid=self.kid)
+        binding = request_binding(method=request.method, target=request_target(request),
+                                  audience=provider_audience(self.provider_participant_id), now=time.time())
+        request.extensions["ocen_request_id"] = binding["jti"]
+        return sign_detached(payload, self.signing_key, alg=self.alg, kid=self.kid, extra_header=binding,
+                             critical=REQUEST_BINDING)
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         request.headers["Authorization"] = f"Bearer {self.tokens.get()}"
         request.headers[SIGNATURE_HEADER] = self.sign(request)
         response = yield request
         if response.status_code == 401 and "invalid_token" in response.text:
-            # The token may have been revoked or the service rotated keys: one fresh try.
+            # The token may have been revoked or the service rotated keys: one fresh try,
+            # signed anew (a new id: the provider may have seen the first one).
             self.tokens.invalidate()
             request.headers["Authorization"] = f"Bearer {self.tokens.get()}"
+            request.headers[SIGNATURE_HEADER] = self.sign(request)
             response = yield request
         if self.verify_responses:
             self.verify_response(response)
 
-    def verify_response(self, response: httpx.Response) -> Any:
+    def verify_response(self, response: httpx.Response) -> VerifiedSignature:
+        """The response is signed by the provider, for this request, with this status, recently."""
         signature = response.headers.get(SIGNATURE_HEADER) or response.headers.get(ALTERNATE_SIGNATURE_HEADER)
         if not signature:
             raise ResponseSignatureError("the provider's response is not signed", response)
         try:
-            return verify_detached(signature, response.content, self.registry.resolver(self.provider_participant_id),
-                                   algorithms=ALGORITHMS)
+            verified = verify_detached(signature, response.content,
+                                       self.registry.resolver(self.provider_participant_id),
+                                       algorithms=ALGORITHMS, understood=RESPONSE_BINDING)
         except JWSError as exc:
             raise ResponseSignatureError(f"the provider's response signature is invalid: {exc}", response,
                                          exc) from exc
+        if self.compat:
+            return verified
+        header, request_id = verified.header, response.request.extensions.get("ocen_request_id")
+        if header.get("irt") != request_id:
+            raise ResponseSignatureError("the response is signed for another request (replayed or mixed up)",
+                                         response)
+        if header.get("hts") != response.status_code:
+            raise ResponseSignatureError(f"the response is signed for status {header.get('hts')!r}, but arrived "
+                                         f"as {response.status_code}", response)
+        if not fresh(header.get("iat"), max_age=self.response_max_age, skew=self.clock_skew):
+            raise ResponseSignatureError("the response signature is stale", response)
+        return verified

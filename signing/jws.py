@@ -90,6 +90,10 @@ class KeyAlgorithmMismatch(JWSError):
     code = "ERR_JOSE_KEY_ALG_MISMATCH"
 
 
+class KeyExpired(JWSError):
+    code = "ERR_JWKS_KEY_EXPIRED"
+
+
 class SignatureInvalid(JWSError):
     code = "ERR_JWS_SIGNATURE_VERIFICATION_FAILED"
 
@@ -138,6 +142,9 @@ class VerificationKey:
     kid: str | None = None
     alg: str | None = None
     owner: Any = None  # e.g. the participant id, for the caller's records
+    # The end of the key's validity (a certificate's notAfter), epoch seconds; checked
+    # at every verification, so an expired certificate stops verifying on time.
+    not_after: float | None = None
 
 
 # A resolver receives the protected header and returns the candidate keys: the key
@@ -270,12 +277,14 @@ def parse_json_object(raw: bytes, what: str) -> dict[str, Any]:
 # --- Signing --------------------------------------------------------------------------------------
 
 def sign_detached(payload: bytes, key: PrivateKey, *, alg: str = DEFAULT_ALGORITHM, kid: str | None = None,
-                  b64: bool = False, extra_header: dict[str, Any] | None = None) -> str:
+                  b64: bool = False, extra_header: dict[str, Any] | None = None,
+                  critical: Sequence[str] = ()) -> str:
     """Sign ``payload`` (the exact bytes on the wire) and return ``header..signature``.
 
     With ``b64=False`` (the default) the payload is unencoded (RFC 7797) and the header
     carries ``b64: false`` and ``crit: ["b64"]``; with ``b64=True`` it is a standard
-    RFC 7515 Appendix F detached signature.
+    RFC 7515 Appendix F detached signature. ``critical`` names members of
+    ``extra_header`` a verifier must understand (they join ``crit``).
     """
     if alg not in ALGORITHMS:
         raise AlgorithmNotAllowed(f"cannot sign with {alg!r}; use one of {', '.join(ALGORITHMS)}")
@@ -288,6 +297,11 @@ def sign_detached(payload: bytes, key: PrivateKey, *, alg: str = DEFAULT_ALGORIT
         header.update({"b64": False, "crit": ["b64"]})
     if extra_header:
         header.update({k: v for k, v in extra_header.items() if k not in header})
+    if critical:
+        missing = [name for name in critical if name not in header]
+        if missing:
+            raise MalformedSignature(f"critical member {missing[0]!r} is not in the header")
+        header["crit"] = [*header.get("crit", []), *critical]
     encoded_header = _encode_header(header)
     signing_input = _signing_input(encoded_header, payload, b64)
     return f"{encoded_header}..{b64url_encode(_raw_sign(alg, key, signing_input))}"
@@ -339,13 +353,13 @@ def _check_algorithm(header: dict[str, Any], algorithms: Iterable[str]) -> str:
     return alg
 
 
-def _check_critical(header: dict[str, Any], allow_b64_without_crit: bool) -> bool:
+def _check_critical(header: dict[str, Any], allow_b64_without_crit: bool, understood: Collection[str] = ()) -> bool:
     """Validate ``crit`` and ``b64``; return whether the payload is base64url-encoded."""
     crit = header.get("crit")
     if crit is not None:
         if not isinstance(crit, list) or not crit or not all(isinstance(name, str) for name in crit):
             raise MalformedSignature("crit must be a non-empty list of header names")
-        unknown = [name for name in crit if name not in UNDERSTOOD_CRITICAL]
+        unknown = [name for name in crit if name not in UNDERSTOOD_CRITICAL and name not in understood]
         if unknown:
             raise UnsupportedCritical(f"critical header parameter {unknown[0]!r} is not understood")
         missing = [name for name in crit if name not in header]
@@ -373,7 +387,11 @@ def _verify_with(alg: str, header: dict[str, Any], candidates: Sequence[Verifica
     fitting = [candidate for candidate in candidates if _check_key(alg, candidate)]
     if not fitting:
         raise KeyAlgorithmMismatch(f"the signer's key does not fit alg {alg}")
-    for candidate in fitting:
+    now = time.time()
+    current = [candidate for candidate in fitting if candidate.not_after is None or candidate.not_after > now]
+    if not current:
+        raise KeyExpired("the signer's key (certificate) has expired")
+    for candidate in current:
         try:
             _raw_verify(alg, candidate.key, signature, signing_input)
         except InvalidSignature:
@@ -383,9 +401,15 @@ def _verify_with(alg: str, header: dict[str, Any], candidates: Sequence[Verifica
 
 
 def verify_detached(signature: str, payload: bytes, resolver: Resolver, *,
-                    algorithms: Iterable[str],
+                    algorithms: Iterable[str], understood: Collection[str] = (),
                     allow_b64_without_crit: bool = False) -> VerifiedSignature:
-    """Verify a detached JWS over ``payload`` (the exact bytes received)."""
+    """Verify a detached JWS over ``payload`` (the exact bytes received).
+
+    ``understood``: critical header members the caller checks itself (after this
+    returns); any other ``crit`` entry is refused. ``allow_b64_without_crit`` is the
+    OCEN reference compatibility switch: ``b64: false`` without ``crit`` is accepted
+    and ``"kid": null`` counts as no kid.
+    """
     if not isinstance(signature, str) or not signature:
         raise MalformedSignature("the signature is missing")
     parts = signature.strip().split(".")
@@ -398,7 +422,9 @@ def verify_detached(signature: str, payload: bytes, resolver: Resolver, *,
         raise MalformedSignature("the signature value is too long")
     header = _parse_header(encoded_header)
     alg = _check_algorithm(header, algorithms)
-    b64 = _check_critical(header, allow_b64_without_crit)
+    b64 = _check_critical(header, allow_b64_without_crit, understood)
+    if allow_b64_without_crit and "kid" in header and header["kid"] is None:
+        header = {name: value for name, value in header.items() if name != "kid"}
     raw_signature = b64url_decode(encoded_signature)
     if not raw_signature or len(raw_signature) > MAX_SIGNATURE_BYTES:
         raise MalformedSignature("the signature value is empty or too long")

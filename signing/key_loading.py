@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from jwcrypto import jwk
 
@@ -14,13 +16,27 @@ DEFAULT_ALG = {"RSA": "RS256", "EC": "ES256", "OKP": "EdDSA"}
 
 
 def verification_key_from_jwk(data: dict[str, Any] | str, *, owner: Any = None) -> VerificationKey:
-    """A public JWK (dict or JSON) as a VerificationKey, bound to its ``alg`` if it has one."""
+    """A public JWK (dict or JSON) as a VerificationKey, bound to its ``alg`` if it has one.
+
+    With ``x5c``, the certificate's notAfter becomes the key's ``not_after``.
+    """
     if isinstance(data, str):
         data = json.loads(data)
     if not isinstance(data, dict) or {"d", "k"} & set(data):
         raise JWSError("expected a public JWK")
     public = jwk.JWK(**{k: v for k, v in data.items() if k != "x5c"})
-    return VerificationKey(key=public.get_op_key("verify"), kid=data.get("kid"), alg=data.get("alg"), owner=owner)
+    return VerificationKey(key=public.get_op_key("verify"), kid=data.get("kid"), alg=data.get("alg"), owner=owner,
+                           not_after=_certificate_not_after(data.get("x5c")))
+
+
+def _certificate_not_after(x5c: Any) -> float | None:
+    if not isinstance(x5c, list) or not x5c or not isinstance(x5c[0], str):
+        return None
+    try:
+        certificate = x509.load_der_x509_certificate(base64.b64decode(x5c[0], validate=True))
+    except ValueError as exc:
+        raise JWSError("the JWK's x5c certificate cannot be read") from exc
+    return certificate.not_valid_after_utc.timestamp()
 
 
 def load_private_key(material: str | bytes, password: bytes | None = None) -> PrivateKey:

@@ -1,10 +1,10 @@
-"""Provider side, for a participant's Django API: validate the caller's access token
-and request signature, sign every response.
+"""Provider side, for a participant's Django API: validate the caller's access token,
+its standing in the registry and its request signature; sign every response.
 
     MIDDLEWARE = [..., "signing.provider.OCENProviderMiddleware"]
     OCEN_PROVIDER = {
         "ISSUER": "https://auth.example",               # the Auth Service
-        "AUDIENCE": "urn:ocen:participant:<your id>",   # tokens must name you
+        "AUDIENCE": "urn:ocen:participant:<your id>",   # tokens and signatures must name you
         "REGISTRY_URL": "https://auth.example",         # where the registry API lives
         "CLIENT_ID": "...", "CLIENT_SECRET": "...",     # your credentials, to read the registry
         "SIGNING_KEY": "-----BEGIN PRIVATE KEY-----...",  # PEM or JWK; or SIGNING_KEY_FILE
@@ -12,14 +12,23 @@ and request signature, sign every response.
         "PATH_PREFIXES": ["/api/"],
     }
 
-Failures answer 401 with JSON naming what failed (``invalid_token`` or
-``invalid_signature``) and a stable ``code``; never a 500. ``request.ocen`` carries
-the verified caller. ``OCENAuthentication`` does the same for DRF views.
+A request is accepted once, at the method, target and provider it was signed for,
+within REPLAY_WINDOW seconds of its signing (``signing.http`` has the wire
+contract), from a caller the registry shows APPROVED whose token is not older than
+its tokens-not-before; the caller's record is revalidated at most STATUS_MAX_AGE
+seconds apart. Failures answer 401 (403 for a caller that is not approved) with
+JSON naming what failed and a stable ``code``; never a 500. ``request.ocen``
+carries the verified caller. ``OCENAuthentication`` does the same for DRF views.
+
+``ALLOW_B64_WITHOUT_CRIT`` is OCEN reference compatibility (see the README): it also
+accepts signatures over the body alone, which bind nothing but the body.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import wraps
 from pathlib import Path
@@ -27,12 +36,33 @@ from typing import Any
 
 import httpx
 from django.conf import settings
+from django.core.cache import caches
 from django.core.signals import setting_changed
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils.module_loading import import_string
 from django.views.decorators.csrf import csrf_exempt
 
-from signing.http import ALTERNATE_SIGNATURE_HEADER, SIGNATURE_HEADER, signed_payload
-from signing.jws import ALGORITHMS, JWSError, MalformedSignature, VerifiedSignature, sign_detached, verify_detached
+from signing.http import (
+    ALTERNATE_SIGNATURE_HEADER,
+    MAX_JTI_LENGTH,
+    REQUEST_BINDING,
+    RESPONSE_BINDING,
+    SIGNATURE_HEADER,
+    fresh,
+    is_bound,
+    response_binding,
+    signed_payload,
+)
+from signing.jws import (
+    ALGORITHMS,
+    JWSError,
+    MalformedSignature,
+    VerifiedSignature,
+    b64url_decode,
+    parse_json_object,
+    sign_detached,
+    verify_detached,
+)
 from signing.key_loading import default_alg, load_private_key
 from signing.remote import (
     AccessTokenVerifier,
@@ -59,25 +89,48 @@ DEFAULTS: dict[str, Any] = {
     "PATH_PREFIXES": ["/"],
     "REQUIRED_SCOPE": None,
     "ALGORITHMS": list(ALGORITHMS),
+    # OCEN reference compatibility: accept b64:false without crit, "kid": null, an
+    # unknown kid (every active key of the caller is tried), and body-only signatures.
     "ALLOW_B64_WITHOUT_CRIT": False,
     "LEEWAY": 30,
-    "REGISTRY_REVALIDATE_AFTER": 60,
+    # A signed request is accepted within this many seconds of its iat (plus LEEWAY of
+    # clock skew), once: its id is remembered that long.
+    "REPLAY_WINDOW": 300,
+    # How stale the caller's registry record (status, tokens-not-before, keys) may be.
+    "STATUS_MAX_AGE": 30,
+    # A signed registry answer older than this is refused (replay of an old key set).
+    "REGISTRY_RESPONSE_MAX_AGE": 120,
     "VERIFY_REGISTRY_SIGNATURES": True,
+    # Where used request ids live: a callable(key, ttl_seconds) -> bool (True the first
+    # time), or its dotted path. The default uses the Django cache REPLAY_CACHE, which
+    # must be shared by every worker and instance (Redis, or Django's DatabaseCache).
+    "REPLAY_STORE": "signing.provider.cache_replay_store",
+    "REPLAY_CACHE": "default",
 }
 
 
-class ProviderAuthError(Exception):
-    """The caller's token or signature was refused."""
+def cache_replay_store(key: str, ttl: int) -> bool:
+    """Remember ``key`` for ``ttl`` seconds; True the first time (an atomic cache add)."""
+    alias = (getattr(settings, "OCEN_PROVIDER", {}) or {}).get("REPLAY_CACHE", "default")
+    return caches[alias].add(f"ocen-replay:{key}", 1, timeout=ttl)
 
-    def __init__(self, error: str, description: str, code: str) -> None:
+
+class ProviderAuthError(Exception):
+    """The caller's token, standing or signature was refused."""
+
+    def __init__(self, error: str, description: str, code: str, status: int = 401) -> None:
         super().__init__(description)
-        self.error, self.description, self.code = error, description, code
+        self.error, self.description, self.code, self.status = error, description, code, status
 
     def response(self) -> JsonResponse:
         response = JsonResponse({"error": self.error, "error_description": self.description, "code": self.code},
-                                status=401)
+                                status=self.status)
         response["WWW-Authenticate"] = f'Bearer error="{self.error}"'
         return response
+
+
+def _signature_refused(description: str, code: str) -> ProviderAuthError:
+    return ProviderAuthError("invalid_signature", description, code)
 
 
 @dataclass(frozen=True)
@@ -90,11 +143,18 @@ class Caller:
     def participant_id(self) -> str:
         return self.token.participant_id
 
+    @property
+    def request_id(self) -> str | None:
+        """The request signature's jti (strict mode), which the response signature echoes."""
+        jti = self.signature.header.get("jti")
+        return jti if isinstance(jti, str) else None
+
 
 class ProviderGuard:
     """The framework-agnostic core: verify one request, sign one response."""
 
-    def __init__(self, config: dict[str, Any], *, http: httpx.Client | None = None) -> None:
+    def __init__(self, config: dict[str, Any], *, http: httpx.Client | None = None,
+                 replay_store: Callable[[str, int], bool] | None = None) -> None:
         unknown = set(config) - set(DEFAULTS)
         if unknown:
             raise ValueError(f"unknown OCEN_PROVIDER settings: {', '.join(sorted(unknown))}")
@@ -102,6 +162,9 @@ class ProviderGuard:
         missing = [name for name in ("ISSUER", "AUDIENCE", "CLIENT_ID") if not self.config[name]]
         if missing:
             raise ValueError(f"OCEN_PROVIDER needs {', '.join(missing)}")
+        self.compat = bool(self.config["ALLOW_B64_WITHOUT_CRIT"])
+        store = replay_store or self.config["REPLAY_STORE"]
+        self.replay_store = import_string(store) if isinstance(store, str) else store
         http = http or httpx.Client(timeout=10)
         self.service_keys = ServiceKeys(self.config["ISSUER"], http=http)
         self.tokens = TokenManager(
@@ -112,7 +175,8 @@ class ProviderGuard:
         self.registry = RegistryClient(
             self.config["REGISTRY_URL"] or self.config["ISSUER"], self.tokens, http=http,
             service_keys=self.service_keys if self.config["VERIFY_REGISTRY_SIGNATURES"] else None,
-            revalidate_after=self.config["REGISTRY_REVALIDATE_AFTER"])
+            revalidate_after=self.config["STATUS_MAX_AGE"], max_response_age=self.config["REGISTRY_RESPONSE_MAX_AGE"],
+            clock_skew=self.config["LEEWAY"])
         self.token_verifier = AccessTokenVerifier(self.service_keys, audience=self.config["AUDIENCE"],
                                                   leeway=self.config["LEEWAY"])
         self.signing_key = self._signing_key()
@@ -127,7 +191,31 @@ class ProviderGuard:
     def applies_to(self, path: str) -> bool:
         return any(path.startswith(prefix) for prefix in self.config["PATH_PREFIXES"])
 
-    def verify_request(self, *, authorization: str, signature: str | None, body: bytes, target: str) -> Caller:
+    def verify_request(self, *, authorization: str, signature: str | None, body: bytes, target: str,
+                       method: str = "POST", alternate_signature: str | None = None) -> Caller:
+        """Token, caller's standing, signature, binding, replay: in that order, and the
+        request id is used up only when everything else passed."""
+        verified_token = self._verify_token(authorization)
+        self._check_standing(verified_token)
+        signature = self._one_signature(signature, alternate_signature)
+        try:
+            verified = verify_detached(
+                signature, signed_payload(body, target),
+                self.registry.resolver(verified_token.participant_id, any_key_for_unknown_kid=self.compat),
+                algorithms=self.config["ALGORITHMS"], understood=REQUEST_BINDING,
+                allow_b64_without_crit=self.compat)
+        except JWSError as exc:
+            raise _signature_refused(f"request signature: {exc}", exc.code) from exc
+        except RegistryError as exc:
+            raise _signature_refused(f"caller's keys unavailable: {exc}", "ERR_REGISTRY") from exc
+        replay_key = self._check_binding(verified, method=method, target=target,
+                                         participant_id=verified_token.participant_id, signature=signature)
+        window = int(self.config["REPLAY_WINDOW"] + self.config["LEEWAY"])
+        if not self.replay_store(replay_key, window):
+            raise _signature_refused("this signed request was accepted before (replay)", "ERR_SIG_REPLAYED")
+        return Caller(token=verified_token, signature=verified)
+
+    def _verify_token(self, authorization: str) -> VerifiedToken:
         scheme, _, token = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise ProviderAuthError("invalid_token", "a Bearer access token is required", "ERR_TOKEN_MISSING")
@@ -139,27 +227,78 @@ class ProviderGuard:
         scope = self.config["REQUIRED_SCOPE"]
         if scope and scope not in verified_token.scopes:
             raise ProviderAuthError("insufficient_scope", f"the token lacks scope {scope}", "ERR_SCOPE")
-        if not verified_token.participant_id:
+        if not isinstance(verified_token.participant_id, str) or not verified_token.participant_id:
             raise ProviderAuthError("invalid_token", "the token names no participant", "ERR_NO_PARTICIPANT")
-        if not signature:
-            raise ProviderAuthError("invalid_signature", f"the {SIGNATURE_HEADER} header is missing",
-                                    MalformedSignature.code)
-        try:
-            verified_signature = verify_detached(
-                signature, signed_payload(body, target), self.registry.resolver(verified_token.participant_id),
-                algorithms=self.config["ALGORITHMS"],
-                allow_b64_without_crit=self.config["ALLOW_B64_WITHOUT_CRIT"])
-        except JWSError as exc:
-            raise ProviderAuthError("invalid_signature", f"request signature: {exc}", exc.code) from exc
-        except RegistryError as exc:
-            raise ProviderAuthError("invalid_signature", f"caller's keys unavailable: {exc}",
-                                    "ERR_REGISTRY") from exc
-        return Caller(token=verified_token, signature=verified_signature)
+        return verified_token
 
-    def sign_response(self, body: bytes) -> str | None:
+    def _check_standing(self, token: VerifiedToken) -> None:
+        """The caller is APPROVED in the registry and its token is not older than its
+        tokens-not-before (suspension, reinstatement, "revoke all tokens")."""
+        try:
+            record = self.registry.participant(token.participant_id)
+        except RegistryError as exc:
+            raise ProviderAuthError("invalid_token", f"caller's registry record unavailable: {exc}",
+                                    "ERR_REGISTRY") from exc
+        if record is None:
+            raise ProviderAuthError("invalid_token", "the caller is not in the registry (or was offboarded)",
+                                    "ERR_CALLER_UNKNOWN")
+        if not record.is_approved:
+            raise ProviderAuthError("access_denied", f"the caller is {record.status.lower()} in the registry",
+                                    "ERR_CALLER_NOT_APPROVED", status=403)
+        issued_at = token.claims.get("iat")
+        if record.tokens_not_before is not None and (
+                not isinstance(issued_at, int | float) or issued_at < record.tokens_not_before):
+            raise ProviderAuthError("invalid_token", "the access token was issued before the caller's tokens were "
+                                    "revoked", "ERR_TOKEN_REVOKED")
+
+    def _one_signature(self, signature: str | None, alternate: str | None) -> str:
+        if signature and alternate and signature.strip() != alternate.strip():
+            raise _signature_refused(f"{SIGNATURE_HEADER} and {ALTERNATE_SIGNATURE_HEADER} differ: send one",
+                                     "ERR_SIG_AMBIGUOUS")
+        value = signature or alternate
+        if not value:
+            raise _signature_refused(f"the {SIGNATURE_HEADER} header is missing", MalformedSignature.code)
+        return value
+
+    def _check_binding(self, verified: VerifiedSignature, *, method: str, target: str, participant_id: str,
+                       signature: str) -> str:
+        """Check what the signature says the request is; return the replay-store key."""
+        header = verified.header
+        if not is_bound(header, REQUEST_BINDING):
+            if not self.compat:
+                raise _signature_refused("the signature binds only the body; sign htm, htu, aud, iat and jti "
+                                         "(critical)", "ERR_SIG_NOT_BOUND")
+            # Compat: nothing but the body is bound; a byte-identical resend is a replay.
+            return f"sig:{hashlib.sha256(signature.strip().encode()).hexdigest()}"
+        missing = [name for name in REQUEST_BINDING if name not in header.get("crit", [])]
+        if missing:
+            raise _signature_refused(f"binding member {missing[0]!r} is not critical", "ERR_SIG_NOT_BOUND")
+        if header.get("htm") != method.upper():
+            raise _signature_refused(f"the signature is for a {header.get('htm')!r} request, not {method}",
+                                     "ERR_SIG_WRONG_METHOD")
+        if header.get("htu") != target:
+            raise _signature_refused("the signature is for another request target", "ERR_SIG_WRONG_TARGET")
+        if header.get("aud") != self.config["AUDIENCE"]:
+            raise _signature_refused("the signature is addressed to another provider", "ERR_SIG_WRONG_AUDIENCE")
+        if not fresh(header.get("iat"), max_age=self.config["REPLAY_WINDOW"], skew=self.config["LEEWAY"]):
+            raise _signature_refused(f"the signature's iat is outside the {self.config['REPLAY_WINDOW']}s window",
+                                     "ERR_SIG_STALE")
+        jti = header.get("jti")
+        if not isinstance(jti, str) or not 0 < len(jti) <= MAX_JTI_LENGTH:
+            raise _signature_refused("the signature's jti must be a string of 1 to 128 characters",
+                                     "ERR_SIG_NOT_BOUND")
+        return f"jti:{participant_id}:{jti}"
+
+    def sign_response(self, body: bytes, *, status: int = 200, request_id: str | None = None) -> str | None:
+        """Sign the response body; bound to the request's id and the status when the
+        request named an id (strict mode), body only otherwise (compat)."""
         if self.signing_key is None:
             return None
-        return sign_detached(body, self.signing_key, alg=self.alg, kid=self.config["KID"])
+        if request_id is None:
+            return sign_detached(body, self.signing_key, alg=self.alg, kid=self.config["KID"])
+        return sign_detached(body, self.signing_key, alg=self.alg, kid=self.config["KID"],
+                             extra_header=response_binding(request_jti=request_id, status=status),
+                             critical=RESPONSE_BINDING)
 
 
 _guard: ProviderGuard | None = None
@@ -186,20 +325,28 @@ def request_target(request: HttpRequest) -> str:
     return request.META.get("RAW_URI") or request.get_full_path()
 
 
-def signature_header(request: HttpRequest) -> str | None:
-    return request.headers.get(SIGNATURE_HEADER) or request.headers.get(ALTERNATE_SIGNATURE_HEADER)
+def claimed_request_id(request: HttpRequest) -> str | None:
+    """The jti the request's signature header claims, unverified: a refusal echoes it
+    so the caller can match the (signed) refusal to its request."""
+    value = request.headers.get(SIGNATURE_HEADER) or request.headers.get(ALTERNATE_SIGNATURE_HEADER) or ""
+    try:
+        jti = parse_json_object(b64url_decode(value.split(".", 1)[0]), "protected header").get("jti")
+    except JWSError:
+        return None
+    return jti if isinstance(jti, str) and 0 < len(jti) <= MAX_JTI_LENGTH else None
 
 
 def verify_django_request(guard: ProviderGuard, request: HttpRequest) -> Caller:
     return guard.verify_request(authorization=request.headers.get("Authorization", ""),
-                                signature=signature_header(request), body=request.body,
-                                target=request_target(request))
+                                signature=request.headers.get(SIGNATURE_HEADER),
+                                alternate_signature=request.headers.get(ALTERNATE_SIGNATURE_HEADER),
+                                body=request.body, target=request_target(request), method=request.method)
 
 
-def sign_django_response(guard: ProviderGuard, response: HttpResponse) -> HttpResponse:
+def sign_django_response(guard: ProviderGuard, response: HttpResponse, request_id: str | None) -> HttpResponse:
     if response.streaming:
         return response
-    value = guard.sign_response(response.content)
+    value = guard.sign_response(response.content, status=response.status_code, request_id=request_id)
     if value:
         response[SIGNATURE_HEADER] = value
     return response
@@ -228,8 +375,8 @@ def _guarded(guard: ProviderGuard, request: HttpRequest, respond) -> HttpRespons
         request.ocen = verify_django_request(guard, request)
     except ProviderAuthError as exc:
         logger.info("refused request to %s: %s (%s)", request.path, exc.error, exc.code)
-        return sign_django_response(guard, exc.response())
-    return sign_django_response(guard, respond(request))
+        return sign_django_response(guard, exc.response(), claimed_request_id(request))
+    return sign_django_response(guard, respond(request), request.ocen.request_id)
 
 
 def ocen_protected(view):
@@ -277,6 +424,7 @@ class ResponseSigningMiddleware:
         response = self.get_response(request)
         guard = guard_from_settings()
         if guard.applies_to(request.path):
-            sign_django_response(guard, response)
+            caller = getattr(request, "ocen", None)
+            sign_django_response(guard, response, caller.request_id if caller else claimed_request_id(request))
         return response
 

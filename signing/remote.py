@@ -17,12 +17,13 @@ import threading
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import httpx
 
-from signing.http import SIGNATURE_HEADER
+from signing.http import REGISTRY_BINDING, SIGNATURE_HEADER, fresh
 from signing.jws import (
     JWSError,
     KeyNotFound,
@@ -220,75 +221,179 @@ class AccessTokenVerifier:
 
 # --- The registry -----------------------------------------------------------------------------------
 
+APPROVED = "APPROVED"
+
+
+@dataclass(frozen=True)
+class ParticipantRecord:
+    """One participant as the registry describes it (``/registry/v1/participants/{id}``)."""
+
+    participant_id: str
+    role: str
+    status: str
+    keys: tuple[VerificationKey, ...]
+    endpoints: tuple[str, ...] = ()
+    # Tokens issued (``iat``) before this instant, epoch seconds, are refused.
+    tokens_not_before: float | None = None
+    data: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def is_approved(self) -> bool:
+        return self.status == APPROVED
+
+    @property
+    def base_url(self) -> str | None:
+        return self.endpoints[0] if self.endpoints else None
+
+
+def _epoch(value: Any) -> float | None:
+    if value in (None, ""):
+        return None
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    except ValueError as exc:
+        raise RegistryError(f"the registry sent an unreadable instant {value!r}") from exc
+
+
+def _participant_record(participant_id: str, data: dict[str, Any]) -> ParticipantRecord:
+    try:
+        keys = tuple(verification_key_from_jwk(jwk, owner=participant_id) for jwk in data.get("keys", []))
+        return ParticipantRecord(participant_id=participant_id, role=str(data["role"]), status=str(data["status"]),
+                                 keys=keys, endpoints=tuple(data.get("endpoints", [])),
+                                 tokens_not_before=_epoch(data.get("tokens_not_before")), data=data)
+    except (KeyError, TypeError, ValueError, JWSError) as exc:
+        raise RegistryError(f"the registry's record of {participant_id} is malformed: {exc}") from exc
+
+
 @dataclass
-class _CachedKeys:
+class _Cached:
     etag: str | None
-    keys: list[VerificationKey]
+    record: ParticipantRecord | None  # None: unknown or offboarded
     checked_at: float
+    refetched_for_kid_at: float = float("-inf")
 
 
 class RegistryClient:
-    """Participants' public keys from the registry API, cached and ETag-revalidated."""
+    """Participants from the registry API, cached and revalidated with ETags.
+
+    A cached record is revalidated once it is ``revalidate_after`` seconds old (a 304
+    costs little), so a suspension, a revoked key or a tokens-not-before change reaches
+    this process within that bound. With ``service_keys``, every answer's signature is
+    checked: signed by the service, for the path asked, at most
+    ``max_response_age`` seconds old (so an old answer cannot be replayed).
+    """
 
     def __init__(self, base_url: str, tokens: TokenManager, *, http: httpx.Client | None = None,
-                 service_keys: ServiceKeys | None = None, revalidate_after: float = 60.0) -> None:
+                 service_keys: ServiceKeys | None = None, revalidate_after: float = 30.0,
+                 max_response_age: float = 120.0, clock_skew: float = 30.0,
+                 unknown_kid_refetch_interval: float = 10.0) -> None:
         self.base_url = base_url.rstrip("/")
         self.tokens = tokens
         self.http = http or httpx.Client(timeout=10)
         self.service_keys = service_keys
         self.revalidate_after = revalidate_after
-        self._cache: dict[str, _CachedKeys] = {}
+        self.max_response_age, self.clock_skew = max_response_age, clock_skew
+        self.unknown_kid_refetch_interval = unknown_kid_refetch_interval
+        self._cache: dict[str, _Cached] = {}
         self._lock = threading.Lock()
         self.requests = 0
 
-    def participant_keys(self, participant_id: str, *, revalidate: bool = False) -> list[VerificationKey]:
+    def participant(self, participant_id: str, *, revalidate: bool = False) -> ParticipantRecord | None:
+        """The participant's record, or None when the registry does not know it (or it was offboarded)."""
         with self._lock:
             cached = self._cache.get(participant_id)
         if cached and not revalidate and time.monotonic() - cached.checked_at < self.revalidate_after:
-            return cached.keys
+            return cached.record
+        path = f"/registry/v1/participants/{participant_id}"
         headers = {"Authorization": f"Bearer {self.tokens.get()}"}
         if cached and cached.etag:
             headers["If-None-Match"] = cached.etag
-        response = self.http.get(f"{self.base_url}/registry/v1/participants/{participant_id}/jwks", headers=headers)
+        try:
+            response = self.http.get(f"{self.base_url}{path}", headers=headers)
+        except httpx.HTTPError as exc:
+            raise RegistryError(f"the registry is unreachable: {exc}") from exc
         self.requests += 1
         if response.status_code == 304 and cached:
+            self._check_signature(response, path, payload=(response.headers.get("etag") or "").encode())
             cached.checked_at = time.monotonic()
-            return cached.keys
-        if response.status_code == 404:
-            with self._lock:
-                self._cache.pop(participant_id, None)
-            return []
+            return cached.record
         if response.status_code == 401:
             self.tokens.invalidate()
+        if response.status_code == 404:
+            self._check_signature(response, path, payload=response.content)
+            self._store(participant_id, _Cached(None, None, time.monotonic()))
+            return None
         if response.status_code != 200:
             raise RegistryError(f"registry answered HTTP {response.status_code} for {participant_id}")
-        self._check_signature(response)
-        keys = [verification_key_from_jwk(data, owner=participant_id) for data in response.json()["keys"]]
-        with self._lock:
-            self._cache[participant_id] = _CachedKeys(response.headers.get("etag"), keys, time.monotonic())
-        return keys
+        self._check_signature(response, path, payload=response.content)
+        try:
+            data = response.json()
+        except ValueError as exc:
+            raise RegistryError("the registry's answer is not JSON") from exc
+        record = _participant_record(participant_id, data)
+        self._store(participant_id, _Cached(response.headers.get("etag"), record, time.monotonic()))
+        return record
 
-    def _check_signature(self, response: httpx.Response) -> None:
+    def _store(self, participant_id: str, entry: _Cached) -> None:
+        with self._lock:
+            previous = self._cache.get(participant_id)
+            if previous is not None:
+                entry.refetched_for_kid_at = previous.refetched_for_kid_at
+            self._cache[participant_id] = entry
+
+    def participant_keys(self, participant_id: str, *, revalidate: bool = False) -> list[VerificationKey]:
+        """The participant's active keys; none unless it is APPROVED."""
+        record = self.participant(participant_id, revalidate=revalidate)
+        return list(record.keys) if record is not None and record.is_approved else []
+
+    def _check_signature(self, response: httpx.Response, path: str, *, payload: bytes) -> None:
         if self.service_keys is None:
             return
         signature = response.headers.get(SIGNATURE_HEADER)
         if not signature:
             raise RegistryError("the registry's response is not signed")
         try:
-            verify_detached(signature, response.content, self.service_keys.resolve, algorithms=SERVICE_ALGORITHMS)
+            verified = verify_detached(signature, payload, self.service_keys.resolve, algorithms=SERVICE_ALGORITHMS,
+                                       understood=REGISTRY_BINDING)
         except JWSError as exc:
             raise RegistryError(f"the registry's response signature is invalid: {exc}") from exc
+        if verified.header.get("htu") != path:
+            raise RegistryError("the registry's response was signed for another request")
+        if not fresh(verified.header.get("iat"), max_age=self.max_response_age, skew=self.clock_skew):
+            raise RegistryError(f"the registry's response is older than {self.max_response_age:.0f}s (or from the "
+                                "future): refused as a possible replay")
 
-    def resolver(self, participant_id: str):
-        """A ``signing.jws`` resolver over one participant's active keys."""
+    def _may_refetch_for_kid(self, participant_id: str) -> bool:
+        """At most one refetch per interval per participant for a kid not in its record."""
+        now = time.monotonic()
+        with self._lock:
+            cached = self._cache.get(participant_id)
+            if cached is None or now - cached.refetched_for_kid_at < self.unknown_kid_refetch_interval:
+                return False
+            cached.refetched_for_kid_at = now
+            return True
+
+    def resolver(self, participant_id: str, *, any_key_for_unknown_kid: bool = False, max_keys: int = 5):
+        """A ``signing.jws`` resolver over one participant's active keys.
+
+        ``any_key_for_unknown_kid`` (OCEN reference compatibility): when the header names
+        no kid or a kid the participant has not registered, every active key is tried
+        (at most ``max_keys``), as the reference verifier ignores kid.
+        """
 
         def resolve(header: dict[str, Any]) -> list[VerificationKey]:
             kid = header.get("kid")
             keys = self.participant_keys(participant_id)
-            if kid is not None and not any(key.kid == kid for key in keys):
+            if kid is not None and not any(key.kid == kid for key in keys) and self._may_refetch_for_kid(
+                    participant_id):
                 keys = self.participant_keys(participant_id, revalidate=True)  # a key added since
             if not keys:
                 raise KeyNotFound(f"participant {participant_id} has no active keys in the registry")
-            return keys if kid is None else [key for key in keys if key.kid == kid]
+            matching = [key for key in keys if key.kid == kid] if kid is not None else []
+            if matching:
+                return matching
+            if kid is None or any_key_for_unknown_kid:
+                return keys[:max_keys]
+            return []
 
         return resolve

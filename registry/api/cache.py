@@ -7,38 +7,71 @@ authenticating the request: every registry change bumps the generation, so a
 changed participant is never served from the cache. Entries also end when the
 earliest key they show expires (keys leave the API by time, not by a change) and
 after at most a minute.
+
+Every signature carries its issued-at and the path it answers (``signing.http``,
+registry binding); a cached signature is renewed once it is ``SIGNATURE_MAX_AGE``
+old, so a served signature is never older than that, and clients may refuse older
+ones as replays.
 """
 
 import hashlib
 import threading
+import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.utils import timezone
 from rest_framework.renderers import JSONRenderer
 
 from authservice.signing_keys import active_signer
+from signing.http import REGISTRY_BINDING
 from signing.jws import sign_detached
 
 MAX_ENTRIES = 5000
 MAX_AGE = timedelta(seconds=60)
+SIGNATURE_MAX_AGE = 30.0
 
 
-@dataclass(frozen=True)
+def registry_signature(payload: bytes, path: str) -> str | None:
+    """The service's signature over ``payload`` (a body, or a 304's ETag), bound to the
+    path it answers and the time."""
+    signer = active_signer()
+    if signer is None:
+        return None
+    return sign_detached(payload, signer.key, alg=signer.alg, kid=signer.kid,
+                         extra_header={"htu": path, "iat": int(time.time())}, critical=REGISTRY_BINDING)
+
+
+@dataclass
+class _Signature:
+    value: str | None
+    signed_at: float
+
+
+@dataclass
 class Rendered:
     body: bytes
     etag: str
-    signature: str | None
     valid_until: datetime
+    _signatures: dict[tuple[str, bool], _Signature] = field(default_factory=dict, repr=False)
+
+    def signature(self, path: str, *, not_modified: bool = False) -> str | None:
+        """The signature of the body (or, for a 304, of the ETag), renewed when stale."""
+        key = (path, not_modified)
+        current = self._signatures.get(key)
+        now = time.monotonic()
+        if current is None or now - current.signed_at > SIGNATURE_MAX_AGE:
+            payload = self.etag.encode() if not_modified else self.body
+            current = _Signature(registry_signature(payload, path), now)
+            self._signatures[key] = current
+        return current.value
 
 
-def render_signed(data, *, valid_until: datetime | None) -> Rendered:
+def render(data, *, valid_until: datetime | None) -> Rendered:
     body = JSONRenderer().render(data)
-    signer = active_signer()
-    signature = sign_detached(body, signer.key, alg=signer.alg, kid=signer.kid) if signer else None
     cap = timezone.now() + MAX_AGE
-    return Rendered(body=body, etag=f'"{hashlib.sha256(body).hexdigest()[:32]}"', signature=signature,
+    return Rendered(body=body, etag=f'"{hashlib.sha256(body).hexdigest()[:32]}"',
                     valid_until=min(valid_until, cap) if valid_until else cap)
 
 

@@ -1,14 +1,14 @@
 """Registry REST API: one view per operation, reads through selectors.
 
-Every response carries an ETag and honours If-None-Match (Django's conditional GET),
-so providers can cache keys and revalidate with a cheap 304.
+Every response carries an ETag and honours If-None-Match, so providers can cache
+keys and revalidate with a cheap 304. Every answer, 304s and errors included, is
+signed by the service and bound to the path asked and the time (``signing.http``).
 """
 
 import uuid
 
-from django.http import HttpResponse
-from django.middleware.http import ConditionalGetMiddleware
-from django.utils.decorators import decorator_from_middleware, method_decorator
+from django.http import HttpResponse, HttpResponseNotModified
+from django.utils.cache import parse_etags
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions
 from rest_framework.pagination import PageNumberPagination
@@ -18,9 +18,8 @@ from rest_framework.views import APIView
 
 from authservice.authentication import BearerTokenAuthentication, HasScope
 from authservice.conf import authservice_settings
-from authservice.signing_keys import active_signer
 from registry import selectors
-from registry.api.cache import earliest_key_expiry, render_signed, rendered_cache
+from registry.api.cache import earliest_key_expiry, registry_signature, render, rendered_cache
 from registry.api.serializers import (
     JWKSetSerializer,
     OcenParticipantRoleSerializer,
@@ -29,17 +28,15 @@ from registry.api.serializers import (
     ParticipantSerializer,
 )
 from signing.http import SIGNATURE_HEADER
-from signing.jws import sign_detached
-
-conditional_get = decorator_from_middleware(ConditionalGetMiddleware)
 
 
-def sign_registry_response(response):
-    """The service signs the exact bytes it serves, so a participant can prove what
-    the registry told it (verify with the service's JWKS)."""
-    signer = active_signer()
-    if signer is not None and response.content and not response.has_header(SIGNATURE_HEADER):
-        response[SIGNATURE_HEADER] = sign_detached(response.content, signer.key, alg=signer.alg, kid=signer.kid)
+def _sign_error_response(response, path: str):
+    """Errors (401, 403, 404, 400) are signed too: a client can tell the registry's
+    "no such participant" from a forged one."""
+    if response.content and not response.has_header(SIGNATURE_HEADER):
+        signature = registry_signature(response.content, path)
+        if signature:
+            response[SIGNATURE_HEADER] = signature
     return response
 NOT_FOUND = OpenApiResponse(description="Unknown or offboarded participant")
 ERRORS = {401: OpenApiResponse(description="Missing or invalid access token"),
@@ -52,7 +49,6 @@ class ParticipantPagination(PageNumberPagination):
     max_page_size = 200
 
 
-@method_decorator(conditional_get, name="dispatch")
 class RegistryView(APIView):
     authentication_classes = [BearerTokenAuthentication]
     permission_classes = [HasScope]
@@ -67,22 +63,27 @@ class RegistryView(APIView):
             response["Cache-Control"] = "private, no-cache"
         response["Vary"] = "Authorization"
         if hasattr(response, "add_post_render_callback"):
-            response.add_post_render_callback(sign_registry_response)
+            path = request.get_full_path()
+            response.add_post_render_callback(lambda rendered: _sign_error_response(rendered, path))
         return response
 
     def respond(self, request: Request, build) -> HttpResponse:
         """Serve ``build()`` (data, valid_until) rendered and signed, from the cache when
         nothing in the registry changed since it was rendered."""
-        key = (request.get_full_path(), request.user.generation)
+        path = request.get_full_path()
+        key = (path, request.user.generation)
         entry = rendered_cache.get(key)
         if entry is None:
             data, valid_until = build()
-            entry = render_signed(data, valid_until=valid_until)
+            entry = render(data, valid_until=valid_until)
             rendered_cache.put(key, entry)
-        response = HttpResponse(entry.body, content_type="application/json")
+        not_modified = entry.etag in parse_etags(request.headers.get("If-None-Match", ""))
+        response = HttpResponseNotModified() if not_modified else HttpResponse(entry.body,
+                                                                               content_type="application/json")
         response["ETag"] = entry.etag
-        if entry.signature:
-            response[SIGNATURE_HEADER] = entry.signature
+        signature = entry.signature(path, not_modified=not_modified)
+        if signature:
+            response[SIGNATURE_HEADER] = signature
         return response
 
     def get_participant(self, participant_id: str):

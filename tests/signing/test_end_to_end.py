@@ -8,80 +8,21 @@ import uuid
 
 import httpx
 import pytest
-from cryptography.hazmat.primitives import serialization
 from django.core.management import call_command
 
 from authservice.signing_keys import key_cache
 from registry import services
-from signing.client import OCENAuth, ResponseSignatureError
+from signing.client import ResponseSignatureError
 from signing.http import SIGNATURE_HEADER
-from signing.jws import sign_compact, sign_detached
-from signing.key_loading import public_pem, thumbprint
-from signing.remote import ASSERTION_TYPE, RegistryClient, RegistryError, ServiceKeys, TokenManager
-from tests.keymaterial import ec_key, rsa_key
+from signing.jws import sign_compact
+from signing.key_loading import thumbprint
+from signing.remote import ASSERTION_TYPE, RegistryClient, RegistryError, ServiceKeys
+from tests.keymaterial import ec_key
+from tests.signing.conftest import BODY
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def _pem(key) -> str:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption()).decode()
-
-
-class Network:
-    """An onboarded loan agent and lender, the lender's API live, the agent's SDK ready."""
-
-    def __init__(self, base: str, settings):
-        from authservice.signing_keys import signing_key_ensure
-
-        signing_key_ensure()
-        self.base = base
-        self.agent_key, self.lender_key = ec_key().private_key, rsa_key().private_key
-        self.agent = services.participant_onboard(org_name="Agent", role="LOAN_AGENT", base_url="https://a.example",
-                                                  public_key=public_pem(self.agent_key), acting_user=None)
-        self.lender = services.participant_onboard(org_name="Lender", role="LENDER", base_url="https://l.example",
-                                                   public_key=public_pem(self.lender_key), acting_user=None)
-        services.mapping_grant(client=self.agent.participant, provider=self.lender.participant, scopes="ocen.loan",
-                               acting_user=None)
-        self.audience = self.lender.participant.audience
-        settings.OCEN_PROVIDER = {
-            "ISSUER": base, "AUDIENCE": self.audience, "CLIENT_ID": self.lender.client_id,
-            "CLIENT_SECRET": self.lender.client_secret, "SIGNING_KEY": _pem(self.lender_key),
-            "KID": thumbprint(self.lender_key), "PATH_PREFIXES": ["/lender/"], "REGISTRY_REVALIDATE_AFTER": 0,
-        }
-        self.http = httpx.Client(timeout=10)
-        self.url = f"{base}/lender/loan-offers"
-
-    def tokens(self, **kwargs) -> TokenManager:
-        options = {"client_secret": self.agent.client_secret, **kwargs}
-        return TokenManager(token_url=f"{self.base}/oauth2/token", client_id=self.agent.client_id,
-                            resource=options.pop("resource", self.audience), http=self.http, **options)
-
-    def auth(self, tokens=None) -> OCENAuth:
-        registry = RegistryClient(self.base, self.tokens(resource="urn:ocen:registry"), http=self.http,
-                                  service_keys=ServiceKeys(self.base, http=self.http))
-        return OCENAuth(tokens=tokens or self.tokens(), signing_key=self.agent_key, kid=thumbprint(self.agent_key),
-                        registry=registry, provider_participant_id=str(self.lender.participant.participant_id))
-
-    def raw_post(self, body: bytes, *, token: str, signature: str | None, header: str = SIGNATURE_HEADER):
-        headers = {"Content-Type": "application/json"}
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-        if signature is not None:
-            headers[header] = signature
-        return self.http.post(self.url, content=body, headers=headers)
-
-
-@pytest.fixture
-def net(live_server, settings):
-    settings.ROOT_URLCONF = "examples.lender_api"
-    settings.AUTHSERVICE = {**settings.AUTHSERVICE, "ISSUER": live_server.url, "SIGNER_CACHE_SECONDS": 0}
-    network = Network(live_server.url, settings)
-    yield network
-    network.http.close()
-
-
-BODY = json.dumps({"loanApplicationId": "APP-1", "amount": 1000}).encode()
 
 
 def test_sdk_call_is_verified_both_ways(net):
@@ -95,14 +36,14 @@ def test_bodyless_request_signs_the_request_target(net):
     response = net.http.get(net.url + "?page=2&size=10", auth=net.auth())
     assert response.status_code == 200, response.text
     token = net.tokens().get()
-    signature = sign_detached(b"/lender/loan-offers?page=1", net.agent_key, alg="ES256", kid=thumbprint(net.agent_key))
+    signature = net.sign(method="GET", target="/lender/loan-offers?page=1")
     headers = {"Authorization": f"Bearer {token}", SIGNATURE_HEADER: signature}
     refused = net.http.get(net.url + "?page=2", headers=headers)
     assert refused.status_code == 401 and refused.json()["error"] == "invalid_signature"
 
 
 def test_the_signature_header_alias_is_accepted(net):
-    signature = sign_detached(BODY, net.agent_key, alg="ES256", kid=thumbprint(net.agent_key))
+    signature = net.sign(BODY)
     response = net.raw_post(BODY, token=net.tokens().get(), signature=signature, header="Signature")
     assert response.status_code == 200
 
@@ -110,7 +51,7 @@ def test_the_signature_header_alias_is_accepted(net):
 @pytest.mark.parametrize("case", ["no_token", "bad_token", "wrong_audience", "no_signature", "tampered", "wrong_key"])
 def test_provider_refusals_name_what_failed(net, case):
     token = net.tokens().get()
-    signature = sign_detached(BODY, net.agent_key, alg="ES256", kid=thumbprint(net.agent_key))
+    signature = net.sign(BODY)
     body = BODY
     if case == "no_token":
         token = ""
@@ -123,7 +64,7 @@ def test_provider_refusals_name_what_failed(net, case):
     elif case == "tampered":
         body = BODY.replace(b"1000", b"9000")
     elif case == "wrong_key":
-        signature = sign_detached(BODY, ec_key().private_key, alg="ES256", kid=thumbprint(net.agent_key))
+        signature = net.sign(BODY, key=ec_key().private_key)
     response = net.raw_post(body, token=token, signature=signature)
     assert response.status_code == 401
     expected = "invalid_token" if case in {"no_token", "bad_token", "wrong_audience"} else "invalid_signature"
@@ -141,13 +82,12 @@ def test_sdk_refuses_an_unsigned_response(net):
 def test_offboarded_participants_signed_request_is_refused(net):
     tokens = net.tokens()
     token = tokens.get()
-    signature = sign_detached(BODY, net.agent_key, alg="ES256", kid=thumbprint(net.agent_key))
-    assert net.raw_post(BODY, token=token, signature=signature).status_code == 200
+    assert net.raw_post(BODY, token=token, signature=net.sign(BODY)).status_code == 200
     services.participant_offboard(participant=net.agent.participant, reason="exit", acting_user=None)
-    refused = net.raw_post(BODY, token=token, signature=signature)
+    refused = net.raw_post(BODY, token=token, signature=net.sign(BODY))
     assert refused.status_code == 401
-    assert refused.json()["error"] == "invalid_signature"
-    assert refused.json()["code"] == "ERR_JWKS_NO_MATCHING_KEY"
+    assert refused.json()["error"] == "invalid_token"
+    assert refused.json()["code"] == "ERR_CALLER_UNKNOWN"
 
 
 def test_service_key_rotation_is_absorbed_without_restart(net):
