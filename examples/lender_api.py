@@ -29,7 +29,14 @@ def loan_offers(request):
     })
 
 
+@ocen_protected
+def loan_accept(request):
+    """Accepts an offer: a second operation, so a signature for one cannot be used at the other."""
+    return JsonResponse({"accepted": True, "requestedBy": request.ocen.participant_id})
+
+
 urlpatterns = [
     path("lender/loan-offers", loan_offers, name="lender-loan-offers"),
+    path("lender/loan-accept", loan_accept, name="lender-loan-accept"),
     path("", include("authservice.urls")),
 ]
