@@ -8,7 +8,8 @@
    registry and verifies the request signature.
 4. The lender signs its response; the loan agent verifies it with the lender's key.
 
-Then a tampered body and a wrong key are shown being rejected.
+Then a tampered body, a wrong key, a replayed request, a request sent to another
+path, and a suspended caller are shown being refused.
 """
 
 import json
@@ -38,7 +39,7 @@ from django.core.wsgi import get_wsgi_application  # noqa: E402
 from django.test.utils import override_settings  # noqa: E402
 
 from signing.client import OCENAuth, ResponseSignatureError  # noqa: E402
-from signing.http import SIGNATURE_HEADER  # noqa: E402
+from signing.http import REQUEST_BINDING, SIGNATURE_HEADER, request_binding  # noqa: E402
 from signing.jws import sign_detached  # noqa: E402
 from signing.key_loading import public_pem, thumbprint  # noqa: E402
 from signing.remote import RegistryClient, TokenManager  # noqa: E402
@@ -126,11 +127,13 @@ def run(base: str) -> int:
         say("4", f"lender signed its response; loan agent verified it with the lender's registry key: "
                  f"offer {answer['offers'][0]['offerId']} for {answer['offers'][0]['amount']}")
 
-        tampered = _send(http, base, lender_tokens, agent_key, signed=body, sent=body.replace(b"250000", b"950000"))
+        tampered = _send(http, base, lender_tokens, agent_key, signed=body, sent=body.replace(b"250000", b"950000"),
+                         audience=lender_audience)
         say("reject", f"tampered body refused: HTTP {tampered.status_code} {tampered.json()['error']} "
                       f"({tampered.json()['code']})")
         stranger = ec.generate_private_key(ec.SECP256R1())
-        wrong = _send(http, base, lender_tokens, stranger, signed=body, sent=body, kid=thumbprint(agent_key))
+        wrong = _send(http, base, lender_tokens, stranger, signed=body, sent=body, kid=thumbprint(agent_key),
+                      audience=lender_audience)
         say("reject", f"signature by an unregistered key refused: HTTP {wrong.status_code} {wrong.json()['error']} "
                       f"({wrong.json()['code']})")
         try:
@@ -138,14 +141,34 @@ def run(base: str) -> int:
                 SIGNATURE_HEADER: response.headers[SIGNATURE_HEADER]}))
         except ResponseSignatureError as exc:
             say("reject", f"response altered in transit refused by the SDK: {exc.cause.code}")
-        ok = (response.status_code == 200 and tampered.status_code == 401 and wrong.status_code == 401)
+        fresh_body = json.dumps({"loanApplicationId": "APP-43", "amount": 1000}).encode()
+        first = _send(http, base, lender_tokens, agent_key, signed=fresh_body, sent=fresh_body,
+                      audience=lender_audience)
+        replayed = http.send(first.request)
+        say("reject", f"the same signed request sent again refused: HTTP {replayed.status_code} "
+                      f"({replayed.json()['code']})")
+        redirected = _send(http, base, lender_tokens, agent_key, signed=body, sent=body, audience=lender_audience,
+                           path="/lender/loan-accept", signed_path="/lender/loan-offers")
+        say("reject", f"a request signed for /lender/loan-offers sent to /lender/loan-accept refused: "
+                      f"HTTP {redirected.status_code} ({redirected.json()['code']})")
+        services.participant_suspend(participant=agent.participant, reason="demo", acting_user=None)
+        suspended = _send(http, base, lender_tokens, agent_key, signed=body, sent=body, audience=lender_audience)
+        say("reject", f"after `suspend`, the caller's next request (same token) refused: "
+                      f"HTTP {suspended.status_code} ({suspended.json()['code']})")
+        ok = (response.status_code == 200 and tampered.status_code == 401 and wrong.status_code == 401
+              and first.status_code == 200 and replayed.status_code == 401 and redirected.status_code == 401
+              and suspended.status_code == 403)
     say("done", "sample flow complete" if ok else "sample flow FAILED")
     return 0 if ok else 1
 
 
-def _send(http, base, tokens, key, *, signed: bytes, sent: bytes, kid: str | None = None):
-    signature = sign_detached(signed, key, alg="ES256", kid=kid or thumbprint(key))
-    return http.post(f"{base}/lender/loan-offers", content=sent, headers={
+def _send(http, base, tokens, key, *, signed: bytes, sent: bytes, audience: str = "", kid: str | None = None,
+          path: str = "/lender/loan-offers", signed_path: str | None = None):
+    """A hand-made strict-mode request (what the SDK does), so the demo can bend it."""
+    binding = request_binding(method="POST", target=signed_path or path, audience=audience)
+    signature = sign_detached(signed, key, alg="ES256", kid=kid or thumbprint(key), extra_header=binding,
+                              critical=REQUEST_BINDING)
+    return http.post(f"{base}{path}", content=sent, headers={
         "Authorization": f"Bearer {tokens.get()}", SIGNATURE_HEADER: signature,
         "Content-Type": "application/json"})
 
