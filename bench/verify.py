@@ -1,10 +1,13 @@
 """Provider-side verification cost per request, in-process, next to the raw
 ``cryptography`` verify of the same signatures, so the overhead is visible.
 
-Per request a provider checks the caller's access token (RS256, the service's key)
-and the request's detached signature (the caller's key, any of the four algorithms).
-Both the service JWKS and the caller's registry keys are already cached, as they are
-in steady state.
+Per request a provider (``signing.provider.ProviderGuard.verify_request``, the code
+the middleware runs) checks the caller's access token (RS256, the service's key),
+the caller's standing in the registry (status, tokens-not-before), the request's
+detached signature (the caller's key, any of the four algorithms) and its binding
+(method, target, provider, iat) and claims the request id in a replay store. The
+service JWKS and the caller's registry record are already cached, as in steady
+state; the replay store is an in-process set (a Redis round trip is not measured).
 """
 
 from __future__ import annotations
@@ -19,8 +22,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from jwcrypto import jwk
 
+from signing.http import REQUEST_BINDING, request_binding
 from signing.jws import ALGORITHMS, Signer, b64url_decode, sign_detached, sign_jwt, verify_detached
-from signing.remote import AccessTokenVerifier, RegistryClient, ServiceKeys, TokenManager
+from signing.provider import ProviderGuard
+from signing.remote import RegistryClient, TokenManager
 
 ISSUER = "http://issuer.bench"
 AUDIENCE = "urn:ocen:participant:bench"
@@ -80,25 +85,34 @@ def _measure(alg, key, service_key, service_jwk, token: str, iterations: int) ->
             return httpx.Response(200, json={"keys": [service_jwk]}, headers={"cache-control": "max-age=3600"})
         if path == "/token":
             return httpx.Response(200, json={"access_token": "t", "expires_in": 900})
-        return httpx.Response(200, json={"keys": [caller_jwk]}, headers={"etag": '"1"'})
+        return httpx.Response(200, json={"participant_id": "caller", "role": "LOAN_AGENT", "status": "APPROVED",
+                                         "tokens_not_before": None, "keys": [caller_jwk], "endpoints": []},
+                              headers={"etag": '"1"'})
 
     http = httpx.Client(transport=httpx.MockTransport(handler))
-    verifier = AccessTokenVerifier(ServiceKeys(ISSUER, http=http), audience=AUDIENCE)
     tokens = TokenManager(token_url=f"{ISSUER}/token", client_id="p", client_secret="bench", http=http)  # noqa: S106
     registry = RegistryClient(ISSUER, tokens, http=http, revalidate_after=3600)
     resolver = registry.resolver("caller")
-    signature = sign_detached(BODY, key, alg=alg, kid="caller-key")
+    seen: set[str] = set()
+    guard = ProviderGuard({"ISSUER": ISSUER, "AUDIENCE": AUDIENCE, "CLIENT_ID": "p", "CLIENT_SECRET": "bench",
+                           "TOKEN_URL": f"{ISSUER}/token", "STATUS_MAX_AGE": 3600, "VERIFY_REGISTRY_SIGNATURES": False},
+                          http=http, replay_store=lambda key, ttl: seen.add(key) is None)
+    target = "/loan-offers"
+    signature = sign_detached(BODY, key, alg=alg, kid="caller-key",
+                              extra_header=request_binding(method="POST", target=target, audience=AUDIENCE),
+                              critical=REQUEST_BINDING)
     sig_input, sig_raw = signature.split(".")[0].encode() + b"." + BODY, b64url_decode(signature.split(".")[2])
     public = key.public_key()
 
     def full() -> None:
-        claims = verifier.verify(token).claims
-        verify_detached(signature, BODY, registry.resolver(claims["participantId"]), algorithms=ALGORITHMS)
+        guard.verify_request(authorization=f"Bearer {token}", signature=signature, body=BODY, target=target,
+                             method="POST")
 
     raw_token_us = _per_call_us(
         lambda: _raw_verify("RS256", service_key.public_key(), token_signature, token_input), iterations)
     raw_sig_us = _per_call_us(lambda: _raw_verify(alg, public, sig_raw, sig_input), iterations)
-    jws_us = _per_call_us(lambda: verify_detached(signature, BODY, resolver, algorithms=ALGORITHMS), iterations)
+    jws_us = _per_call_us(lambda: verify_detached(signature, BODY, resolver, algorithms=ALGORITHMS,
+                                                  understood=REQUEST_BINDING), iterations)
     full_us = _per_call_us(full, iterations)
     raw_us = raw_token_us + raw_sig_us
     return {"alg": alg, "raw_us": round(raw_us, 1), "raw_signature_us": round(raw_sig_us, 1),
