@@ -4,6 +4,8 @@ from datetime import UTC, datetime
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from oauth2_provider.models import get_application_model
 
 from authservice.models import RevokedToken
@@ -171,3 +173,15 @@ def test_rotation_refuses_a_grace_period_with_ending_old_tokens(owner):
     with pytest.raises(ValidationError, match="grace period"):
         client_rotate_secret(client=owner[0], grace_seconds=60, revoke_tokens=True)
     assert OAuthClient.objects.get(pk=owner[0].pk).tokens_not_before is None
+
+
+def test_tokens_not_before_costs_no_query(client, owner, token, token_for):
+    client_revoke_tokens(client=owner[0])
+    token_for(*owner)  # warm the client cache
+    with CaptureQueriesContext(connection) as issuing:
+        fresh = token_for(*owner).json()["access_token"]
+    assert len(issuing) == 1  # the client-generation check, as without a tokens-not-before
+    assert _introspect(client, owner, fresh).json()["active"] is True  # warms the key cache
+    with CaptureQueriesContext(connection) as refusing:
+        assert client.get("/registry/v1/participants", HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 401
+    assert len(refusing) == 1  # refused on the cached client row, before the revocation list
