@@ -38,7 +38,7 @@ class OAuthClientAdmin(ReadOnlyAdmin):
     list_filter = ["is_active"]
     search_fields = ["name", "client_id"]
     fields = ["name", "client_id", "client_type", "authorization_grant_type", "is_active", "deactivated_at",
-              "created", "updated"]
+              "tokens_not_before", "created", "updated"]
     readonly_fields = fields
 
 

@@ -14,11 +14,15 @@ class OAuthClient(AbstractApplication):
     """A confidential client_credentials client; participants own one each.
 
     Deactivating a client takes effect at once: it can no longer authenticate, and
-    every token it holds introspects as inactive.
+    every token it holds introspects as inactive. Tokens issued before
+    ``tokens_not_before`` stay refused after it is reactivated (see
+    ``authservice.not_before``).
     """
 
     is_active = models.BooleanField(default=True)
     deactivated_at = models.DateTimeField(null=True, blank=True)
+    # A whole second: every token of this client whose iat is earlier is refused.
+    tokens_not_before = models.DateTimeField(null=True, blank=True, editable=False)
     # After a rotation with a grace period, the old secret's hash and when it stops working.
     previous_client_secret = models.CharField(max_length=255, blank=True, editable=False)
     previous_secret_expires_at = models.DateTimeField(null=True, blank=True, editable=False)

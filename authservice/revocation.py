@@ -1,8 +1,10 @@
 """Is a presented access token still good? And revoking one.
 
 Tokens are self-contained; what can end one early is recorded here: its client
-being deactivated (suspension, offboarding: every token of the client at once) or
-the token itself being revoked (RFC 7009).
+being deactivated or deleted (suspension, offboarding), the token being issued
+before its client's tokens-not-before (suspension, reinstatement, "revoke all
+tokens", a secret rotation that asks for it), or the token itself being revoked
+(RFC 7009).
 """
 
 import uuid
@@ -11,6 +13,7 @@ from datetime import UTC, datetime
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from authservice import not_before
 from authservice.clientcache import ClientRecord, client_cache
 from authservice.models import RevokedToken
 from authservice.tokens import AccessToken
@@ -24,12 +27,15 @@ def _jti(token: AccessToken) -> uuid.UUID | None:
 
 
 def live_client_record(token: AccessToken) -> ClientRecord | None:
-    """The token's client record, if the client is still active and the token was not revoked."""
+    """The token's client record, if the client is still active, the token was issued
+    no earlier than the client's tokens-not-before, and it was not revoked."""
     jti = _jti(token)
     if jti is None:
         return None
     record = client_cache.get(token.client_id)
-    if record is None or RevokedToken.objects.filter(jti=jti).exists():
+    if record is None or not_before.issued_before(token.issued_at, record.client):
+        return None
+    if RevokedToken.objects.filter(jti=jti).exists():
         return None
     return record
 

@@ -3,16 +3,19 @@ management commands. Secrets are returned once, to the caller, and stored hashed
 
 Each function bumps the client generation once (cached client records are stale from
 its commit on), so a caller that changes a client through one of these need not.
+Those that end the client's existing tokens set its tokens-not-before in the same
+transaction (``authservice.not_before``).
 """
 
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 from oauth2_provider.models import get_application_model
 
+from authservice import not_before
 from authservice.clientcache import bump_generation
 
 CLIENT_SECRET_BYTES = 32  # 256 bits
@@ -44,15 +47,24 @@ def client_create(*, name: str) -> tuple[object, str]:
 MAX_SECRET_GRACE_SECONDS = 7 * 24 * 3600
 
 
+def _locked(client):
+    Client = get_application_model()
+    return Client.objects.select_for_update().get(pk=client.pk)
+
+
 @transaction.atomic
-def client_rotate_secret(*, client, grace_seconds: int = 0) -> str:
+def client_rotate_secret(*, client, grace_seconds: int = 0, revoke_tokens: bool = False) -> str:
     """Replace the client's secret. The old one stops working at once, or after
-    ``grace_seconds`` so a participant can roll its deployments over."""
+    ``grace_seconds`` so a participant can roll its deployments over. With
+    ``revoke_tokens`` every token issued before the rotation is refused as well (for a
+    leaked secret); the old secret then stops at once, or it could mint new ones."""
     if not 0 <= grace_seconds <= MAX_SECRET_GRACE_SECONDS:
         raise ValidationError(f"The grace period must be between 0 and {MAX_SECRET_GRACE_SECONDS} seconds.")
+    if revoke_tokens and grace_seconds:
+        raise ValidationError("Ending the old secret's tokens needs the old secret to stop at once: "
+                              "a grace period would let it obtain new ones.")
     secret = generate_client_secret()
-    Client = get_application_model()
-    locked = Client.objects.select_for_update().get(pk=client.pk)
+    locked = _locked(client)
     if grace_seconds:
         locked.previous_client_secret = locked.client_secret
         locked.previous_secret_expires_at = timezone.now() + timedelta(seconds=grace_seconds)
@@ -60,30 +72,52 @@ def client_rotate_secret(*, client, grace_seconds: int = 0) -> str:
         locked.previous_client_secret = ""
         locked.previous_secret_expires_at = None
     locked.client_secret = secret
-    locked.save(update_fields=["client_secret", "previous_client_secret", "previous_secret_expires_at",
-                               "updated"])
+    fields = ["client_secret", "previous_client_secret", "previous_secret_expires_at", "updated"]
+    if revoke_tokens:
+        locked.tokens_not_before = not_before.cutoff_now(locked.tokens_not_before)
+        fields.append("tokens_not_before")
+    locked.save(update_fields=fields)
     bump_generation()
     return secret
 
 
 @transaction.atomic
-def client_deactivate(*, client) -> None:
-    """Stop the client at once: it cannot authenticate, and every token it holds is
-    refused wherever it is presented (introspection, the registry API) until it is
-    reactivated. Deleting the client afterwards makes that permanent."""
-    Client = get_application_model()
-    locked = Client.objects.select_for_update().get(pk=client.pk)
-    locked.is_active = False
-    locked.deactivated_at = timezone.now()
-    locked.save(update_fields=["is_active", "deactivated_at", "updated"])
+def client_revoke_tokens(*, client) -> datetime:
+    """End every token the client holds: those issued before now are refused wherever
+    they are presented. The client keeps working. Returns the new tokens-not-before."""
+    locked = _locked(client)
+    locked.tokens_not_before = not_before.cutoff_now(locked.tokens_not_before)
+    locked.save(update_fields=["tokens_not_before", "updated"])
     bump_generation()
+    return locked.tokens_not_before
 
 
 @transaction.atomic
-def client_reactivate(*, client) -> None:
-    Client = get_application_model()
-    Client.objects.filter(pk=client.pk).update(is_active=True, deactivated_at=None, updated=timezone.now())
+def client_deactivate(*, client) -> datetime:
+    """Stop the client at once: it cannot authenticate, and every token it holds is
+    refused wherever it is presented (introspection, the registry API), also after it
+    is reactivated. Deleting the client afterwards makes the stop permanent. Returns
+    the new tokens-not-before."""
+    locked = _locked(client)
+    locked.is_active = False
+    locked.deactivated_at = timezone.now()
+    locked.tokens_not_before = not_before.cutoff_now(locked.tokens_not_before)
+    locked.save(update_fields=["is_active", "deactivated_at", "tokens_not_before", "updated"])
     bump_generation()
+    return locked.tokens_not_before
+
+
+@transaction.atomic
+def client_reactivate(*, client) -> datetime:
+    """Let the client authenticate again. Tokens issued before now (before its
+    deactivation, or by a request that raced it) stay refused. Returns the new
+    tokens-not-before."""
+    locked = _locked(client)
+    locked.is_active, locked.deactivated_at = True, None
+    locked.tokens_not_before = not_before.cutoff_now(locked.tokens_not_before)
+    locked.save(update_fields=["is_active", "deactivated_at", "tokens_not_before", "updated"])
+    bump_generation()
+    return locked.tokens_not_before
 
 
 @transaction.atomic

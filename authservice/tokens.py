@@ -9,6 +9,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from authservice import not_before
 from authservice.conf import SUPPORTED_SIGNING_ALGS, authservice_settings
 from authservice.signing_keys import active_signer, key_cache
 from signing.jws import claim_audiences, sign_jwt, validate_claims, verify_jwt
@@ -21,13 +22,15 @@ def generate_access_token(request, refresh_token: bool = False) -> str:
     """Build and sign the access token for an oauthlib request the validator approved.
 
     The validator has put the granted audiences and the client's identity claims on
-    the request.
+    the request, and the client row (from the client cache) on ``request.client``.
+    ``iat`` is never below the client's tokens-not-before: a token issued in the same
+    second as a revocation, but after it, must not look older than it.
     """
     signer = active_signer()
     if signer is None:
         raise RuntimeError("No active signing key: run `python manage.py bootstrap`.")
-    now = int(time.time())
     client = request.client
+    issued_at = max(int(time.time()), not_before.epoch(client) or 0)
     audiences = sorted(request.token_audiences)
     claims: dict[str, Any] = {
         "iss": authservice_settings.ISSUER,
@@ -36,9 +39,9 @@ def generate_access_token(request, refresh_token: bool = False) -> str:
         "client_id": client.client_id,
         "azp": client.client_id,
         "scope": " ".join(request.scopes),
-        "iat": now,
-        "nbf": now,
-        "exp": now + int(request.expires_in),
+        "iat": issued_at,
+        "nbf": issued_at,
+        "exp": issued_at + int(request.expires_in),
         "jti": uuid.uuid4().hex,
         **request.token_claims,
     }
@@ -53,6 +56,11 @@ class AccessToken:
     @property
     def client_id(self) -> str:
         return self.claims.get("client_id", "")
+
+    @property
+    def issued_at(self) -> Any:
+        """The ``iat`` claim as presented (not necessarily a number)."""
+        return self.claims.get("iat")
 
     @property
     def jti(self) -> str:

@@ -26,6 +26,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from authservice import not_before
 from authservice.admin import ReadOnlyAdmin
 from registry import services
 from registry.admin_forms import (
@@ -208,10 +209,19 @@ WORKFLOWS = [
     Workflow("rotate-secret", "Rotate client secret", "rotate_participant_secret",
              (Status.APPROVED, Status.SUSPENDED),
              lambda p, data, user: services.participant_rotate_secret(
-                 participant=p, grace_seconds=data["grace_seconds"], acting_user=user),
+                 participant=p, grace_seconds=data["grace_seconds"], revoke_tokens=data["revoke_tokens"],
+                 acting_user=user),
              RotateSecretForm, credentials_title="New client secret",
              explanation="A new secret is shown once. The old one stops working at once unless you set a grace "
                          "period."),
+    Workflow("revoke-tokens", "Revoke all tokens now", "rotate_participant_secret",
+             (Status.APPROVED, Status.SUSPENDED),
+             lambda p, data, user: services.participant_revoke_tokens(participant=p, reason=data["reason"],
+                                                                      acting_user=user),
+             ReasonForm, danger=True,
+             explanation="Every token issued before now is refused by this service at once and, within "
+                         "STATUS_MAX_AGE, by every provider. The client keeps working and may obtain new "
+                         "tokens."),
     Workflow("add-key", "Add key", "manage_participant_keys", LIVE,
              lambda p, data, user: services.public_key_add(participant=p, key_material=data["public_key"],
                                                            kid=data.get("kid") or None, acting_user=user),
@@ -249,7 +259,8 @@ class ParticipantAdmin(ServiceBackedAdmin):
     inlines = [EndpointInline, PublicKeyInline, MappingAsClientInline, MappingAsProviderInline]
     actions = ["offboard_selected"]
     fields = ["participant_id", "organisation", "role", "status_badge", "status_reason", "status_changed_at",
-              "client_id_display", "approved_by", "approved_at", "created_at", "updated_at"]
+              "client_id_display", "tokens_not_before_display", "approved_by", "approved_at", "created_at",
+              "updated_at"]
     readonly_fields = fields
 
     # --- list ---------------------------------------------------------------------------
@@ -264,6 +275,11 @@ class ParticipantAdmin(ServiceBackedAdmin):
     @admin.display(description="Client id")
     def client_id_display(self, participant):
         return participant.client.client_id if participant.client_id else "—"
+
+    @admin.display(description="Tokens issued before this are refused")
+    def tokens_not_before_display(self, participant):
+        cutoff = participant.client.tokens_not_before if participant.client_id else None
+        return not_before.as_text(cutoff) or "—"
 
     def get_search_results(self, request, queryset, search_term):
         queryset, may_have_duplicates = super().get_search_results(request, queryset, search_term)

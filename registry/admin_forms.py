@@ -34,6 +34,10 @@ class RotateSecretForm(forms.Form):
         min_value=0, max_value=MAX_SECRET_GRACE_SECONDS, initial=0, label="Grace period (seconds)",
         help_text="0: the old secret stops working at once. Otherwise it keeps working this long.",
     )
+    revoke_tokens = forms.BooleanField(
+        required=False, label="Also end every token issued with the old secret",
+        help_text="For a leaked secret: every token issued before now is refused. Needs a grace period of 0.",
+    )
 
 
 class AddKeyForm(forms.Form):

@@ -1,5 +1,7 @@
 """Reads of the registry: what the API serves and what the admin shows before acting."""
 
+from datetime import datetime
+
 from django.db.models import Prefetch, Q, QuerySet
 from django.utils import timezone
 
@@ -19,7 +21,7 @@ def visible_participants() -> QuerySet[Participant]:
     """Participants the registry API shows: everyone but the offboarded."""
     return (
         Participant.objects.exclude(status=Status.OFFBOARDED)
-        .select_related("organisation", "approved_by")
+        .select_related("organisation", "approved_by", "client")
         .prefetch_related("endpoints", active_keys_prefetch())
     )
 
@@ -40,6 +42,18 @@ def participant_list(*, role: str | None = None, status: str | None = None, org_
 
 def participant_get(participant_id) -> Participant | None:
     return visible_participants().filter(participant_id=participant_id).first()
+
+
+def published_keys(participant: Participant) -> list[PublicKey]:
+    """The keys the registry API serves for a participant loaded by ``visible_participants``:
+    its active keys while it is APPROVED, none otherwise (a suspended participant's
+    signatures must not verify)."""
+    return list(participant.active_keys) if participant.status == Status.APPROVED else []
+
+
+def tokens_not_before(participant: Participant) -> datetime | None:
+    """The instant before which the participant's tokens are refused, if any."""
+    return participant.client.tokens_not_before if participant.client_id else None
 
 
 def offboarding_plan(participant: Participant) -> dict:

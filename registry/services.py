@@ -16,6 +16,7 @@ locks the chain head.
 import json
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from urllib.parse import urlsplit, urlunsplit
 
 from django.core.exceptions import ValidationError
@@ -24,6 +25,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from authservice import not_before
 from authservice.clientcache import bump_generation
 from authservice.conf import authservice_settings
 from authservice.services import (
@@ -31,6 +33,7 @@ from authservice.services import (
     client_deactivate,
     client_delete,
     client_reactivate,
+    client_revoke_tokens,
     client_rotate_secret,
 )
 from registry.audit import record_event
@@ -301,14 +304,16 @@ def participant_reject(*, participant: Participant, reason: str, acting_user) ->
 
 @transaction.atomic
 def participant_suspend(*, participant: Participant, reason: str, acting_user) -> Participant:
-    """The client can no longer get tokens and its live tokens introspect inactive."""
+    """The client can no longer get tokens, and every token it holds is refused, also
+    after a reinstatement (its tokens-not-before moves to now)."""
     reason = _required_reason(reason, "suspend a participant")
     participant = _locked(participant)
     before = _snapshot(participant)
     _transition(participant, Status.SUSPENDED)
-    client_deactivate(client=participant.client)
+    cutoff = client_deactivate(client=participant.client)
     return _set_status(participant, status=Status.SUSPENDED, reason=reason,
-                       action=AuditAction.PARTICIPANT_SUSPENDED, acting_user=acting_user, before=before)
+                       action=AuditAction.PARTICIPANT_SUSPENDED, acting_user=acting_user, before=before,
+                       details={"tokens_not_before": not_before.as_text(cutoff)})
 
 
 @transaction.atomic
@@ -319,9 +324,10 @@ def participant_reinstate(*, participant: Participant, acting_user) -> Participa
         raise ValidationError("Only a suspended participant can be reinstated.")
     if not _active_keys(participant).exists():
         raise ValidationError("The participant has no valid, active public key; add one before reinstating.")
-    client_reactivate(client=participant.client)
+    cutoff = client_reactivate(client=participant.client)
     return _set_status(participant, status=Status.APPROVED, reason="", action=AuditAction.PARTICIPANT_REINSTATED,
-                       acting_user=acting_user, before=before)
+                       acting_user=acting_user, before=before,
+                       details={"tokens_not_before": not_before.as_text(cutoff)})
 
 
 @transaction.atomic
@@ -347,15 +353,40 @@ def participant_offboard(*, participant: Participant, reason: str, acting_user) 
     return plan
 
 
-@transaction.atomic
-def participant_rotate_secret(*, participant: Participant, acting_user, grace_seconds: int = 0) -> Credentials:
-    participant = _locked(participant)
+def _require_client(participant: Participant, doing: str) -> None:
     if participant.status not in (Status.APPROVED, Status.SUSPENDED) or participant.client is None:
-        raise ValidationError("Only an approved or suspended participant has a client secret to rotate.")
-    secret = client_rotate_secret(client=participant.client, grace_seconds=grace_seconds)
+        raise ValidationError(f"Only an approved or suspended participant has a client {doing}.")
+
+
+@transaction.atomic
+def participant_rotate_secret(*, participant: Participant, acting_user, grace_seconds: int = 0,
+                              revoke_tokens: bool = False) -> Credentials:
+    """Issue a new client secret; with ``revoke_tokens`` every token issued before it
+    is refused too (the old secret leaked)."""
+    participant = _locked(participant)
+    _require_client(participant, "secret to rotate")
+    secret = client_rotate_secret(client=participant.client, grace_seconds=grace_seconds,
+                                  revoke_tokens=revoke_tokens)
     record_event(action=AuditAction.CLIENT_SECRET_ROTATED, acting_user=acting_user, participant=participant,
-                 after={"client_id": participant.client.client_id, "grace_seconds": grace_seconds})
+                 after={"client_id": participant.client.client_id, "grace_seconds": grace_seconds,
+                        "revoke_tokens": revoke_tokens})
     return Credentials(participant=participant, client_id=participant.client.client_id, client_secret=secret)
+
+
+@transaction.atomic
+def participant_revoke_tokens(*, participant: Participant, reason: str, acting_user) -> datetime:
+    """End every token the participant's client holds: those issued before now are
+    refused by the service at once and by providers once they revalidate its record.
+    The client keeps working. Returns the new tokens-not-before."""
+    reason = _required_reason(reason, "revoke a participant's tokens")
+    participant = _locked(participant)
+    _require_client(participant, "whose tokens can be revoked")
+    previous = participant.client.tokens_not_before
+    cutoff = client_revoke_tokens(client=participant.client)
+    record_event(action=AuditAction.TOKENS_REVOKED, acting_user=acting_user, participant=participant,
+                 before={"tokens_not_before": not_before.as_text(previous)},
+                 after={"tokens_not_before": not_before.as_text(cutoff), "reason": reason})
+    return cutoff
 
 
 # --- Keys and endpoints ------------------------------------------------------------------------

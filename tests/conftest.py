@@ -3,6 +3,7 @@ what makes the suite fast without changing what it tests (a cheap password hashe
 the test users, service signing keys generated once per session)."""
 
 import base64
+import time
 from collections.abc import Callable
 from urllib.parse import urlencode
 
@@ -97,6 +98,32 @@ def make_client(db, signing_key) -> Callable:
         return client_create(name=name)
 
     return factory
+
+
+class FrozenClock:
+    """``time.time()`` held inside one whole second: ``clock.at(0.3)`` is that second
+    plus 0.3, ``clock.at(1.3)`` the next one plus 0.3. The token issuer and the
+    tokens-not-before both read this clock, so a test can put an issuance and a
+    revocation in the same second, in either order."""
+
+    def __init__(self, second: int) -> None:
+        self.second = second
+        self.now = float(second)
+
+    def at(self, offset: float) -> float:
+        self.now = self.second + offset
+        return self.now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch) -> FrozenClock:
+    frozen = FrozenClock(int(time.time()))
+    frozen.at(0.2)
+    monkeypatch.setattr(time, "time", frozen)
+    return frozen
 
 
 FORM = "application/x-www-form-urlencoded"

@@ -6,6 +6,8 @@ import json
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from authservice import not_before
+from registry import selectors
 from registry.models import Participant, Role, Status
 
 VISIBLE_STATUSES = [s for s in Status.values if s != Status.OFFBOARDED]
@@ -52,15 +54,28 @@ class KeySummarySerializer(serializers.Serializer):
     not_after = serializers.DateTimeField(allow_null=True)
 
 
+TOKENS_NOT_BEFORE_HELP = (
+    "Every token of this participant whose iat (epoch seconds) is earlier than this instant is refused. "
+    "RFC 3339 UTC with whole seconds and a Z, e.g. 2025-01-31T12:00:06Z; null if never set. It moves on "
+    "suspension, reinstatement, \"revoke all tokens\" and a secret rotation that ends old tokens."
+)
+KEYS_HELP = "The participant's active public keys; empty unless its status is APPROVED."
+
+
 class ParticipantSerializer(serializers.Serializer):
     participant_id = serializers.UUIDField()
     role = serializers.ChoiceField(choices=Role.values)
     status = serializers.ChoiceField(choices=VISIBLE_STATUSES)
+    tokens_not_before = serializers.SerializerMethodField(help_text=TOKENS_NOT_BEFORE_HELP)
     organisation = OrganisationSerializer()
     endpoints = serializers.SerializerMethodField()
-    keys = serializers.SerializerMethodField()
+    keys = serializers.SerializerMethodField(help_text=KEYS_HELP)
     approved_at = serializers.DateTimeField(allow_null=True)
     updated_at = serializers.DateTimeField()
+
+    @extend_schema_field(serializers.DateTimeField(allow_null=True))
+    def get_tokens_not_before(self, participant: Participant) -> str | None:
+        return not_before.as_text(selectors.tokens_not_before(participant))
 
     @extend_schema_field(serializers.ListField(child=serializers.URLField()))
     def get_endpoints(self, participant: Participant) -> list[str]:
@@ -68,7 +83,7 @@ class ParticipantSerializer(serializers.Serializer):
 
     @extend_schema_field(JWKSerializer(many=True))
     def get_keys(self, participant: Participant) -> list[dict]:
-        return [dict(key.public_jwk) for key in participant.active_keys]
+        return [dict(key.public_jwk) for key in selectors.published_keys(participant)]
 
 
 class ParticipantPageSerializer(serializers.Serializer):
@@ -79,7 +94,7 @@ class ParticipantPageSerializer(serializers.Serializer):
 
 
 class JWKSetSerializer(serializers.Serializer):
-    keys = JWKSerializer(many=True)
+    keys = JWKSerializer(many=True, help_text=KEYS_HELP)
 
 
 class OcenParticipantSerializer(serializers.Serializer):

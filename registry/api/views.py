@@ -136,7 +136,7 @@ class ParticipantJWKSView(RegistryView):
     def get(self, request: Request, participant_id: str) -> Response:
         def build():
             participant = self.get_participant(participant_id)
-            keys = {"keys": [dict(key.public_jwk) for key in participant.active_keys]}
+            keys = {"keys": [dict(key.public_jwk) for key in selectors.published_keys(participant)]}
             return keys, earliest_key_expiry([participant])
 
         return self.respond(request, build)

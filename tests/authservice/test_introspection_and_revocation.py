@@ -1,10 +1,19 @@
 """RFC 7662 introspection and RFC 7009 revocation, restricted to the token's owner."""
 
+from datetime import UTC, datetime
+
 import pytest
+from django.core.exceptions import ValidationError
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from oauth2_provider.models import get_application_model
 
 from authservice.models import RevokedToken
-from authservice.services import client_deactivate
+from authservice.services import client_deactivate, client_reactivate, client_revoke_tokens, client_rotate_secret
+from signing.jws import peek_claims
 from tests.conftest import FORM, basic, form
+
+OAuthClient = get_application_model()
 
 
 @pytest.fixture
@@ -106,3 +115,73 @@ def test_missing_token_parameter_is_invalid_request(client, owner, path):
 @pytest.mark.parametrize("path", ["/oauth2/introspect", "/oauth2/revoke"])
 def test_get_is_405(client, db, path):
     assert client.get(path).status_code == 405
+
+
+# --- tokens-not-before: ending every token a client holds ---------------------------------------
+
+def _iat(token: str) -> int:
+    return peek_claims(token)["iat"]
+
+
+def test_tokens_not_before_is_the_next_whole_second(owner, clock):
+    clock.at(0.3)
+    cutoff = client_revoke_tokens(client=owner[0])
+    assert cutoff == datetime.fromtimestamp(clock.second + 1, tz=UTC)
+    assert OAuthClient.objects.get(pk=owner[0].pk).tokens_not_before == cutoff
+    clock.at(1.0)  # exactly on a second: that second
+    assert client_revoke_tokens(client=owner[0]) == cutoff
+
+
+def test_tokens_not_before_never_moves_back(owner, clock):
+    clock.at(5.5)
+    later = client_revoke_tokens(client=owner[0])
+    clock.at(0.5)  # the clock stepped back
+    assert client_revoke_tokens(client=owner[0]) == later
+
+
+def test_revoking_all_tokens_ends_earlier_ones_but_not_one_issued_after_in_the_same_second(
+        client, owner, token_for, clock):
+    clock.at(0.2)
+    before = token_for(*owner).json()["access_token"]
+    clock.at(0.5)
+    cutoff = client_revoke_tokens(client=owner[0])
+    clock.at(0.8)
+    after = token_for(*owner).json()["access_token"]
+    assert _iat(before) == clock.second < cutoff.timestamp() == _iat(after) == clock.second + 1
+    assert peek_claims(after)["nbf"] == _iat(after)
+    assert _introspect(client, owner, before).json() == {"active": False}
+    assert _introspect(client, owner, after).json()["active"] is True
+
+
+def test_reactivation_does_not_bring_back_tokens_issued_before_deactivation(client, owner, stranger, token):
+    client_deactivate(client=owner[0])
+    client_reactivate(client=owner[0])
+    assert _introspect(client, owner, token).json() == {"active": False}
+
+
+def test_rotation_ends_old_tokens_only_when_asked(client, owner, token_for):
+    kept = token_for(*owner).json()["access_token"]
+    secret = client_rotate_secret(client=owner[0])
+    assert _introspect(client, (owner[0], secret), kept).json()["active"] is True
+    secret = client_rotate_secret(client=owner[0], revoke_tokens=True)
+    assert _introspect(client, (owner[0], secret), kept).json() == {"active": False}
+    fresh = token_for(owner[0], secret).json()["access_token"]
+    assert _introspect(client, (owner[0], secret), fresh).json()["active"] is True
+
+
+def test_rotation_refuses_a_grace_period_with_ending_old_tokens(owner):
+    with pytest.raises(ValidationError, match="grace period"):
+        client_rotate_secret(client=owner[0], grace_seconds=60, revoke_tokens=True)
+    assert OAuthClient.objects.get(pk=owner[0].pk).tokens_not_before is None
+
+
+def test_tokens_not_before_costs_no_query(client, owner, token, token_for):
+    client_revoke_tokens(client=owner[0])
+    token_for(*owner)  # warm the client cache
+    with CaptureQueriesContext(connection) as issuing:
+        fresh = token_for(*owner).json()["access_token"]
+    assert len(issuing) == 1  # the client-generation check, as without a tokens-not-before
+    assert _introspect(client, owner, fresh).json()["active"] is True  # warms the key cache
+    with CaptureQueriesContext(connection) as refusing:
+        assert client.get("/registry/v1/participants", HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 401
+    assert len(refusing) == 1  # refused on the cached client row, before the revocation list

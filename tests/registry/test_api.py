@@ -2,7 +2,9 @@
 ETag revalidation, and the OCEN reference-compatible view."""
 
 import json
+import re
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 
@@ -198,3 +200,42 @@ def test_service_account_token_may_read_the_registry(client, signing_key, token_
     oauth_client, secret = client_create(name="ops")
     token = token_for(oauth_client, secret).json()["access_token"]
     assert client.get("/registry/v1/participants", HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 200
+
+
+def test_detail_and_list_publish_status_and_tokens_not_before(api, lender, admin_user, clock):
+    participant, _ = lender
+    path = f"/registry/v1/participants/{participant.participant_id}"
+    assert api(path).json()["tokens_not_before"] is None
+    clock.at(0.7)
+    services.participant_revoke_tokens(participant=participant, reason="leak", acting_user=admin_user)
+    expected = datetime.fromtimestamp(clock.second + 1, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    body = api(path).json()
+    assert (body["status"], body["tokens_not_before"]) == ("APPROVED", expected)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", body["tokens_not_before"])
+    listed = {p["participant_id"]: p for p in api("/registry/v1/participants").json()["results"]}
+    assert listed[str(participant.participant_id)]["tokens_not_before"] == expected
+    assert listed[str(participant.participant_id)]["status"] == "APPROVED"
+
+
+def test_a_suspended_participants_keys_are_served_empty(api, lender, admin_user):
+    participant, pair = lender
+    detail = f"/registry/v1/participants/{participant.participant_id}"
+    services.participant_suspend(participant=participant, reason="check", acting_user=admin_user)
+    body = api(detail).json()
+    assert body["status"] == "SUSPENDED" and body["keys"] == [] and body["tokens_not_before"]
+    assert api(f"{detail}/jwks").json() == {"keys": []}
+    suspended = api("/registry/v1/participants?status=SUSPENDED").json()["results"]
+    assert [(p["participant_id"], p["keys"]) for p in suspended] == [(str(participant.participant_id), [])]
+    services.participant_reinstate(participant=participant, acting_user=admin_user)
+    assert [k["kid"] for k in api(f"{detail}/jwks").json()["keys"]] == [pair.thumbprint()]
+
+
+def test_an_applicants_keys_are_served_empty(api, organisation, admin_user):
+    from tests.keymaterial import ec_key
+
+    applied = services.participant_apply(organisation=organisation, role="LENDER", base_url="https://a.example",
+                                         public_key=ec_key().public_pem(), acting_user=admin_user)
+    detail = f"/registry/v1/participants/{applied.participant_id}"
+    body = api(detail).json()
+    assert (body["status"], body["keys"], body["tokens_not_before"]) == ("APPLIED", [], None)
+    assert api(f"{detail}/jwks").json() == {"keys": []}

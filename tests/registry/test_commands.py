@@ -121,6 +121,55 @@ def test_rotate_client_secret_json_replaces_the_secret(lender_and_agent, token_f
     assert token_for(client, rotated["client_secret"]).status_code == 200
 
 
+def test_rotate_client_secret_revoke_tokens_json_has_the_same_keys(lender_and_agent):
+    _, agent = lender_and_agent
+    out = _call("rotate_client_secret", agent["participant_id"], "--revoke-tokens", "--json")
+    assert set(json.loads(out)) == {"participant_id", "client_id", "client_secret"}
+    assert _participant(agent).client.tokens_not_before is not None
+
+
+def test_rotate_client_secret_refuses_grace_with_revoke_tokens(lender_and_agent):
+    _, agent = lender_and_agent
+    count = AuditEvent.objects.count()
+    with pytest.raises(CommandError, match="grace period"):
+        _call("rotate_client_secret", agent["participant_id"], "--grace", "60", "--revoke-tokens")
+    assert AuditEvent.objects.count() == count
+    assert _participant(agent).client.tokens_not_before is None
+
+
+def test_revoke_tokens_prints_the_participant_and_its_tokens_not_before(lender_and_agent):
+    _, agent = lender_and_agent
+    out = _call("revoke_tokens", agent["participant_id"], "--reason", "leak")
+    cutoff = _participant(agent).client.tokens_not_before
+    assert agent["participant_id"] in out
+    assert cutoff.strftime("%Y-%m-%dT%H:%M:%SZ") in out
+    assert AuditEvent.objects.order_by("-sequence").first().action == "TOKENS_REVOKED"
+
+
+@pytest.mark.parametrize("state", ["blank reason", "APPLIED", "REJECTED"])
+def test_revoke_tokens_refusals_write_nothing(lender_and_agent, tmp_path, state):
+    from registry import services
+
+    lender, _ = lender_and_agent
+    participant_id, reason = lender["participant_id"], "leak"
+    if state == "blank reason":
+        reason = "   "
+    else:
+        key = tmp_path / "applicant.pem"
+        key.write_text(ec_key().public_pem())
+        applicant = services.participant_apply(organisation=_participant(lender).organisation, role="KYC_PARTNER",
+                                               base_url="https://kyc.example", public_key=key.read_text(),
+                                               acting_user=None)
+        if state == "REJECTED":
+            services.participant_reject(participant=applicant, reason="no", acting_user=None)
+        participant_id = str(applicant.participant_id)
+    count = AuditEvent.objects.count()
+    with pytest.raises(CommandError, match="reason is required" if state == "blank reason" else "approved or"):
+        _call("revoke_tokens", participant_id, "--reason", reason)
+    assert AuditEvent.objects.count() == count
+    assert _participant(lender).client.tokens_not_before is None
+
+
 def test_offboard_removes_the_provider_and_its_mappings(lender_and_agent):
     lender, agent = lender_and_agent
     _call("grant_access", agent["participant_id"], lender["participant_id"], "--scopes", "ocen.loan")
@@ -136,9 +185,9 @@ def test_create_admin_groups_is_idempotent(db):
     assert "Registry operators:" in first and "Registry auditors:" in first
 
 
-@pytest.mark.parametrize("command", ["offboard", "suspend", "reinstate", "rotate_client_secret"])
+@pytest.mark.parametrize("command", ["offboard", "suspend", "reinstate", "rotate_client_secret", "revoke_tokens"])
 def test_unknown_or_malformed_participant_ids_are_refused(db, command):
-    extra = ["--reason", "r"] if command in {"offboard", "suspend"} else []
+    extra = ["--reason", "r"] if command in {"offboard", "suspend", "revoke_tokens"} else []
     with pytest.raises(CommandError, match="not a participant id"):
         _call(command, "nope", *extra)
     with pytest.raises(CommandError, match="No participant"):

@@ -46,6 +46,10 @@ def test_responses_match_the_schema(schema, client, onboard, token_for, admin_us
     for template, path in cases.items():
         body = client.get(path, HTTP_AUTHORIZATION=f"Bearer {token}").json()
         _validator(schema, template).validate(body)
+    services.participant_suspend(participant=lender.participant, reason="check", acting_user=admin_user)
+    for template, path in cases.items():  # a tokens-not-before, and no keys
+        body = client.get(path, HTTP_AUTHORIZATION=f"Bearer {token}").json()
+        _validator(schema, template).validate(body)
 
 
 def test_docs_are_served_from_local_static_files(client, db):

@@ -1,6 +1,8 @@
 """The registry's workflows through registry.services: each writes exactly one audit
 event, refuses illegal transitions, and leaves nothing half-written."""
 
+from datetime import UTC, datetime
+
 import pytest
 from django.core.exceptions import ValidationError
 from oauth2_provider.models import get_application_model
@@ -248,22 +250,80 @@ def test_offboard_runs_all_four_steps_in_one_event(onboard, admin_user, token_fo
     trail.assert_none()
 
 
-def test_suspend_reinstate_and_rotate_each_record_one_exact_event(onboard, admin_user, audit):
+def test_suspend_reinstate_and_rotate_each_record_one_exact_event(onboard, admin_user, audit, clock):
     creds, _ = onboard()
     participant = creds.participant
     approved = _snapshot(participant)
+    clock.at(0.4)
     trail = audit()
     services.participant_suspend(participant=participant, reason="audit", acting_user=admin_user)
     trail.assert_one(action=AuditAction.PARTICIPANT_SUSPENDED, actor=admin_user, participant=participant,
-                     before=approved, after={**approved, "status": "SUSPENDED", "reason": "audit"})
+                     before=approved, after={**approved, "status": "SUSPENDED", "reason": "audit",
+                                             "tokens_not_before": _utc(clock.second + 1)})
+    clock.at(3.0)
     trail = audit()
     services.participant_reinstate(participant=participant, acting_user=admin_user)
     trail.assert_one(action=AuditAction.PARTICIPANT_REINSTATED, actor=admin_user, participant=participant,
-                     before={**approved, "status": "SUSPENDED"}, after=approved)
+                     before={**approved, "status": "SUSPENDED"},
+                     after={**approved, "tokens_not_before": _utc(clock.second + 3)})
     trail = audit()
     services.participant_rotate_secret(participant=participant, grace_seconds=60, acting_user=admin_user)
     trail.assert_one(action=AuditAction.CLIENT_SECRET_ROTATED, actor=admin_user, participant=participant,
-                     before={}, after={"client_id": creds.client_id, "grace_seconds": 60})
+                     before={}, after={"client_id": creds.client_id, "grace_seconds": 60, "revoke_tokens": False})
+    trail = audit()
+    services.participant_rotate_secret(participant=participant, revoke_tokens=True, acting_user=admin_user)
+    trail.assert_one(action=AuditAction.CLIENT_SECRET_ROTATED, actor=admin_user, participant=participant,
+                     before={}, after={"client_id": creds.client_id, "grace_seconds": 0, "revoke_tokens": True})
+
+
+def _utc(epoch: int) -> str:
+    return datetime.fromtimestamp(epoch, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_revoke_tokens_records_one_exact_event(onboard, admin_user, audit, clock):
+    creds, _ = onboard()
+    participant = creds.participant
+    clock.at(0.3)
+    trail = audit()
+    cutoff = services.participant_revoke_tokens(participant=participant, reason=" leaked token ",
+                                                acting_user=admin_user)
+    assert cutoff == datetime.fromtimestamp(clock.second + 1, tz=UTC)
+    trail.assert_one(action=AuditAction.TOKENS_REVOKED, actor=admin_user, participant=participant,
+                     before={"tokens_not_before": None},
+                     after={"tokens_not_before": _utc(clock.second + 1), "reason": "leaked token"})
+    clock.at(2.5)
+    trail = audit()
+    services.participant_revoke_tokens(participant=participant, reason="again", acting_user=None)
+    trail.assert_one(action=AuditAction.TOKENS_REVOKED, actor=None, participant=participant,
+                     before={"tokens_not_before": _utc(clock.second + 1)},
+                     after={"tokens_not_before": _utc(clock.second + 3), "reason": "again"})
+    participant.refresh_from_db()
+    assert participant.status == Status.APPROVED
+    assert participant.client.is_active
+
+
+def test_revoke_tokens_of_a_suspended_participant_is_allowed(onboard, admin_user):
+    creds, _ = onboard()
+    services.participant_suspend(participant=creds.participant, reason="check", acting_user=admin_user)
+    services.participant_revoke_tokens(participant=creds.participant, reason="leak", acting_user=admin_user)
+    creds.participant.refresh_from_db()
+    assert creds.participant.status == Status.SUSPENDED and not creds.participant.client.is_active
+
+
+def test_revoke_tokens_needs_a_reason_and_a_client(applied, onboard, admin_user, audit):
+    creds, _ = onboard()
+    trail = audit()
+    with pytest.raises(ValidationError, match="reason is required"):
+        services.participant_revoke_tokens(participant=creds.participant, reason="  ", acting_user=admin_user)
+    with pytest.raises(ValidationError, match="approved or suspended"):
+        services.participant_revoke_tokens(participant=applied, reason="leak", acting_user=admin_user)
+    trail.assert_none()
+    services.participant_reject(participant=applied, reason="no", acting_user=admin_user)
+    trail = audit()
+    with pytest.raises(ValidationError, match="approved or suspended"):
+        services.participant_revoke_tokens(participant=applied, reason="leak", acting_user=admin_user)
+    trail.assert_none()
+    assert OAuthClient.objects.get(client_id=creds.client_id).tokens_not_before is None
 
 
 def test_every_workflow_keeps_the_audit_chain_intact(onboard, admin_user):

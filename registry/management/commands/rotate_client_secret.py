@@ -8,12 +8,14 @@ class Command(RegistryCommand):
     def add_arguments(self, parser):
         parser.add_argument("participant_id")
         parser.add_argument("--grace", type=int, default=0, help="seconds the old secret keeps working")
+        parser.add_argument("--revoke-tokens", action="store_true",
+                            help="also end every token issued before now (the old secret leaked)")
         parser.add_argument("--json", action="store_true")
 
-    def handle(self, *args, participant_id, grace, json, **options):
+    def handle(self, *args, participant_id, grace, revoke_tokens, json, **options):
         participant = self.participant(participant_id)
         credentials = self.run_service(lambda: participant_rotate_secret(
-            participant=participant, grace_seconds=grace, acting_user=None))
+            participant=participant, grace_seconds=grace, revoke_tokens=revoke_tokens, acting_user=None))
         if json:
             self.emit_json({"participant_id": participant_id, "client_id": credentials.client_id,
                             "client_secret": credentials.client_secret})
@@ -21,3 +23,5 @@ class Command(RegistryCommand):
         self.stdout.write(f"client_id:     {credentials.client_id}")
         self.stdout.write(f"client_secret: {credentials.client_secret}")
         self.stdout.write("The secret is shown once; only its hash is stored.")
+        if revoke_tokens:
+            self.stdout.write("Every token issued before the rotation is refused.")
