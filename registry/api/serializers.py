@@ -129,8 +129,9 @@ class OcenParticipantRoleSerializer(serializers.Serializer):
         return endpoints[0].url if endpoints else None
 
     def get_publicKey(self, participant: Participant) -> str | None:
-        """The newest active key, as a JWK JSON string (the reference code parses it)."""
+        """The newest active key, as a JWK JSON string (the reference code parses it); none
+        unless the participant is APPROVED, like its key set."""
         keys = participant.active_keys
-        if not keys:
+        if not keys or participant.status != Status.APPROVED:
             return None
         return json.dumps(keys[-1].public_jwk, sort_keys=True)

@@ -182,6 +182,14 @@ def test_ocen_reference_view(api, lender, admin_user):
     assert body["participant"]["id"] == str(participant.organisation.org_id)
 
 
+def test_ocen_reference_view_of_a_suspended_participant_has_no_key(api, lender, admin_user):
+    participant, _ = lender
+    services.participant_suspend(participant=participant, reason="review", acting_user=admin_user)
+    body = api(f"/service/participant-roles/{participant.participant_id}").json()
+    assert body["participantRoleStatus"] == "SUSPENDED" and body["isApproved"] is False
+    assert body["publicKey"] is None
+
+
 def test_no_secret_in_any_response(api, lender, reader):
     creds, _ = reader
     participant, _ = lender

@@ -139,6 +139,16 @@ def test_tokens_from_before_a_suspension_stay_dead_after_reinstatement(net):
     assert _post(net, signature=net.sign(BODY)).status_code == 200  # a fresh token works
 
 
+def test_revoke_tokens_command_ends_existing_tokens_at_the_provider(net):
+    from django.core.management import call_command
+
+    token = net.tokens().get()
+    assert _post(net, signature=net.sign(BODY), token=token).status_code == 200
+    call_command("revoke_tokens", str(net.agent.participant.participant_id), "--reason", "leaked", verbosity=0)
+    _refused(_post(net, signature=net.sign(BODY), token=token), "ERR_TOKEN_REVOKED")
+    assert _post(net, signature=net.sign(BODY)).status_code == 200
+
+
 def test_a_revoked_key_is_refused(net):
     old_kid = thumbprint(net.agent_key)
     new_key = ec_key().private_key
@@ -250,15 +260,19 @@ def test_jwt_typed_tokens_are_accepted_by_the_middleware_and_sdk(net, settings):
     assert net.http.post(net.url, content=BODY, auth=net.auth(tokens)).status_code == 200
 
 
-@pytest.mark.skipif(connection.vendor != "postgresql" and not os.environ.get("REDIS_URL"),
-                    reason="needs a store another process can reach: PostgreSQL or Redis (the SQLite test "
-                           "database is in memory)")
-def test_the_replay_store_is_shared_between_processes(net):
+@pytest.mark.parametrize("store", ["database", "redis"])
+def test_the_replay_store_is_shared_between_processes(net, settings, store):
+    if store == "database" and connection.vendor != "postgresql":
+        pytest.skip("the SQLite test database is in memory: another process cannot reach it")
+    if store == "redis" and not os.environ.get("REDIS_URL"):
+        pytest.skip("REDIS_URL is not set")
     from authservice.replay import provider_replay_store
 
+    env = dict(os.environ)
+    if store == "database":
+        settings.REDIS_URL = env["REDIS_URL"] = ""
     key = f"jti:{uuid.uuid4()}"
     assert provider_replay_store(key, 60)
-    env = dict(os.environ)
     if connection.vendor == "postgresql":
         settings_dict = connection.settings_dict
         env["DATABASE_URL"] = (f"postgres://{settings_dict['USER']}@{settings_dict['HOST']}:{settings_dict['PORT']}"
