@@ -92,19 +92,24 @@ def client_revoke_tokens(*, client) -> datetime:
     return locked.tokens_not_before
 
 
+def _set_active(client, *, active: bool) -> datetime:
+    """Switch the client on or off; either way tokens issued before now stay refused."""
+    locked = _locked(client)
+    locked.is_active = active
+    locked.deactivated_at = None if active else timezone.now()
+    locked.tokens_not_before = not_before.cutoff_now(locked.tokens_not_before)
+    locked.save(update_fields=["is_active", "deactivated_at", "tokens_not_before", "updated"])
+    bump_generation()
+    return locked.tokens_not_before
+
+
 @transaction.atomic
 def client_deactivate(*, client) -> datetime:
     """Stop the client at once: it cannot authenticate, and every token it holds is
     refused wherever it is presented (introspection, the registry API), also after it
     is reactivated. Deleting the client afterwards makes the stop permanent. Returns
     the new tokens-not-before."""
-    locked = _locked(client)
-    locked.is_active = False
-    locked.deactivated_at = timezone.now()
-    locked.tokens_not_before = not_before.cutoff_now(locked.tokens_not_before)
-    locked.save(update_fields=["is_active", "deactivated_at", "tokens_not_before", "updated"])
-    bump_generation()
-    return locked.tokens_not_before
+    return _set_active(client, active=False)
 
 
 @transaction.atomic
@@ -112,12 +117,7 @@ def client_reactivate(*, client) -> datetime:
     """Let the client authenticate again. Tokens issued before now (before its
     deactivation, or by a request that raced it) stay refused. Returns the new
     tokens-not-before."""
-    locked = _locked(client)
-    locked.is_active, locked.deactivated_at = True, None
-    locked.tokens_not_before = not_before.cutoff_now(locked.tokens_not_before)
-    locked.save(update_fields=["is_active", "deactivated_at", "tokens_not_before", "updated"])
-    bump_generation()
-    return locked.tokens_not_before
+    return _set_active(client, active=True)
 
 
 @transaction.atomic
