@@ -226,11 +226,15 @@ def b64url_encode(data: bytes) -> str:
 _BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
 
 
+_FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
+
+
 def b64url_decode(data: str) -> bytes:
-    if not _BASE64URL.fullmatch(data):
+    if not isinstance(data, str) or not _BASE64URL.fullmatch(data):
         raise MalformedSignature("not base64url")
+    padded = (data + "=" * (-len(data) % 4)).encode("ascii").translate(_FROM_URLSAFE)
     try:
-        return base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))
+        return binascii.a2b_base64(padded, strict_mode=True)
     except (binascii.Error, ValueError) as exc:
         raise MalformedSignature("not base64url") from exc
 

@@ -205,18 +205,36 @@ class VerifiedToken:
 class AccessTokenVerifier:
     """Offline validation of access tokens from the Auth Service.
 
-    Raises a ``signing.jws.JWSError`` (its ``code`` says what failed)."""
+    A caller presents the same token on every request until it expires, so a token
+    that verified is remembered (by its exact text, signature included) and only its
+    time window is checked again; at most ``max_cached`` tokens are kept. Whether the
+    caller may still use it (status, tokens-not-before) is checked per request by
+    the provider, not cached here. Raises a ``signing.jws.JWSError`` (its ``code`` says
+    what failed)."""
 
     def __init__(self, service_keys: ServiceKeys, *, audience: str, leeway: int = 30,
-                 algorithms: Sequence[str] = SERVICE_ALGORITHMS) -> None:
+                 algorithms: Sequence[str] = SERVICE_ALGORITHMS, max_cached: int = 10_000) -> None:
         self.service_keys, self.audience, self.leeway = service_keys, audience, leeway
         self.algorithms = tuple(algorithms)
+        self.max_cached = max_cached
+        self._verified: dict[str, VerifiedToken] = {}
+        self._lock = threading.Lock()
 
     def verify(self, token: str) -> VerifiedToken:
+        cached = self._verified.get(token)
+        if cached is not None:
+            # Already verified: only the clock can have changed its validity.
+            validate_claims(cached.claims, issuer=None, audience=None, leeway=self.leeway)
+            return cached
         verified = verify_jwt(token, self.service_keys.resolve, algorithms=self.algorithms, typ=ACCESS_TOKEN_TYPES)
         validate_claims(verified.claims, issuer=self.service_keys.issuer, audience=self.audience,
                         leeway=self.leeway)
-        return VerifiedToken(verified.claims)
+        result = VerifiedToken(verified.claims)
+        with self._lock:
+            if len(self._verified) >= self.max_cached:
+                self._verified.pop(next(iter(self._verified)))  # the oldest entry
+            self._verified[token] = result
+        return result
 
 
 # --- The registry -----------------------------------------------------------------------------------
