@@ -41,6 +41,8 @@ MAX_COMPACT_BYTES = 16 * 1024
 # JOSE headers and claims are shallow; anything deeper is refused before it is parsed.
 MAX_JSON_DEPTH = 16
 UNDERSTOOD_CRITICAL = frozenset({"b64"})
+# Far beyond any real NumericDate; larger integers cannot even become floats.
+MAX_NUMERIC_DATE = 10**15
 
 
 # --- Errors --------------------------------------------------------------------------------
@@ -494,7 +496,8 @@ def _number(claims: dict[str, Any], name: str, *, required: bool) -> float | Non
     value = claims.get(name)
     if value is None and not required:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    too_large = isinstance(value, int) and abs(value) > MAX_NUMERIC_DATE
+    if isinstance(value, bool) or not isinstance(value, int | float) or too_large or not math.isfinite(value):
         raise TokenClaimInvalid(f"claim {name} must be a number (NumericDate)")
     return float(value)
 

@@ -9,10 +9,12 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from jwcrypto import jwk
+from jwcrypto.common import JWException
 
 from signing.jws import JWSError, PrivateKey, VerificationKey
 
 DEFAULT_ALG = {"RSA": "RS256", "EC": "ES256", "OKP": "EdDSA"}
+PUBLIC_KTYS = frozenset(DEFAULT_ALG)
 
 
 def verification_key_from_jwk(data: dict[str, Any] | str, *, owner: Any = None) -> VerificationKey:
@@ -21,11 +23,20 @@ def verification_key_from_jwk(data: dict[str, Any] | str, *, owner: Any = None) 
     With ``x5c``, the certificate's notAfter becomes the key's ``not_after``.
     """
     if isinstance(data, str):
-        data = json.loads(data)
+        try:
+            data = json.loads(data)
+        except ValueError as exc:
+            raise JWSError("the JWK is not JSON") from exc
     if not isinstance(data, dict) or {"d", "k"} & set(data):
         raise JWSError("expected a public JWK")
-    public = jwk.JWK(**{k: v for k, v in data.items() if k != "x5c"})
-    return VerificationKey(key=public.get_op_key("verify"), kid=data.get("kid"), alg=data.get("alg"), owner=owner,
+    if not isinstance(data.get("kty"), str) or data["kty"] not in PUBLIC_KTYS or not all(
+            isinstance(data.get(name), str | None) for name in ("kid", "alg", "crv", "x", "y", "n", "e")):
+        raise JWSError("the JWK is not an RSA, EC or OKP public key with string members")
+    try:
+        public = jwk.JWK(**{k: v for k, v in data.items() if k != "x5c"}).get_op_key("verify")
+    except (JWException, ValueError, TypeError, KeyError, NotImplementedError) as exc:
+        raise JWSError(f"the JWK cannot be read: {exc}") from exc
+    return VerificationKey(key=public, kid=data.get("kid"), alg=data.get("alg"), owner=owner,
                            not_after=_certificate_not_after(data.get("x5c")))
 
 

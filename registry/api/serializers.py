@@ -10,6 +10,9 @@ from authservice import not_before
 from registry import selectors
 from registry.models import Participant, Role, Status
 
+# The OCEN reference shape has an approvedBy field; every participant sees it, so it
+# names the approving authority, not the registry operator who clicked Approve.
+APPROVED_BY = "registry"
 VISIBLE_STATUSES = [s for s in Status.values if s != Status.OFFBOARDED]
 
 
@@ -122,7 +125,8 @@ class OcenParticipantRoleSerializer(serializers.Serializer):
         return participant.status == Status.APPROVED
 
     def get_approvedBy(self, participant: Participant) -> str | None:
-        return participant.approved_by.get_username() if participant.approved_by else None
+        """Who approved, as the network sees it: the registry, never an operator's username."""
+        return APPROVED_BY if participant.approved_at else None
 
     def get_baseUrl(self, participant: Participant) -> str | None:
         endpoints = list(participant.endpoints.all())

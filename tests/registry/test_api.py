@@ -174,7 +174,8 @@ def test_ocen_reference_view(api, lender, admin_user):
     assert body["participantRole"] == "LENDER"
     assert body["participantRoleStatus"] == "APPROVED"
     assert body["isApproved"] is True
-    assert body["approvedBy"] == admin_user.username
+    assert body["approvedBy"] == "registry"
+    assert admin_user.username not in json.dumps(body)  # no operator's name leaks to participants
     assert body["approvedOn"]
     assert body["baseUrl"] == participant.endpoints.get().url
     assert json.loads(body["publicKey"])["kid"] == pair.thumbprint()

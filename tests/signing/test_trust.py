@@ -1,6 +1,7 @@
 """A signature proves one message, once, at one place; status and key changes reach the
 provider within STATUS_MAX_AGE. Each test is an attack that succeeded before."""
 
+import base64
 import os
 import subprocess
 import sys
@@ -289,3 +290,15 @@ def test_the_replay_store_is_shared_between_processes(net, settings, store):
 
 def test_signed_payload_of_a_bodyless_request_is_its_target():
     assert signed_payload(b"", "/a?b=1") == b"/a?b=1"
+
+
+NESTED = base64.urlsafe_b64encode(b"[" * 1500).rstrip(b"=").decode()  # 1,500 levels of nesting
+
+
+@pytest.mark.parametrize("where", ["token", "signature"])
+def test_deeply_nested_headers_at_the_provider_are_a_401(net, where):
+    token = f"{NESTED}.{NESTED}.AAAA" if where == "token" else net.tokens().get()
+    signature = f"{NESTED}..AAAA" if where == "signature" else net.sign(BODY)
+    response = _post(net, signature=signature, token=token)
+    assert response.status_code == 401
+    assert response.json()["code"] == "ERR_JWS_MALFORMED"
