@@ -13,5 +13,9 @@ timeout = 30
 graceful_timeout = 20
 keepalive = 30
 accesslog = "-" if os.environ.get("GUNICORN_ACCESS_LOG", "1") == "1" else None
-# Never log request bodies or Authorization headers: the default format logs neither.
+# The path without its query string (%(U)s, not the request line %(r)s): a client that
+# puts client_secret or a token in the URL must not get it written to the log. No
+# remote user (it comes from the Authorization header) and no referrer either; never
+# bodies or headers.
+access_log_format = '%(h)s - - %(t)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(L)ss "%(a)s"'
 max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "0"))
