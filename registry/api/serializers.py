@@ -20,9 +20,19 @@ class ParticipantFilterSerializer(serializers.Serializer):
     role = serializers.ChoiceField(choices=Role.values, required=False)
     status = serializers.ChoiceField(choices=VISIBLE_STATUSES, required=False)
     organisation = serializers.UUIDField(required=False, help_text="org_id of the organisation")
-    search = serializers.CharField(required=False, max_length=100, help_text="part of the organisation name")
+    # No NUL: PostgreSQL text cannot hold one (the pattern tells API clients so).
+    search = serializers.RegexField(r"^[^\x00]*$", required=False, max_length=100,
+                                    help_text="part of the organisation name (no NUL character)")
     page = serializers.IntegerField(required=False, min_value=1)
     page_size = serializers.IntegerField(required=False, min_value=1, max_value=200)
+
+    def to_internal_value(self, data):
+        # DRF reads "?status=" from a query string as "not given"; an empty enum or
+        # number is a client mistake, and the schema says so.
+        empty = [name for name in ("role", "status", "organisation", "page", "page_size") if data.get(name) == ""]
+        if empty:
+            raise serializers.ValidationError({name: ["This value may not be empty."] for name in empty})
+        return super().to_internal_value(data)
 
 
 class OrganisationSerializer(serializers.Serializer):

@@ -9,6 +9,7 @@ import uuid
 
 from django.http import HttpResponse, HttpResponseNotModified
 from django.utils.cache import parse_etags
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions
 from rest_framework.pagination import PageNumberPagination
@@ -39,8 +40,19 @@ def _sign_error_response(response, path: str):
             response[SIGNATURE_HEADER] = signature
     return response
 NOT_FOUND = OpenApiResponse(description="Unknown or offboarded participant")
+BAD_ID = OpenApiResponse(description="The participant id is not a UUID")
 ERRORS = {401: OpenApiResponse(description="Missing or invalid access token"),
           403: OpenApiResponse(description="The token lacks the registry.read scope")}
+CACHE_HEADERS = [
+    OpenApiParameter("ETag", str, OpenApiParameter.HEADER, response=True,
+                     description="Validator of this answer; send it back in If-None-Match to get a 304"),
+    OpenApiParameter(SIGNATURE_HEADER, str, OpenApiParameter.HEADER, response=True,
+                     description="The service's detached JWS over the body (over the ETag for a 304), with "
+                                 "critical htu (this path) and iat: verify with the service JWKS"),
+    OpenApiParameter("If-None-Match", str, OpenApiParameter.HEADER, required=False,
+                     description="An ETag from an earlier answer: 304 Not Modified when nothing changed"),
+]
+NOT_MODIFIED = OpenApiResponse(description="Not modified since the ETag sent in If-None-Match (signed too)")
 
 
 class ParticipantPagination(PageNumberPagination):
@@ -98,9 +110,10 @@ class RegistryView(APIView):
 
 
 class ParticipantListView(RegistryView):
-    @extend_schema(operation_id="participants_list", parameters=[ParticipantFilterSerializer],
-                   responses={200: ParticipantPageSerializer, 400: OpenApiResponse(
-                       description="Bad filter"), **ERRORS})
+    @extend_schema(operation_id="participants_list", parameters=[ParticipantFilterSerializer, *CACHE_HEADERS],
+                   responses={200: ParticipantPageSerializer, 304: NOT_MODIFIED, 400: OpenApiResponse(
+                       description="Bad filter"), 404: OpenApiResponse(description="The page is out of range"),
+                       **ERRORS})
     def get(self, request: Request) -> Response:
         filters = ParticipantFilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
@@ -116,12 +129,14 @@ class ParticipantListView(RegistryView):
         return self.respond(request, build)
 
 
-ID_PARAMETER = OpenApiParameter("participant_id", str, OpenApiParameter.PATH, description="participant UUID")
+ID_PARAMETER = OpenApiParameter("participant_id", OpenApiTypes.UUID, OpenApiParameter.PATH,
+                                description="participant UUID")
+ONE_PARTICIPANT = {304: NOT_MODIFIED, 400: BAD_ID, 404: NOT_FOUND, **ERRORS}
 
 
 class ParticipantDetailView(RegistryView):
-    @extend_schema(operation_id="participants_retrieve", parameters=[ID_PARAMETER],
-                   responses={200: ParticipantSerializer, 404: NOT_FOUND, **ERRORS})
+    @extend_schema(operation_id="participants_retrieve", parameters=[ID_PARAMETER, *CACHE_HEADERS],
+                   responses={200: ParticipantSerializer, **ONE_PARTICIPANT})
     def get(self, request: Request, participant_id: str) -> Response:
         def build():
             participant = self.get_participant(participant_id)
@@ -131,8 +146,8 @@ class ParticipantDetailView(RegistryView):
 
 
 class ParticipantJWKSView(RegistryView):
-    @extend_schema(operation_id="participants_jwks", parameters=[ID_PARAMETER],
-                   responses={200: JWKSetSerializer, 404: NOT_FOUND, **ERRORS})
+    @extend_schema(operation_id="participants_jwks", parameters=[ID_PARAMETER, *CACHE_HEADERS],
+                   responses={200: JWKSetSerializer, **ONE_PARTICIPANT})
     def get(self, request: Request, participant_id: str) -> Response:
         def build():
             participant = self.get_participant(participant_id)
@@ -145,8 +160,8 @@ class ParticipantJWKSView(RegistryView):
 class OcenParticipantRoleView(RegistryView):
     """OCEN reference-compatible view of one participant role."""
 
-    @extend_schema(operation_id="ocen_participant_role", parameters=[ID_PARAMETER],
-                   responses={200: OcenParticipantRoleSerializer, 404: NOT_FOUND, **ERRORS})
+    @extend_schema(operation_id="ocen_participant_role", parameters=[ID_PARAMETER, *CACHE_HEADERS],
+                   responses={200: OcenParticipantRoleSerializer, **ONE_PARTICIPANT})
     def get(self, request: Request, participant_id: str) -> Response:
         def build():
             participant = self.get_participant(participant_id)

@@ -23,12 +23,14 @@ def _free_port() -> int:
 def test_a_secret_in_the_url_is_refused_and_never_logged(tmp_path):
     port = _free_port()
     env = {**{k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "AUTHSERVICE_"))},
-           "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}", "REDIS_URL": "", "AUTHSERVICE_VAR_DIR": str(tmp_path),
+           "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}", "REDIS_URL": "",
+           "AUTHSERVICE_VAR_DIR": str(tmp_path),
            "GUNICORN_BIND": f"127.0.0.1:{port}", "GUNICORN_WORKERS": "1", "LOG_LEVEL": "DEBUG"}
     log = tmp_path / "server.log"
     with log.open("w") as out:
-        server = subprocess.Popen([sys.executable, "-m", "gunicorn", "authservice.wsgi", "--config", "gunicorn.conf.py"],
-                                  cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        server = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "authservice.wsgi", "--config", "gunicorn.conf.py"],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
         try:
             url = f"http://127.0.0.1:{port}"
             for _ in range(100):

@@ -110,3 +110,14 @@ def test_any_form_body_and_authorization_at_the_oauth_endpoints_is_never_a_5xx(c
         return  # the test client itself cannot send this header; a real WSGI server passes latin-1 text
     assert response.status_code < 500, (response.status_code, response.content[:300])
     assert "error" in response.json() or response.status_code == 200
+
+
+@pytest.mark.parametrize("query", ["status=", "status=NOPE", "search=%00", "page=0", "page=99999", "page_size=1000",
+                                   "organisation=not-a-uuid", "role=", "page=1e3", "search=" + "x" * 500])
+def test_bad_list_filters_are_a_4xx(client, participant, query):
+    credentials, _ = participant
+    token = client.post("/oauth2/token", form({"grant_type": "client_credentials"}), content_type=FORM,
+                        HTTP_AUTHORIZATION=__import__("tests.conftest", fromlist=["basic"]).basic(
+                            credentials.client_id, credentials.client_secret)).json()["access_token"]
+    response = client.get(f"/registry/v1/participants?{query}", HTTP_AUTHORIZATION=f"Bearer {token}")
+    _assert_4xx(response)
