@@ -9,6 +9,8 @@ security headers still apply, and the Host header is still validated.
 from django.http import HttpRequest, HttpResponse
 from django.urls import Resolver404, resolve
 
+from authservice.availability import is_unavailable, unavailable_response
+
 FAST_PATHS = frozenset({"/oauth2/token", "/oauth2/introspect", "/oauth2/revoke"})
 
 
@@ -24,4 +26,9 @@ class OAuthFastPathMiddleware:
             match = resolve(request.path_info)
         except Resolver404:
             return self.get_response(request)
-        return match.func(request, *match.args, **match.kwargs)
+        try:
+            return match.func(request, *match.args, **match.kwargs)
+        except Exception as exc:
+            if is_unavailable(exc):
+                return unavailable_response(request, exc)
+            raise

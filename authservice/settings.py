@@ -62,6 +62,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: a view failing on an unreachable database or Redis answers 503, not 500.
+    "authservice.availability.FailFastMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "authservice.middleware.OAuthFastPathMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -109,14 +111,24 @@ VAR_DIR.mkdir(parents=True, exist_ok=True)
 DATABASE_URL = os.environ.get("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'db.sqlite3'}"
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Fail fast: an unreachable server is a 503 within about a second (see
+    # authservice.availability), never a request parked for the pool's default 30 s.
+    options = DATABASES["default"].setdefault("OPTIONS", {})
+    options.setdefault("connect_timeout", int(os.environ.get("DATABASE_CONNECT_TIMEOUT", "2")))
+    # A statement (or a lock wait) never holds a request thread longer than this.
+    statement_timeout_ms = int(os.environ.get("DATABASE_STATEMENT_TIMEOUT_MS", "30000"))
+    options.setdefault("options", f"-c statement_timeout={statement_timeout_ms}")
     # psycopg's pool keeps connections warm between requests and reconnects after a
     # database restart; Django requires CONN_MAX_AGE=0 alongside it.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     if env_bool("DATABASE_POOL", True):
-        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        # Django checks each connection as it leaves the pool (ConnectionPool.check_connection),
+        # so one the server closed (a restart) is replaced instead of failing a request.
+        options["pool"] = {
             "min_size": 1,
             "max_size": int(os.environ.get("DATABASE_POOL_MAX_SIZE", "8")),
-            "timeout": 10,
+            # Seconds a request waits for a pooled connection before answering 503.
+            "timeout": float(os.environ.get("DATABASE_POOL_TIMEOUT", "1")),
         }
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {}).update(
@@ -127,7 +139,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Cache ----------------------------------------------------------------------------
 REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
+                          # A frozen or unreachable Redis costs half a second, not redis-py's unbounded wait.
+                          "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5}}}
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 

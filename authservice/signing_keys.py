@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 from jwcrypto import jwk
 
@@ -216,6 +216,7 @@ class _KeyCache:
         return [key] if key else []
 
     def clear(self) -> None:
+        _jwks_document.value, _jwks_document.loaded_at = None, float("-inf")
         with self._lock:
             self._signer = _Cached()
             self._public = _Cached()
@@ -229,5 +230,22 @@ def active_signer() -> Signer | None:
     return key_cache.signer()
 
 
+_jwks_document = _Cached()
+
+
 def published_jwks() -> dict:
-    return {"keys": [row.public_jwk for row in SigningKey.objects.published().order_by("created_at")]}
+    """The JWKS document, re-read at most every SIGNER_CACHE_SECONDS. While the database
+    is unreachable the last document read is served: verifiers keep working through
+    an outage (the keys themselves cannot change while nothing can write them)."""
+    now = time.monotonic()
+    if now - _jwks_document.loaded_at < authservice_settings.SIGNER_CACHE_SECONDS:
+        return _jwks_document.value
+    try:
+        document = {"keys": [row.public_jwk for row in SigningKey.objects.published().order_by("created_at")]}
+    except DatabaseError:
+        if _jwks_document.value is None:
+            raise
+        logger.warning("JWKS: database unreachable, serving the keys read %.0fs ago", now - _jwks_document.loaded_at)
+        return _jwks_document.value
+    _jwks_document.value, _jwks_document.loaded_at = document, now
+    return document

@@ -3,9 +3,12 @@ discovery metadata and health checks."""
 
 import json
 import logging
+import sys
 from functools import lru_cache
 from urllib.parse import parse_qsl
 
+from django.conf import settings
+from django.core.cache import cache
 from django.core.exceptions import RequestDataTooBig
 from django.core.signals import setting_changed
 from django.db import connection
@@ -16,6 +19,7 @@ from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 from oauth2_provider.settings import oauth2_settings
 
+from authservice.availability import is_unavailable, unavailable_response
 from authservice.conf import authservice_settings
 from authservice.signing_keys import active_signer, published_jwks
 from signing.jws import ALGORITHMS
@@ -259,9 +263,16 @@ def readyz(request: HttpRequest) -> JsonResponse:
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
-    except Exception:  # any driver error means "not ready", never a 500
-        logger.exception("readiness: database unreachable")
+    except Exception as exc:  # any driver error means "not ready", never a 500
+        logger.warning("readiness: database unreachable (%s)", type(exc).__name__)
         checks["database"] = "unreachable"
+    if settings.REDIS_URL:
+        try:
+            cache.set("readyz", "ok", timeout=5)
+            checks["redis"] = "ok" if cache.get("readyz") == "ok" else "unreachable"
+        except Exception as exc:
+            logger.warning("readiness: Redis unreachable (%s)", type(exc).__name__)
+            checks["redis"] = "unreachable"
     if checks["database"] == "ok":
         try:
             if active_signer() is None:
@@ -281,6 +292,10 @@ def json_404(request: HttpRequest, exception=None) -> JsonResponse:
 
 
 def json_500(request: HttpRequest) -> JsonResponse:
+    """Django's 500 handler; a dependency that failed in a middleware is a 503 here."""
+    exc = sys.exc_info()[1]
+    if is_unavailable(exc):
+        return unavailable_response(request, exc)
     return JsonResponse({"error": "server_error", "error_description": "Internal error."}, status=500)
 
 

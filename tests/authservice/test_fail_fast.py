@@ -1,0 +1,94 @@
+"""Dependencies fail fast: with PostgreSQL unreachable the service answers 503 with
+Retry-After (RFC 6749 temporarily_unavailable at the OAuth endpoints), /healthz still
+answers, /readyz names what is down; JWKS is served from memory through an outage."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from unittest import mock
+
+import httpx
+import pytest
+from django.db import OperationalError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server_without_database(tmp_path_factory):
+    """gunicorn with the project's configuration, its PostgreSQL pool pointed at a closed port."""
+    tmp = tmp_path_factory.mktemp("failfast")
+    port = _free_port()
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "AUTHSERVICE_"))},
+           "DATABASE_URL": f"postgres://postgres@127.0.0.1:{_free_port()}/nowhere", "REDIS_URL": "",
+           "AUTHSERVICE_VAR_DIR": str(tmp), "GUNICORN_BIND": f"127.0.0.1:{port}", "GUNICORN_WORKERS": "1"}
+    log = (tmp / "server.log").open("w")
+    server = subprocess.Popen([sys.executable, "-m", "gunicorn", "authservice.wsgi", "--config", "gunicorn.conf.py"],
+                              cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            httpx.get(f"{url}/healthz", timeout=1)
+            break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    yield url, tmp / "server.log"
+    server.terminate()
+    server.wait(timeout=20)
+    log.close()
+
+
+def test_the_token_endpoint_answers_503_temporarily_unavailable(server_without_database):
+    url, _ = server_without_database
+    response = httpx.post(f"{url}/oauth2/token", data={"grant_type": "client_credentials"}, auth=("c", "s"),
+                          timeout=10)
+    assert response.status_code == 503
+    assert response.json()["error"] == "temporarily_unavailable"
+    assert int(response.headers["Retry-After"]) > 0
+
+
+def test_the_registry_api_and_the_admin_answer_503_not_500(server_without_database):
+    url, log = server_without_database
+    api = httpx.get(f"{url}/registry/v1/participants", headers={"Authorization": "Bearer x.y.z"}, timeout=10)
+    assert api.status_code in {401, 503}, (api.status_code, api.text[:200])
+    admin = httpx.get(f"{url}/admin/", cookies={"sessionid": "a" * 32}, timeout=10)
+    assert admin.status_code == 503 and admin.headers["Retry-After"]
+    assert "Traceback" not in log.read_text()
+
+
+def test_healthz_answers_while_readyz_names_the_database(server_without_database):
+    url, _ = server_without_database
+    assert httpx.get(f"{url}/healthz", timeout=10).json() == {"status": "ok"}
+    ready = httpx.get(f"{url}/readyz", timeout=10)
+    assert ready.status_code == 503
+    assert ready.json()["checks"]["database"] == "unreachable"
+
+
+def test_discovery_needs_no_database(server_without_database):
+    url, _ = server_without_database
+    assert httpx.get(f"{url}/.well-known/openid-configuration", timeout=10).status_code == 200
+
+
+def test_jwks_is_served_from_memory_through_a_database_outage(client, signing_key, settings):
+    first = client.get("/oauth2/jwks").json()
+    settings.AUTHSERVICE = {**settings.AUTHSERVICE, "SIGNER_CACHE_SECONDS": 0}  # force a re-read
+    with mock.patch("authservice.models.SigningKeyQuerySet.published", side_effect=OperationalError("down")):
+        response = client.get("/oauth2/jwks")
+    assert response.status_code == 200
+    assert response.json() == first
+
+
+def test_a_view_failing_on_the_database_answers_503(client, signing_key):
+    with mock.patch("authservice.views.server_metadata", side_effect=OperationalError("down")):
+        response = client.get("/.well-known/openid-configuration")
+    assert response.status_code == 503
+    assert response.json()["error"] == "service_unavailable"
