@@ -11,7 +11,7 @@ from rest_framework.permissions import BasePermission
 from authservice.conf import authservice_settings
 from authservice.revocation import live_client_record
 from authservice.tokens import AccessToken, validate_access_token
-from signing.jws import JWSError
+from ocen_sdk.jws import JWSError
 
 
 class InvalidToken(exceptions.AuthenticationFailed):

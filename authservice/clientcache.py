@@ -46,7 +46,7 @@ class ClientRecord:
     client: object  # the OAuthClient row as loaded
     grants: ClientGrants
     generation: int
-    # Registered public keys (signing.jws.VerificationKey) for private_key_jwt; signing.jws
+    # Registered public keys (ocen_sdk.jws.VerificationKey) for private_key_jwt; ocen_sdk.jws
     # refuses any whose certificate has expired since it was loaded.
     keys: tuple = ()
 

@@ -47,7 +47,7 @@ DEFAULTS: dict[str, Any] = {
     # Hook: function(client) -> authservice.grants.ClientGrants, what a client may be
     # granted. The project's settings name the registry's (grants from resource mappings).
     "GRANTS_PROVIDER": "authservice.grants.default_grants",
-    # Hook: function(client) -> list[signing.jws.VerificationKey], a client's registered
+    # Hook: function(client) -> list[ocen_sdk.jws.VerificationKey], a client's registered
     # public keys for private_key_jwt. The project's settings name the registry's.
     "CLIENT_KEYS_PROVIDER": "authservice.grants.no_client_keys",
     # Longest lifetime accepted for a private_key_jwt client assertion, seconds.

@@ -27,7 +27,7 @@ from jwcrypto import jwk
 
 from authservice.conf import authservice_settings
 from authservice.models import SigningKey, SigningKeyState
-from signing.jws import Signer, VerificationKey
+from ocen_sdk.jws import Signer, VerificationKey
 
 logger = logging.getLogger(__name__)
 
@@ -208,7 +208,7 @@ class _KeyCache:
             return value
 
     def resolve(self, header: dict) -> list[VerificationKey]:
-        """A ``signing.jws`` resolver over the published keys (by kid; refreshed on a miss)."""
+        """A ``ocen_sdk.jws`` resolver over the published keys (by kid; refreshed on a miss)."""
         kid = header.get("kid")
         if not isinstance(kid, str):
             return []

@@ -1,7 +1,7 @@
 """RFC 9068 JWT access tokens: issuing (django-oauth-toolkit's ACCESS_TOKEN_GENERATOR
 hook) and validating them offline against the service's published keys.
 
-Both go through ``signing.jws``, the project's one JOSE stack.
+Both go through ``ocen_sdk.jws``, the project's one JOSE stack.
 """
 
 import time
@@ -12,7 +12,7 @@ from typing import Any
 from authservice import not_before
 from authservice.conf import SUPPORTED_SIGNING_ALGS, authservice_settings
 from authservice.signing_keys import active_signer, key_cache
-from signing.jws import claim_audiences, sign_jwt, validate_claims, verify_jwt
+from ocen_sdk.jws import claim_audiences, sign_jwt, validate_claims, verify_jwt
 
 # RFC 9068's media type, and plain JWT for resource servers that refuse it (Spring Security 5).
 ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "JWT"})
@@ -78,7 +78,7 @@ class AccessToken:
 def validate_access_token(token: str, *, audience: str | None = None) -> AccessToken:
     """Verify a token this service issued: signature, typ, iss, exp/nbf, and aud if given.
 
-    Raises ``signing.jws.JWSError``. Validation is offline; whether the client is
+    Raises ``ocen_sdk.jws.JWSError``. Validation is offline; whether the client is
     still active or the token was revoked is the caller's question.
     """
     verified = verify_jwt(token, key_cache.resolve, algorithms=SUPPORTED_SIGNING_ALGS, typ=ACCESS_TOKEN_TYPES)

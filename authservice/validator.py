@@ -26,8 +26,8 @@ from authservice.grants import ClientGrants
 from authservice.replay import claim_once
 from authservice.revocation import revoke_access_token, token_is_live
 from authservice.tokens import validate_access_token
-from signing.jws import ALGORITHMS, JWSError, peek_claims, static_resolver, validate_claims, verify_jwt
-from signing.remote import ASSERTION_TYPE
+from ocen_sdk.jws import ALGORITHMS, JWSError, peek_claims, static_resolver, validate_claims, verify_jwt
+from ocen_sdk.remote import ASSERTION_TYPE
 
 logger = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from oauth2_provider.settings import oauth2_settings
 from authservice.availability import is_unavailable, unavailable_response
 from authservice.conf import authservice_settings
 from authservice.signing_keys import active_signer, published_jwks
-from signing.jws import ALGORITHMS
+from ocen_sdk.jws import ALGORITHMS
 
 logger = logging.getLogger(__name__)
 

@@ -42,8 +42,8 @@ ADMIN_DSN = os.environ.get("BENCH_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5
 DB_NAME = "ocen_bench"
 sys.path.insert(0, str(ROOT))
 
-from signing.jws import sign_compact  # noqa: E402
-from signing.key_loading import public_pem, thumbprint  # noqa: E402
+from ocen_sdk.jws import sign_compact  # noqa: E402
+from ocen_sdk.key_loading import public_pem, thumbprint  # noqa: E402
 
 
 def free_port() -> int:

@@ -1,7 +1,7 @@
 """Provider-side verification cost per request, in-process, next to the raw
 ``cryptography`` verify of the same signatures, so the overhead is visible.
 
-Per request a provider (``signing.provider.ProviderGuard.verify_request``, the code
+Per request a provider (``ocen_sdk.provider.ProviderGuard.verify_request``, the code
 the middleware runs) checks the caller's access token (RS256, the service's key),
 the caller's standing in the registry (status, tokens-not-before), the request's
 detached signature (the caller's key, any of the four algorithms) and its binding
@@ -24,10 +24,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from jwcrypto import jwk
 
-from signing.http import REQUEST_BINDING, request_binding
-from signing.jws import ALGORITHMS, Signer, b64url_decode, sign_detached, sign_jwt, verify_detached
-from signing.provider import ProviderGuard
-from signing.remote import RegistryClient, TokenManager
+from ocen_sdk.http import REQUEST_BINDING, request_binding
+from ocen_sdk.jws import ALGORITHMS, Signer, b64url_decode, sign_detached, sign_jwt, verify_detached
+from ocen_sdk.provider import ProviderGuard
+from ocen_sdk.remote import RegistryClient, TokenManager
 
 ISSUER = "http://issuer.bench"
 AUDIENCE = "urn:ocen:participant:bench"

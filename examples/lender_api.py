@@ -1,7 +1,7 @@
 """A tiny lender API protected by the provider middleware.
 
 In a real deployment this is the lender's own Django project with
-``signing.provider.OCENProviderMiddleware`` in MIDDLEWARE; here ``ocen_protected``
+``ocen_sdk.django.OCENProviderMiddleware`` in MIDDLEWARE; here ``ocen_protected``
 applies the same checks to one view so the sample flow can serve it next to the
 Auth Service.
 """
@@ -11,7 +11,7 @@ import json
 from django.http import JsonResponse
 from django.urls import include, path
 
-from signing.provider import ocen_protected
+from ocen_sdk.django import ocen_protected
 
 
 @ocen_protected

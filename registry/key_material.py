@@ -13,8 +13,8 @@ from django.core.exceptions import ValidationError
 from jwcrypto import jwk
 from jwcrypto.common import JWException
 
+from ocen_sdk.key_loading import DEFAULT_ALG
 from registry.models import KeyFormat
-from signing.key_loading import DEFAULT_ALG
 
 MIN_RSA_BITS = 2048
 MAX_KEY_TEXT = 20_000

@@ -12,9 +12,9 @@ from django.utils import timezone
 
 from authservice.conf import authservice_settings
 from authservice.grants import ClientGrants, default_grants
+from ocen_sdk.jws import VerificationKey
+from ocen_sdk.key_loading import verification_key_from_jwk
 from registry.models import KeyStatus, Participant, PublicKey, ResourceMapping, Status, participant_audience
-from signing.jws import VerificationKey
-from signing.key_loading import verification_key_from_jwk
 
 
 def participant_grants(client) -> ClientGrants:

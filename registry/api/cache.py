@@ -8,7 +8,7 @@ changed participant is never served from the cache. Entries also end when the
 earliest key they show expires (keys leave the API by time, not by a change) and
 after at most a minute.
 
-Every signature carries its issued-at and the path it answers (``signing.http``,
+Every signature carries its issued-at and the path it answers (``ocen_sdk.http``,
 registry binding); a cached signature is renewed once it is ``SIGNATURE_MAX_AGE``
 old, so a served signature is never older than that, and clients may refuse older
 ones as replays.
@@ -25,8 +25,8 @@ from django.utils import timezone
 from rest_framework.renderers import JSONRenderer
 
 from authservice.signing_keys import active_signer
-from signing.http import REGISTRY_BINDING
-from signing.jws import sign_detached
+from ocen_sdk.http import REGISTRY_BINDING
+from ocen_sdk.jws import sign_detached
 
 MAX_ENTRIES = 5000
 MAX_AGE = timedelta(seconds=60)

@@ -2,7 +2,7 @@
 
 Every response carries an ETag and honours If-None-Match, so providers can cache
 keys and revalidate with a cheap 304. Every answer, 304s and errors included, is
-signed by the service and bound to the path asked and the time (``signing.http``).
+signed by the service and bound to the path asked and the time (``ocen_sdk.http``).
 """
 
 import uuid
@@ -19,6 +19,7 @@ from rest_framework.views import APIView
 
 from authservice.authentication import BearerTokenAuthentication, HasScope
 from authservice.conf import authservice_settings
+from ocen_sdk.http import SIGNATURE_HEADER
 from registry import selectors
 from registry.api.cache import earliest_key_expiry, registry_signature, render, rendered_cache
 from registry.api.serializers import (
@@ -28,7 +29,6 @@ from registry.api.serializers import (
     ParticipantPageSerializer,
     ParticipantSerializer,
 )
-from signing.http import SIGNATURE_HEADER
 
 
 def _sign_error_response(response, path: str):

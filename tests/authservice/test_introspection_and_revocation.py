@@ -10,7 +10,7 @@ from oauth2_provider.models import get_application_model
 
 from authservice.models import RevokedToken
 from authservice.services import client_deactivate, client_reactivate, client_revoke_tokens, client_rotate_secret
-from signing.jws import peek_claims
+from ocen_sdk.jws import peek_claims
 from tests.conftest import FORM, basic, form
 
 OAuthClient = get_application_model()

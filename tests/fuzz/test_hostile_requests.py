@@ -8,8 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from signing.jws import sign_compact
-from signing.remote import ASSERTION_TYPE
+from ocen_sdk.jws import sign_compact
+from ocen_sdk.remote import ASSERTION_TYPE
 from tests.conftest import FORM, form
 
 NESTED = base64.urlsafe_b64encode(b"[" * 1500).rstrip(b"=").decode()

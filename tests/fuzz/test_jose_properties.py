@@ -11,10 +11,10 @@ from django.core.exceptions import ValidationError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ocen_sdk import jws
+from ocen_sdk.jws import JWSError, VerificationKey, static_resolver
+from ocen_sdk.key_loading import verification_key_from_jwk
 from registry.key_material import parse_public_key
-from signing import jws
-from signing.jws import JWSError, VerificationKey, static_resolver
-from signing.key_loading import verification_key_from_jwk
 from tests.keymaterial import ec_key
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -10,9 +10,9 @@ from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
 
+from ocen_sdk.jws import peek_claims
 from registry import services
 from registry.models import AuditAction, AuditEvent, Participant
-from signing.jws import peek_claims
 from tests.conftest import FORM, basic, form
 
 

@@ -7,12 +7,12 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from ocen_sdk.client import OCENAuth
+from ocen_sdk.http import REQUEST_BINDING, SIGNATURE_HEADER, request_binding, signed_payload
+from ocen_sdk.jws import sign_detached
+from ocen_sdk.key_loading import default_alg, public_pem, thumbprint
+from ocen_sdk.remote import RegistryClient, ServiceKeys, TokenManager
 from registry import services
-from signing.client import OCENAuth
-from signing.http import REQUEST_BINDING, SIGNATURE_HEADER, request_binding, signed_payload
-from signing.jws import sign_detached
-from signing.key_loading import default_alg, public_pem, thumbprint
-from signing.remote import RegistryClient, ServiceKeys, TokenManager
 from tests.keymaterial import ec_key, rsa_key
 
 BODY = json.dumps({"loanApplicationId": "APP-1", "amount": 1000}).encode()
@@ -61,7 +61,7 @@ class Network:
 
     def sign(self, body: bytes = b"", *, method: str = "POST", target: str = "/lender/loan-offers", key=None,
              kid: str | None = None, **binding) -> str:
-        """A strict-mode request signature (``signing.http``), with any binding member overridden."""
+        """A strict-mode request signature (``ocen_sdk.http``), with any binding member overridden."""
         key = key or self.agent_key
         header = {**request_binding(method=method, target=target, audience=self.audience), **binding}
         return sign_detached(signed_payload(body, target), key, alg=default_alg(key),

@@ -11,12 +11,12 @@ import pytest
 from django.core.management import call_command
 
 from authservice.signing_keys import key_cache
+from ocen_sdk.client import ResponseSignatureError
+from ocen_sdk.http import SIGNATURE_HEADER
+from ocen_sdk.jws import sign_compact
+from ocen_sdk.key_loading import thumbprint
+from ocen_sdk.remote import ASSERTION_TYPE, RegistryClient, RegistryError, ServiceKeys
 from registry import services
-from signing.client import ResponseSignatureError
-from signing.http import SIGNATURE_HEADER
-from signing.jws import sign_compact
-from signing.key_loading import thumbprint
-from signing.remote import ASSERTION_TYPE, RegistryClient, RegistryError, ServiceKeys
 from tests.keymaterial import ec_key
 from tests.signing.conftest import BODY
 

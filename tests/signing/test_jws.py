@@ -1,4 +1,4 @@
-"""signing.jws: round trips, interop with an independent implementation (joserfc)
+"""ocen_sdk.jws: round trips, interop with an independent implementation (joserfc)
 in both directions for every algorithm, and a typed error for every rejection."""
 
 import base64
@@ -9,8 +9,8 @@ import pytest
 from joserfc import jws as jose_jws
 from joserfc.jwk import ECKey, OKPKey, RSAKey
 
-from signing import jws
-from signing.jws import VerificationKey, sign_detached, static_resolver
+from ocen_sdk import jws
+from ocen_sdk.jws import VerificationKey, sign_detached, static_resolver
 from tests.keymaterial import ec_key, ed25519_key, rsa_key
 
 pytestmark = pytest.mark.filterwarnings("ignore:EdDSA is deprecated")

@@ -6,13 +6,13 @@ import logging
 import pytest
 from django.conf import settings as django_settings
 
+from ocen_sdk.key_loading import thumbprint
+from ocen_sdk.remote import ASSERTION_TYPE, RegistryClient, ServiceKeys
 from registry import services
-from signing.key_loading import thumbprint
-from signing.remote import ASSERTION_TYPE, RegistryClient, ServiceKeys
 from tests.signing.conftest import BODY, _pem
 
 pytestmark = pytest.mark.django_db(transaction=True)
-DEBUG_LOGGERS = ["", "django", "django.request", "django.server", "authservice", "registry", "signing", "httpx",
+DEBUG_LOGGERS = ["", "django", "django.request", "django.server", "authservice", "registry", "ocen_sdk", "httpx",
                  "httpcore", "axes"]
 
 

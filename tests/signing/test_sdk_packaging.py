@@ -15,7 +15,8 @@ def _python(*args, env=None):
 
 def test_sdk_imports_without_django():
     code = ("import sys; sys.modules['django'] = None; sys.modules['rest_framework'] = None\n"
-            "import signing.jws, signing.key_loading, signing.remote, signing.client, signing.http\n"
+            "import ocen_sdk.jws, ocen_sdk.key_loading, ocen_sdk.remote, ocen_sdk.client, ocen_sdk.http\n"
+            "import ocen_sdk.provider\n"
             "print('ok')")
     result = _python("-c", code)
     assert result.returncode == 0, result.stderr

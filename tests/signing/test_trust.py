@@ -13,13 +13,13 @@ import httpx
 import pytest
 from django.db import connection
 
+from ocen_sdk.client import ResponseSignatureError
+from ocen_sdk.http import SIGNATURE_HEADER, signed_payload
+from ocen_sdk.jws import sign_detached
+from ocen_sdk.key_loading import public_pem, thumbprint
+from ocen_sdk.remote import RegistryClient, RegistryError, ServiceKeys
 from registry import services
 from registry.models import participant_audience
-from signing.client import ResponseSignatureError
-from signing.http import SIGNATURE_HEADER, signed_payload
-from signing.jws import sign_detached
-from signing.key_loading import public_pem, thumbprint
-from signing.remote import RegistryClient, RegistryError, ServiceKeys
 from tests.keymaterial import ec_key
 from tests.signing.conftest import BODY
 
@@ -224,7 +224,7 @@ def _reference_signature(net, **header) -> str:
 
     protected = {"alg": "ES256", "b64": False, **header}
     encoded = base64.urlsafe_b64encode(json.dumps(protected).encode()).rstrip(b"=").decode()
-    from signing.jws import _raw_sign
+    from ocen_sdk.jws import _raw_sign
 
     raw = _raw_sign("ES256", net.agent_key, encoded.encode() + b"." + BODY)
     return f"{encoded}..{base64.urlsafe_b64encode(raw).rstrip(b'=').decode()}"

@@ -23,8 +23,8 @@ from typing import Any
 
 import httpx
 
-from signing.http import REGISTRY_BINDING, SIGNATURE_HEADER, fresh
-from signing.jws import (
+from ocen_sdk.http import REGISTRY_BINDING, SIGNATURE_HEADER, fresh
+from ocen_sdk.jws import (
     JWSError,
     KeyNotFound,
     PrivateKey,
@@ -35,7 +35,7 @@ from signing.jws import (
     verify_detached,
     verify_jwt,
 )
-from signing.key_loading import default_alg, verification_key_from_jwk
+from ocen_sdk.key_loading import default_alg, verification_key_from_jwk
 
 # RFC 7523 §2.2: the client_assertion_type of a private_key_jwt client assertion.
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -209,7 +209,7 @@ class AccessTokenVerifier:
     that verified is remembered (by its exact text, signature included) and only its
     time window is checked again; at most ``max_cached`` tokens are kept. Whether the
     caller may still use it (status, tokens-not-before) is checked per request by
-    the provider, not cached here. Raises a ``signing.jws.JWSError`` (its ``code`` says
+    the provider, not cached here. Raises a ``ocen_sdk.jws.JWSError`` (its ``code`` says
     what failed)."""
 
     def __init__(self, service_keys: ServiceKeys, *, audience: str, leeway: int = 30,
@@ -392,7 +392,7 @@ class RegistryClient:
             return True
 
     def resolver(self, participant_id: str, *, any_key_for_unknown_kid: bool = False, max_keys: int = 5):
-        """A ``signing.jws`` resolver over one participant's active keys.
+        """A ``ocen_sdk.jws`` resolver over one participant's active keys.
 
         ``any_key_for_unknown_kid`` (OCEN reference compatibility): when the header names
         no kid or a kid the participant has not registered, every active key is tried

@@ -1,7 +1,9 @@
-"""Provider side, for a participant's Django API: validate the caller's access token,
-its standing in the registry and its request signature; sign every response.
+"""Provider side: validate the caller's access token, its standing in the registry
+and its request signature; sign every response. No web framework here:
+``ProviderGuard.verify_request`` takes the request's parts (any WSGI/ASGI app, FastAPI),
+``ocen_sdk.django`` wraps it as Django middleware, a view decorator and DRF auth.
 
-    MIDDLEWARE = [..., "signing.provider.OCENProviderMiddleware"]
+    MIDDLEWARE = [..., "ocen_sdk.django.OCENProviderMiddleware"]
     OCEN_PROVIDER = {
         "ISSUER": "https://auth.example",               # the Auth Service
         "AUDIENCE": "urn:ocen:participant:<your id>",   # tokens and signatures must name you
@@ -13,7 +15,7 @@ its standing in the registry and its request signature; sign every response.
     }
 
 A request is accepted once, at the method, target and provider it was signed for,
-within REPLAY_WINDOW seconds of its signing (``signing.http`` has the wire
+within REPLAY_WINDOW seconds of its signing (``ocen_sdk.http`` has the wire
 contract), from a caller the registry shows APPROVED whose token is not older than
 its tokens-not-before; the caller's record is revalidated at most STATUS_MAX_AGE
 seconds apart. Failures answer 401 (403 for a caller that is not approved) with
@@ -27,22 +29,18 @@ accepts signatures over the body alone, which bind nothing but the body.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import logging
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import wraps
 from pathlib import Path
 from typing import Any
 
 import httpx
-from django.conf import settings
-from django.core.cache import caches
-from django.core.signals import setting_changed
-from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.utils.module_loading import import_string
-from django.views.decorators.csrf import csrf_exempt
 
-from signing.http import (
+from ocen_sdk.http import (
     ALTERNATE_SIGNATURE_HEADER,
     MAX_JTI_LENGTH,
     REQUEST_BINDING,
@@ -53,7 +51,7 @@ from signing.http import (
     response_binding,
     signed_payload,
 )
-from signing.jws import (
+from ocen_sdk.jws import (
     ALGORITHMS,
     JWSError,
     MalformedSignature,
@@ -63,8 +61,8 @@ from signing.jws import (
     sign_detached,
     verify_detached,
 )
-from signing.key_loading import default_alg, load_private_key
-from signing.remote import (
+from ocen_sdk.key_loading import default_alg, load_private_key
+from ocen_sdk.remote import (
     AccessTokenVerifier,
     RegistryClient,
     RegistryError,
@@ -102,17 +100,36 @@ DEFAULTS: dict[str, Any] = {
     "REGISTRY_RESPONSE_MAX_AGE": 120,
     "VERIFY_REGISTRY_SIGNATURES": True,
     # Where used request ids live: a callable(key, ttl_seconds) -> bool (True the first
-    # time), or its dotted path. The default uses the Django cache REPLAY_CACHE, which
-    # must be shared by every worker and instance (Redis, or Django's DatabaseCache).
-    "REPLAY_STORE": "signing.provider.cache_replay_store",
+    # time), or its dotted path. It must be shared by every worker and instance of the
+    # provider (Redis, a database). The Django layer (ocen_sdk.django) defaults to the
+    # Django cache REPLAY_CACHE.
+    "REPLAY_STORE": None,
     "REPLAY_CACHE": "default",
 }
 
 
-def cache_replay_store(key: str, ttl: int) -> bool:
-    """Remember ``key`` for ``ttl`` seconds; True the first time (an atomic cache add)."""
-    alias = (getattr(settings, "OCEN_PROVIDER", {}) or {}).get("REPLAY_CACHE", "default")
-    return caches[alias].add(f"ocen-replay:{key}", 1, timeout=ttl)
+def _import(path: str) -> Any:
+    module, _, name = path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+class MemoryReplayStore:
+    """A replay store for ONE process (tests, a single-process server): used ids are
+    forgotten after their ttl. Never use it behind several workers or instances."""
+
+    def __init__(self) -> None:
+        self._until: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, key: str, ttl: int) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            if len(self._until) > 100_000:
+                self._until = {k: until for k, until in self._until.items() if until > now}
+            if self._until.get(key, 0) > now:
+                return False
+            self._until[key] = now + ttl
+            return True
 
 
 class ProviderAuthError(Exception):
@@ -122,11 +139,13 @@ class ProviderAuthError(Exception):
         super().__init__(description)
         self.error, self.description, self.code, self.status = error, description, code, status
 
-    def response(self) -> JsonResponse:
-        response = JsonResponse({"error": self.error, "error_description": self.description, "code": self.code},
-                                status=self.status)
-        response["WWW-Authenticate"] = f'Bearer error="{self.error}"'
-        return response
+    def as_json(self) -> dict[str, str]:
+        """The refusal's body: ``{"error", "error_description", "code"}``."""
+        return {"error": self.error, "error_description": self.description, "code": self.code}
+
+    @property
+    def www_authenticate(self) -> str:
+        return f'Bearer error="{self.error}"'
 
 
 def _signature_refused(description: str, code: str) -> ProviderAuthError:
@@ -164,7 +183,10 @@ class ProviderGuard:
             raise ValueError(f"OCEN_PROVIDER needs {', '.join(missing)}")
         self.compat = bool(self.config["ALLOW_B64_WITHOUT_CRIT"])
         store = replay_store or self.config["REPLAY_STORE"]
-        self.replay_store = import_string(store) if isinstance(store, str) else store
+        if store is None:
+            raise ValueError("OCEN_PROVIDER needs REPLAY_STORE: a callable(key, ttl) -> bool shared by every "
+                             "worker and instance (see ocen_sdk.provider.MemoryReplayStore for one process)")
+        self.replay_store = _import(store) if isinstance(store, str) else store
         http = http or httpx.Client(timeout=10)
         self.service_keys = ServiceKeys(self.config["ISSUER"], http=http)
         self.tokens = TokenManager(
@@ -301,130 +323,12 @@ class ProviderGuard:
                              critical=RESPONSE_BINDING)
 
 
-_guard: ProviderGuard | None = None
-
-
-def guard_from_settings() -> ProviderGuard:
-    global _guard
-    if _guard is None:
-        _guard = ProviderGuard(getattr(settings, "OCEN_PROVIDER", {}))
-    return _guard
-
-
-def _reset(*, setting: str, **kwargs) -> None:
-    global _guard
-    if setting == "OCEN_PROVIDER":
-        _guard = None
-
-
-setting_changed.connect(_reset)
-
-
-def request_target(request: HttpRequest) -> str:
-    # gunicorn passes the target exactly as sent; elsewhere Django rebuilds it.
-    return request.META.get("RAW_URI") or request.get_full_path()
-
-
-def claimed_request_id(request: HttpRequest) -> str | None:
-    """The jti the request's signature header claims, unverified: a refusal echoes it
-    so the caller can match the (signed) refusal to its request."""
-    value = request.headers.get(SIGNATURE_HEADER) or request.headers.get(ALTERNATE_SIGNATURE_HEADER) or ""
+def claimed_request_id(signature_header_value: str | None) -> str | None:
+    """The jti a request's signature header claims, unverified: a refusal echoes it so
+    the caller can match the (signed) refusal to its request."""
     try:
-        jti = parse_json_object(b64url_decode(value.split(".", 1)[0]), "protected header").get("jti")
+        jti = parse_json_object(b64url_decode((signature_header_value or "").split(".", 1)[0]),
+                                "protected header").get("jti")
     except JWSError:
         return None
     return jti if isinstance(jti, str) and 0 < len(jti) <= MAX_JTI_LENGTH else None
-
-
-def verify_django_request(guard: ProviderGuard, request: HttpRequest) -> Caller:
-    return guard.verify_request(authorization=request.headers.get("Authorization", ""),
-                                signature=request.headers.get(SIGNATURE_HEADER),
-                                alternate_signature=request.headers.get(ALTERNATE_SIGNATURE_HEADER),
-                                body=request.body, target=request_target(request), method=request.method)
-
-
-def sign_django_response(guard: ProviderGuard, response: HttpResponse, request_id: str | None) -> HttpResponse:
-    if response.streaming:
-        return response
-    value = guard.sign_response(response.content, status=response.status_code, request_id=request_id)
-    if value:
-        response[SIGNATURE_HEADER] = value
-    return response
-
-
-class OCENProviderMiddleware:
-    """Verify token and signature of every request under PATH_PREFIXES; sign every response."""
-
-    def __init__(self, get_response, config: dict[str, Any] | None = None) -> None:
-        self.get_response = get_response
-        self._guard = ProviderGuard(config) if config is not None else None
-
-    @property
-    def guard(self) -> ProviderGuard:
-        return self._guard or guard_from_settings()
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        guard = self.guard
-        if not guard.applies_to(request.path):
-            return self.get_response(request)
-        return _guarded(guard, request, self.get_response)
-
-
-def _guarded(guard: ProviderGuard, request: HttpRequest, respond) -> HttpResponse:
-    try:
-        request.ocen = verify_django_request(guard, request)
-    except ProviderAuthError as exc:
-        logger.info("refused request to %s: %s (%s)", request.path, exc.error, exc.code)
-        return sign_django_response(guard, exc.response(), claimed_request_id(request))
-    return sign_django_response(guard, respond(request), request.ocen.request_id)
-
-
-def ocen_protected(view):
-    """The middleware's checks and response signing for one view (settings OCEN_PROVIDER)."""
-
-    @wraps(view)
-    def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        return _guarded(guard_from_settings(), request, lambda req: view(req, *args, **kwargs))
-
-    return csrf_exempt(wrapped)
-
-
-try:  # DRF is optional for providers
-    from rest_framework import exceptions as drf_exceptions
-    from rest_framework.authentication import BaseAuthentication
-except ImportError:  # pragma: no cover - exercised only without DRF installed
-    BaseAuthentication = object
-
-
-class OCENAuthentication(BaseAuthentication):
-    """DRF authentication: the same checks as the middleware. Pair it with the
-    ``signing.provider.ResponseSigningMiddleware`` to sign responses."""
-
-    def authenticate(self, request):
-        guard = guard_from_settings()
-        try:
-            caller = verify_django_request(guard, request._request)
-        except ProviderAuthError as exc:
-            raise drf_exceptions.AuthenticationFailed(
-                {"error": exc.error, "error_description": exc.description, "code": exc.code}) from exc
-        request._request.ocen = caller
-        return caller, caller.token
-
-    def authenticate_header(self, request) -> str:
-        return 'Bearer error="invalid_token"'
-
-
-class ResponseSigningMiddleware:
-    """Signs the exact bytes of every response under PATH_PREFIXES."""
-
-    def __init__(self, get_response) -> None:
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        response = self.get_response(request)
-        guard = guard_from_settings()
-        if guard.applies_to(request.path):
-            caller = getattr(request, "ocen", None)
-            sign_django_response(guard, response, caller.request_id if caller else claimed_request_id(request))
-        return response
-

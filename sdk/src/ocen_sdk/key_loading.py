@@ -1,4 +1,4 @@
-"""Turning key material (PEM, JWK) into the objects ``signing.jws`` works with."""
+"""Turning key material (PEM, JWK) into the objects ``ocen_sdk.jws`` works with."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import serialization
 from jwcrypto import jwk
 from jwcrypto.common import JWException
 
-from signing.jws import JWSError, PrivateKey, VerificationKey
+from ocen_sdk.jws import JWSError, PrivateKey, VerificationKey
 
 DEFAULT_ALG = {"RSA": "RS256", "EC": "ES256", "OKP": "EdDSA"}
 PUBLIC_KTYS = frozenset(DEFAULT_ALG)

@@ -9,7 +9,7 @@
 
 Every request gets the Bearer token and an ``x-jws-signature`` over the exact body
 (or the request target when bodyless), bound to the method, target, provider, time
-and a fresh id (``signing.http``). Every response's signature is verified with the
+and a fresh id (``ocen_sdk.http``). Every response's signature is verified with the
 provider's key from the registry and must answer this very request (its id) with
 this status; a missing, bad or unbound one raises ``ResponseSignatureError`` (after
 the response arrived: it must not be trusted).
@@ -25,7 +25,7 @@ from collections.abc import Generator
 
 import httpx
 
-from signing.http import (
+from ocen_sdk.http import (
     ALTERNATE_SIGNATURE_HEADER,
     REQUEST_BINDING,
     RESPONSE_BINDING,
@@ -34,9 +34,9 @@ from signing.http import (
     request_binding,
     signed_payload,
 )
-from signing.jws import ALGORITHMS, JWSError, PrivateKey, VerifiedSignature, sign_detached, verify_detached
-from signing.key_loading import default_alg
-from signing.remote import RegistryClient, TokenManager
+from ocen_sdk.jws import ALGORITHMS, JWSError, PrivateKey, VerifiedSignature, sign_detached, verify_detached
+from ocen_sdk.key_loading import default_alg
+from ocen_sdk.remote import RegistryClient, TokenManager
 
 
 class ResponseSignatureError(JWSError):
