@@ -36,7 +36,7 @@ from ocen_sdk.http import (
 )
 from ocen_sdk.jws import ALGORITHMS, JWSError, PrivateKey, VerifiedSignature, sign_detached, verify_detached
 from ocen_sdk.key_loading import default_alg
-from ocen_sdk.remote import RegistryClient, TokenManager
+from ocen_sdk.remote import ProviderUnknown, RegistryClient, TokenManager
 
 
 class ResponseSignatureError(JWSError):
@@ -84,6 +84,10 @@ class OCENAuth(httpx.Auth):
                              critical=REQUEST_BINDING)
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        provider = self.registry.participant(self.provider_participant_id)
+        if provider is None or not provider.is_approved:
+            state = "not in the registry" if provider is None else provider.status.lower()
+            raise ProviderUnknown(f"provider {self.provider_participant_id} is {state}: nothing was sent")
         request.headers["Authorization"] = f"Bearer {self.tokens.get()}"
         request.headers[SIGNATURE_HEADER] = self.sign(request)
         response = yield request

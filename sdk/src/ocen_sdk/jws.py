@@ -47,8 +47,14 @@ MAX_NUMERIC_DATE = 10**15
 
 # --- Errors --------------------------------------------------------------------------------
 
-class JWSError(Exception):
-    """Base of every signing/verification failure. ``code`` is stable."""
+class OCENError(Exception):
+    """Base of every error the SDK raises. ``code`` is stable; the message says what to fix."""
+
+    code = "ERR_OCEN"
+
+
+class JWSError(OCENError):
+    """Base of every signing/verification failure."""
 
     code = "ERR_JWS_INVALID"
 

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 
@@ -27,6 +28,7 @@ from ocen_sdk.http import REGISTRY_BINDING, SIGNATURE_HEADER, fresh
 from ocen_sdk.jws import (
     JWSError,
     KeyNotFound,
+    OCENError,
     PrivateKey,
     Signer,
     VerificationKey,
@@ -46,16 +48,41 @@ SERVICE_ALGORITHMS = ("RS256", "ES256")
 MAX_AGE = re.compile(r"max-age=(\d+)")
 
 
-class TokenRequestError(Exception):
-    """The token endpoint refused to issue a token."""
+class TokenRequestError(OCENError):
+    """The token endpoint refused to issue a token (``error`` is its RFC 6749 code)."""
 
-    def __init__(self, status: int, error: str, description: str = "") -> None:
-        super().__init__(f"token request failed ({status} {error}): {description}")
+    code = "ERR_TOKEN_REQUEST"
+
+    def __init__(self, status: int, error: str, description: str = "", hint: str = "") -> None:
+        message = f"token request failed ({status} {error}): {description}"
+        super().__init__(f"{message} {hint}".strip())
         self.status, self.error, self.description = status, error, description
 
 
-class RegistryError(Exception):
+class RegistryError(OCENError):
     """The registry could not be reached or answered unexpectedly."""
+
+    code = "ERR_REGISTRY"
+
+
+class RegistryUnreachable(RegistryError):
+    code = "ERR_REGISTRY_UNREACHABLE"
+
+
+class RegistryTokenRefused(RegistryError):
+    """The registry refused the access token: most often one obtained for another
+    audience (the registry needs ``resource=urn:ocen:registry``)."""
+
+    code = "ERR_REGISTRY_TOKEN"
+
+
+class ProviderUnknown(RegistryError):
+    """The participant to call is not in the registry, or not APPROVED: nothing was sent."""
+
+    code = "ERR_PROVIDER_UNKNOWN"
+
+
+REGISTRY_AUDIENCE = "urn:ocen:registry"
 
 
 def _max_age(response: httpx.Response, default: int) -> int:
@@ -106,6 +133,18 @@ class TokenManager:
                   "exp": now + 60, "jti": uuid.uuid4().hex}
         return sign_jwt(claims, Signer(key=self.private_key, alg=self.alg, kid=self.kid), typ="JWT")
 
+    def _hint(self, error: str) -> str:
+        """What to check, for the errors a participant's engineer meets first."""
+        if error == "invalid_client" and self.private_key is not None:
+            return (f"Check that the signing key is the one registered for client {self.client_id} and that "
+                    f"kid={self.kid!r} is its registered kid (or leave kid unset), and the clocks are in sync.")
+        if error == "invalid_client":
+            return f"Check client_id {self.client_id!r} and its secret (rotated? the participant suspended?)."
+        if error in {"invalid_scope", "invalid_target"}:
+            return (f"The client is granted only what its resource mappings allow; asked for scope={self.scope!r} "
+                    f"resource={self.resource!r}.")
+        return ""
+
     def _fetch(self) -> tuple[str, float]:
         data: dict[str, Any] = {"grant_type": "client_credentials"}
         if self.scope:
@@ -117,15 +156,21 @@ class TokenManager:
             data.update({"client_assertion_type": ASSERTION_TYPE, "client_assertion": self.client_assertion()})
         else:
             auth = (self.client_id, self.client_secret)
-        response = self.http.post(self.token_url, data=data, auth=auth)
+        try:
+            response = self.http.post(self.token_url, data=data, auth=auth)
+        except httpx.HTTPError as exc:
+            raise TokenRequestError(0, "unreachable", f"the token endpoint {self.token_url} is unreachable: "
+                                                      f"{exc}") from exc
         self.fetches += 1
         try:
             body = response.json()
         except ValueError:
             body = {}
         if response.status_code != 200 or "access_token" not in body:
-            raise TokenRequestError(response.status_code, body.get("error", "unknown"),
-                                    body.get("error_description", ""))
+            error = body.get("error", "unknown") if isinstance(body, dict) else "unknown"
+            raise TokenRequestError(response.status_code, error,
+                                    body.get("error_description", "") if isinstance(body, dict) else "",
+                                    hint=self._hint(error))
         return body["access_token"], time.time() + float(body.get("expires_in", 60))
 
 
@@ -313,6 +358,7 @@ class RegistryClient:
         self.max_response_age, self.clock_skew = max_response_age, clock_skew
         self.unknown_kid_refetch_interval = unknown_kid_refetch_interval
         self._cache: dict[str, _Cached] = {}
+        self._pages: dict[str, tuple[str | None, dict[str, Any] | None]] = {}
         self._lock = threading.Lock()
         self.requests = 0
 
@@ -322,35 +368,70 @@ class RegistryClient:
             cached = self._cache.get(participant_id)
         if cached and not revalidate and time.monotonic() - cached.checked_at < self.revalidate_after:
             return cached.record
-        path = f"/registry/v1/participants/{participant_id}"
+        response = self._get(f"/registry/v1/participants/{participant_id}", cached.etag if cached else None)
+        if response.status_code == 304 and cached:
+            cached.checked_at = time.monotonic()
+            return cached.record
+        if response.status_code == 404:
+            self._store(participant_id, _Cached(None, None, time.monotonic()))
+            return None
+        record = _participant_record(participant_id, self._json(response))
+        self._store(participant_id, _Cached(response.headers.get("etag"), record, time.monotonic()))
+        return record
+
+    def participants(self, *, role: str | None = None, status: str | None = None,
+                     search: str | None = None) -> list[ParticipantRecord]:
+        """Every participant matching the filters (all pages), each page ETag-revalidated."""
+        query = urlencode({name: value for name, value in (("role", role), ("status", status), ("search", search))
+                           if value})
+        path: str | None = f"/registry/v1/participants{'?' + query if query else ''}"
+        records: list[ParticipantRecord] = []
+        while path:
+            with self._lock:
+                etag, data = self._pages.get(path, (None, None))
+            response = self._get(path, etag)
+            if response.status_code != 304 or data is None:
+                data = self._json(response)
+                with self._lock:
+                    self._pages[path] = (response.headers.get("etag"), data)
+            records += [_participant_record(str(item.get("participant_id")), item) for item in data.get("results", [])]
+            following = data.get("next")
+            path = None if not following else urlsplit(following).path + (
+                "?" + urlsplit(following).query if urlsplit(following).query else "")
+        return records
+
+    def _get(self, path: str, etag: str | None) -> httpx.Response:
+        """GET a registry path: 200, 304 (when ``etag`` is given) or 404, each signature-checked."""
         headers = {"Authorization": f"Bearer {self.tokens.get()}"}
-        if cached and cached.etag:
-            headers["If-None-Match"] = cached.etag
+        if etag:
+            headers["If-None-Match"] = etag
         try:
             response = self.http.get(f"{self.base_url}{path}", headers=headers)
         except httpx.HTTPError as exc:
-            raise RegistryError(f"the registry is unreachable: {exc}") from exc
+            raise RegistryUnreachable(f"the registry at {self.base_url} is unreachable: {exc}") from exc
         self.requests += 1
-        if response.status_code == 304 and cached:
-            self._check_signature(response, path, payload=(response.headers.get("etag") or "").encode())
-            cached.checked_at = time.monotonic()
-            return cached.record
         if response.status_code == 401:
             self.tokens.invalidate()
-        if response.status_code == 404:
-            self._check_signature(response, path, payload=response.content)
-            self._store(participant_id, _Cached(None, None, time.monotonic()))
-            return None
-        if response.status_code != 200:
-            raise RegistryError(f"registry answered HTTP {response.status_code} for {participant_id}")
+            raise RegistryTokenRefused(
+                f"the registry refused the access token ({response.text[:200]}); a token for the registry is "
+                f"obtained with resource={REGISTRY_AUDIENCE!r} (TokenManager(..., resource=...))")
+        if response.status_code == 304 and etag:
+            self._check_signature(response, path, payload=(response.headers.get("etag") or "").encode())
+            return response
+        if response.status_code not in (200, 404):
+            raise RegistryError(f"registry answered HTTP {response.status_code} for {path}")
         self._check_signature(response, path, payload=response.content)
+        return response
+
+    @staticmethod
+    def _json(response: httpx.Response) -> dict[str, Any]:
         try:
             data = response.json()
         except ValueError as exc:
             raise RegistryError("the registry's answer is not JSON") from exc
-        record = _participant_record(participant_id, data)
-        self._store(participant_id, _Cached(response.headers.get("etag"), record, time.monotonic()))
-        return record
+        if not isinstance(data, dict):
+            raise RegistryError("the registry's answer is not a JSON object")
+        return data
 
     def _store(self, participant_id: str, entry: _Cached) -> None:
         with self._lock:

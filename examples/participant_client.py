@@ -1,0 +1,58 @@
+"""A participant (a loan agent) calling another participant's API with nothing but the SDK.
+
+    OCEN_ISSUER=http://127.0.0.1:8000 OCEN_CLIENT_ID=... OCEN_CLIENT_SECRET=... \\
+    OCEN_SIGNING_KEY_FILE=agent.pem OCEN_KID=<kid> OCEN_PROVIDER_ID=<lender id> \\
+    python examples/participant_client.py
+
+1. tokens for the registry and for the provider (client secret; without one,
+   private_key_jwt with the signing key), 2. the provider's base URL from the
+   registry, 3. a signed POST whose signed answer is verified (OCENAuth).
+"""
+
+import json
+import os
+import sys
+
+import httpx
+
+from ocen_sdk.client import OCENAuth
+from ocen_sdk.jws import OCENError
+from ocen_sdk.key_loading import load_private_key
+from ocen_sdk.remote import RegistryClient, ServiceKeys, TokenManager
+
+
+def main() -> int:
+    issuer, provider_id = os.environ["OCEN_ISSUER"], os.environ["OCEN_PROVIDER_ID"]
+    signing_key = load_private_key(open(os.environ["OCEN_SIGNING_KEY_FILE"]).read())  # noqa: SIM115
+    kid = os.environ.get("OCEN_KID")
+    secret = os.environ.get("OCEN_CLIENT_SECRET")
+    with httpx.Client(timeout=10) as http:
+        service = ServiceKeys(issuer, http=http)
+        token_url = service.metadata["token_endpoint"]
+
+        def tokens(resource: str) -> TokenManager:
+            credentials = {"client_secret": secret} if secret else {"private_key": signing_key, "kid": kid}
+            return TokenManager(token_url=token_url, client_id=os.environ["OCEN_CLIENT_ID"], resource=resource,
+                                http=http, **credentials)
+
+        registry = RegistryClient(issuer, tokens("urn:ocen:registry"), http=http, service_keys=service)
+        try:
+            provider = registry.participant(provider_id)
+            if provider is None:
+                print(f"provider {provider_id} is not in the registry", file=sys.stderr)
+                return 1
+            print(f"provider {provider_id}: {provider.role}, {provider.status}, {provider.base_url}")
+            auth = OCENAuth(tokens=tokens(f"urn:ocen:participant:{provider_id}"), signing_key=signing_key, kid=kid,
+                            registry=registry, provider_participant_id=provider_id)
+            response = http.post(f"{provider.base_url}/loan-offers", auth=auth,
+                                 content=json.dumps({"loanApplicationId": "APP-7", "amount": 50000}).encode(),
+                                 headers={"Content-Type": "application/json"})
+        except OCENError as exc:
+            print(f"refused ({exc.code}): {exc}", file=sys.stderr)
+            return 1
+        print(f"HTTP {response.status_code}, response signature verified: {response.json()}")
+        return 0 if response.status_code == 200 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
