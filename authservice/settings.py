@@ -264,7 +264,8 @@ REST_FRAMEWORK = {
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "OCEN Participant Registry API",
-    "DESCRIPTION": "Participants, their endpoints and public keys. Bearer token with scope registry.read.",
+    "DESCRIPTION": "The OCEN Auth Service's OAuth endpoints and the Participant Registry API: participants, "
+                   "their endpoints and public keys. Every answer is signed (x-jws-signature).",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_AUTHENTICATION": [],
@@ -274,4 +275,7 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "EXTENSIONS_INFO": {},
     "PREPROCESSING_HOOKS": ["registry.api.schema.registry_paths_only"],
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "registry.api.schema.oauth_endpoints"],
+    # Enums are listed once, without a "* `X` - X" line per value repeating them.
+    "ENUM_GENERATE_CHOICE_DESCRIPTION": False,
 }

@@ -21,8 +21,17 @@ def test_schema_is_valid_openapi(schema):
         "/registry/v1/participants/{participant_id}",
         "/registry/v1/participants/{participant_id}/jwks",
         "/service/participant-roles/{participant_id}",
+        "/oauth2/token", "/oauth2/introspect", "/oauth2/revoke", "/oauth2/jwks", "/.well-known/openid-configuration",
     }
-    assert schema["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
+    flows = schema["components"]["securitySchemes"]["oauth2"]["flows"]
+    assert flows["clientCredentials"]["tokenUrl"] == "/oauth2/token"  # Swagger UI's Authorize fetches a token
+    detail = schema["paths"]["/registry/v1/participants/{participant_id}"]["get"]
+    (parameter,) = [p for p in detail["parameters"] if p["name"] == "participant_id"]
+    assert parameter["schema"]["format"] == "uuid"
+    assert {"200", "304", "400", "401", "403", "404"} <= set(detail["responses"])
+    token = schema["paths"]["/oauth2/token"]["post"]
+    assert "application/x-www-form-urlencoded" in token["requestBody"]["content"]
+    assert {"200", "400", "401", "503"} <= set(token["responses"])
 
 
 def _validator(schema, path):
