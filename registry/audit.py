@@ -1,4 +1,5 @@
-"""The tamper-evident audit log: append (inside the caller's transaction) and verify.
+"""The tamper-evident audit log: append (inside the caller's transaction), verify, and
+sign checkpoints of the chain.
 
 Each event's hash is an HMAC-SHA256, under an audit key the database does not hold, of
 its content and the previous event's hash: changing, removing or reordering a row
@@ -6,13 +7,21 @@ breaks the chain from that row on, and someone who can write the database but la
 the key cannot recompute the links after a row they changed. Each event records the id
 of the key that keyed it, so keys rotate: the first configured key keys new links,
 every configured key verifies.
+
+What a keyed chain cannot show is rows deleted from its end together with the chain
+head fixed to match. A checkpoint (``checkpoint_sign``), kept off the database, names
+the last event and its hash at one time, signed with the audit key; verifying the
+chain against it proves that event is still there, unchanged, and so is everything
+before it.
 """
 
 import hashlib
 import hmac
 import json
+import re
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
@@ -26,6 +35,9 @@ from authservice.conf import authservice_settings
 from registry.models import AuditChainHead, AuditEvent
 
 GENESIS_HASH = "0" * 64
+CHECKPOINT_ALG = "HMAC-SHA256"
+CHECKPOINT_MEMBERS = frozenset({"sequence", "hash", "issued_at", "signature"})
+_HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
 # --- Audit keys -----------------------------------------------------------------------------
@@ -104,7 +116,7 @@ def canonical_event(event: AuditEvent) -> bytes:
 
 def link_digest(event: AuditEvent, key: AuditKey) -> str:
     """The event's hash: HMAC-SHA256 under ``key`` (the ``audit-link:`` prefix keeps it
-    apart from anything else ever signed with the same key)."""
+    apart from checkpoint signatures under the same key)."""
     return hmac.new(key.secret, b"audit-link:" + canonical_event(event), hashlib.sha256).hexdigest()
 
 
@@ -141,6 +153,15 @@ def record_event(*, action: str, acting_user, participant=None, organisation=Non
 
 
 @dataclass(frozen=True)
+class Checkpoint:
+    """The last event of the chain at one time, as a verified checkpoint names it."""
+
+    sequence: int
+    hash: str
+    issued_at: str
+
+
+@dataclass(frozen=True)
 class ChainReport:
     checked: int
     broken_at: int | None = None
@@ -154,7 +175,8 @@ class ChainReport:
         return self.broken_at is None
 
 
-def _link_fault(event: AuditEvent, expected_sequence: int, expected_prev: str) -> str:
+def _link_fault(event: AuditEvent, expected_sequence: int, expected_prev: str,
+                checkpoint: Checkpoint | None) -> str:
     """Why this link does not hold ("" when it does)."""
     if event.sequence != expected_sequence:
         return f"event #{expected_sequence} is missing (found #{event.sequence} next)"
@@ -167,11 +189,18 @@ def _link_fault(event: AuditEvent, expected_sequence: int, expected_prev: str) -
         return f"it is keyed with audit key {event.key_id}, which is not configured (AUTHSERVICE_AUDIT_KEY)"
     if not _same(link_digest(event, key), event.hash):
         return "content does not match its hash (row was altered)"
+    if checkpoint is not None and event.sequence == checkpoint.sequence and not _same(event.hash, checkpoint.hash):
+        return (f"its hash differs from the checkpoint's (issued {checkpoint.issued_at}): "
+                f"the chain was rewritten up to it")
     return ""
 
 
-def verify_chain() -> ChainReport:
-    """Recompute every link in order; report the first broken one."""
+def verify_chain(checkpoint: Checkpoint | None = None) -> ChainReport:
+    """Recompute every link in order; report the first broken one.
+
+    With a ``checkpoint`` (from ``checkpoint_verify``), the chain must also still hold
+    the checkpoint's event with the checkpoint's hash.
+    """
     # The head is read first, so events appended while the chain is read are no "deletion".
     head = AuditChainHead.objects.filter(pk=1).first()
     expected_prev = GENESIS_HASH
@@ -182,7 +211,7 @@ def verify_chain() -> ChainReport:
         return ChainReport(checked, at, reason, expected_prev, dict(links_by_key))
 
     for event in AuditEvent.objects.order_by("sequence").iterator(chunk_size=2000):
-        fault = _link_fault(event, checked + 1, expected_prev)
+        fault = _link_fault(event, checked + 1, expected_prev, checkpoint)
         if fault:
             return broken(event.sequence, fault)
         expected_prev = event.hash
@@ -191,5 +220,69 @@ def verify_chain() -> ChainReport:
     if head is not None and head.sequence > checked:
         return broken(checked + 1, f"the chain head records {head.sequence} events; "
                                    f"{checked} remain (events were deleted from the end)")
+    if checkpoint is not None and checkpoint.sequence > checked:
+        return broken(checked + 1, f"the checkpoint issued {checkpoint.issued_at} records event "
+                                   f"#{checkpoint.sequence}; the chain ends at #{checked} "
+                                   f"(events were deleted from the end)")
     return ChainReport(checked, last_hash=expected_prev, links_by_key=dict(links_by_key))
 
+
+# --- Checkpoints ----------------------------------------------------------------------------------
+
+class CheckpointInvalid(Exception):
+    """A checkpoint document that is malformed or whose signature does not verify."""
+
+
+def _checkpoint_mac(key: AuditKey, checkpoint: Checkpoint) -> str:
+    content = _canonical([key.key_id, checkpoint.sequence, checkpoint.hash, checkpoint.issued_at])
+    return hmac.new(key.secret, b"audit-checkpoint:" + content, hashlib.sha256).hexdigest()
+
+
+def checkpoint_sign(report: ChainReport) -> dict[str, Any]:
+    """A checkpoint of the last event of a verified, non-empty chain, signed (HMAC-SHA256)
+    with the audit key that keys new links."""
+    if not report.ok or not report.checked:
+        raise ValueError("only the last event of an intact, non-empty chain is checkpointed")
+    issued_at = timezone.now().replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    checkpoint = Checkpoint(sequence=report.checked, hash=report.last_hash, issued_at=issued_at)
+    key = audit_keys()[0]
+    return {"sequence": checkpoint.sequence, "hash": checkpoint.hash, "issued_at": checkpoint.issued_at,
+            "signature": {"alg": CHECKPOINT_ALG, "key_id": key.key_id, "value": _checkpoint_mac(key, checkpoint)}}
+
+
+def _is_time(value: Any) -> bool:
+    try:
+        datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def checkpoint_verify(document: Any) -> Checkpoint:
+    """Check a checkpoint document's form and signature; raise ``CheckpointInvalid``."""
+    if not isinstance(document, dict):
+        raise CheckpointInvalid("it is not a JSON object")
+    unexpected = sorted(set(document) - CHECKPOINT_MEMBERS)
+    if unexpected:
+        raise CheckpointInvalid(f"unexpected member {unexpected[0]!r}")
+    sequence, digest, issued_at = document.get("sequence"), document.get("hash"), document.get("issued_at")
+    if type(sequence) is not int or sequence < 1:
+        raise CheckpointInvalid("sequence must be a positive integer")
+    if not isinstance(digest, str) or not _HEX_DIGEST.fullmatch(digest):
+        raise CheckpointInvalid("hash must be 64 lowercase hex digits")
+    if not isinstance(issued_at, str) or not _is_time(issued_at):
+        raise CheckpointInvalid("issued_at must be an ISO 8601 time")
+    signature = document.get("signature")
+    if not isinstance(signature, dict) or signature.get("alg") != CHECKPOINT_ALG:
+        raise CheckpointInvalid(f"signature must be an object with alg {CHECKPOINT_ALG}")
+    key_id, value = signature.get("key_id"), signature.get("value")
+    if not isinstance(key_id, str) or not isinstance(value, str):
+        raise CheckpointInvalid("signature must carry a key_id and a value")
+    key = _audit_key(key_id)
+    if key is None:
+        raise CheckpointInvalid(f"it is signed with audit key {key_id!r}, which is not configured "
+                                f"(AUTHSERVICE_AUDIT_KEY)")
+    checkpoint = Checkpoint(sequence=sequence, hash=digest, issued_at=issued_at)
+    if not _same(value, _checkpoint_mac(key, checkpoint)):
+        raise CheckpointInvalid("its signature does not match its content (the checkpoint was altered)")
+    return checkpoint

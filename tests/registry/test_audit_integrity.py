@@ -1,10 +1,11 @@
 """The audit log against someone who can write the database: keyed links, key
-rotation, and the re-keying of legacy links."""
+rotation, the re-keying of legacy links, and signed checkpoints of the chain head."""
 
 import base64
 import hashlib
 import hmac
 import importlib
+import json
 from io import StringIO
 
 import pytest
@@ -54,6 +55,10 @@ def _wrong_key_digest(event: AuditEvent) -> str:
     return audit.link_digest(event, audit.AuditKey.from_material("mallory's guess at the audit key"))
 
 
+def _real_key_digest(event: AuditEvent) -> str:
+    return audit.link_digest(event, audit.audit_keys()[0])
+
+
 def _rechain_from(sequence: int, digest, *, key_id: str | None = None) -> None:
     """Recompute every link from ``sequence`` on, then fix the chain head: the attack."""
     previous = AuditEvent.objects.filter(sequence=sequence - 1).values_list("hash", flat=True).first()
@@ -90,16 +95,136 @@ def test_unkeyed_links_are_refused_even_for_the_whole_chain(five_events):
         _call("verify_audit_log")
 
 
+def test_tail_truncation_with_the_head_fixed_is_detected_with_a_checkpoint(five_events, tmp_path):
+    checkpoint = tmp_path / "checkpoint.json"
+    checkpoint.write_text(_call("audit_checkpoint"))
+    AuditEvent.objects.filter(sequence__gte=4).delete()
+    last = AuditEvent.objects.get(sequence=3)
+    AuditChainHead.objects.filter(pk=1).update(sequence=3, last_hash=last.hash)
+    # Without a checkpoint nothing in the database says there were more events.
+    assert "intact: 3 events" in _call("verify_audit_log")
+    with pytest.raises(CommandError, match=r"broken at event #4: .*records event #5; the chain ends at #3"):
+        _call("verify_audit_log", "--checkpoint", str(checkpoint))
+
+
+def test_rewriting_before_a_checkpoint_is_detected_even_with_the_key(five_events, tmp_path):
+    checkpoint = tmp_path / "checkpoint.json"
+    checkpoint.write_text(_call("audit_checkpoint"))
+    AuditEvent.objects.filter(sequence=2).update(actor_label="mallory")
+    _rechain_from(2, _real_key_digest)
+    assert "intact: 5 events" in _call("verify_audit_log")
+    with pytest.raises(CommandError, match="broken at event #5: its hash differs from the checkpoint"):
+        _call("verify_audit_log", "--checkpoint", str(checkpoint))
+
+
+# --- Checkpoints ------------------------------------------------------------------------------
+
+def test_checkpoint_is_one_signed_json_document_of_the_last_event(five_events):
+    document = json.loads(_call("audit_checkpoint"))
+    last = AuditEvent.objects.get(sequence=5)
+    assert set(document) == {"sequence", "hash", "issued_at", "signature"}
+    assert (document["sequence"], document["hash"]) == (5, last.hash)
+    assert document["signature"]["alg"] == "HMAC-SHA256"
+    assert document["signature"]["key_id"] == audit.audit_keys()[0].key_id == last.key_id
+
+
+def test_a_checkpoint_still_verifies_after_more_events_are_appended(five_events, tmp_path):
+    checkpoint = tmp_path / "checkpoint.json"
+    checkpoint.write_text(_call("audit_checkpoint"))
+    _write_events(3, prefix="Later")
+    out = _call("verify_audit_log", "--checkpoint", str(checkpoint))
+    assert "Audit log intact: 8 events verified." in out
+    assert "Checkpoint holds: event #5" in out
+
+
+def test_checkpoint_refuses_a_broken_chain(five_events):
+    AuditEvent.objects.filter(sequence=2).update(actor_label="mallory")
+    with pytest.raises(CommandError, match=r"broken at event #2.*no checkpoint issued"):
+        _call("audit_checkpoint")
+
+
+def test_checkpoint_refuses_an_empty_log(db):
+    with pytest.raises(CommandError, match="empty"):
+        _call("audit_checkpoint")
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    pytest.param(None, "Cannot read checkpoint", id="missing-file"),
+    pytest.param(b"\x80\x81 not text", "not a JSON document", id="not-utf8"),
+    pytest.param(b"{not json", "not a JSON document", id="not-json"),
+    pytest.param(b"[" * 3000, "not a JSON document", id="too-deep"),
+    pytest.param(b" " * 5000, "too large", id="too-large"),
+    pytest.param(b"[]", "not a JSON object", id="array"),
+])
+def test_unreadable_checkpoint_files_are_refused(five_events, tmp_path, content, message):
+    path = tmp_path / "checkpoint.json"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(CommandError, match=message):
+        _call("verify_audit_log", "--checkpoint", str(path))
+
+
+def _set(name, value):
+    return lambda document: document.update({name: value})
+
+
+def _drop(name):
+    return lambda document: document.pop(name)
+
+
+def _sign(name, value):
+    return lambda document: document["signature"].update({name: value})
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    pytest.param(_drop("sequence"), "sequence must be a positive integer", id="no-sequence"),
+    pytest.param(_set("sequence", True), "sequence must be a positive integer", id="boolean-sequence"),
+    pytest.param(_set("sequence", "5"), "sequence must be a positive integer", id="string-sequence"),
+    pytest.param(_set("sequence", 0), "sequence must be a positive integer", id="zero-sequence"),
+    pytest.param(_set("sequence", 4), "signature does not match", id="tampered-sequence"),
+    pytest.param(_set("hash", "a" * 64), "signature does not match", id="tampered-hash"),
+    pytest.param(_set("hash", "xyz"), "hash must be 64 lowercase hex digits", id="bad-hash"),
+    pytest.param(_set("issued_at", "yesterday"), "issued_at must be an ISO 8601 time", id="bad-time"),
+    pytest.param(_set("issued_at", "2020-01-01T00:00:00Z"), "signature does not match", id="tampered-time"),
+    pytest.param(_set("extra", 1), "unexpected member", id="extra-member"),
+    pytest.param(_set("signature", "abc"), "alg HMAC-SHA256", id="signature-not-an-object"),
+    pytest.param(_sign("alg", "HS256"), "alg HMAC-SHA256", id="other-alg"),
+    pytest.param(_sign("key_id", "00000000"), "audit key '00000000', which is not configured", id="unknown-key"),
+    pytest.param(_sign("value", "0" * 64), "signature does not match", id="wrong-signature"),
+    pytest.param(_sign("value", "\u00e9"), "signature does not match", id="non-ascii-signature"),
+])
+def test_tampered_checkpoints_are_refused(five_events, tmp_path, change, message):
+    document = json.loads(_call("audit_checkpoint"))
+    change(document)
+    path = tmp_path / "checkpoint.json"
+    path.write_text(json.dumps(document))
+    with pytest.raises(CommandError, match=message):
+        _call("verify_audit_log", "--checkpoint", str(path))
+
+
+def test_a_checkpoint_signed_with_another_key_is_refused(five_events, tmp_path, audit_keys):
+    report = audit.verify_chain()
+    audit_keys("an audit key this deployment does not have")
+    document = audit.checkpoint_sign(report)
+    audit_keys()
+    path = tmp_path / "checkpoint.json"
+    path.write_text(json.dumps(document))
+    with pytest.raises(CommandError, match="which is not configured"):
+        _call("verify_audit_log", "--checkpoint", str(path))
+
+
 # --- Keys and their rotation -------------------------------------------------------------------
 
-def test_key_rotation_keeps_old_links_verifying(db, audit_keys):
+def test_key_rotation_keeps_old_links_and_old_checkpoints_verifying(db, tmp_path, audit_keys):
     audit_keys("the first audit key")
     _write_events(2)
+    checkpoint = tmp_path / "checkpoint.json"
+    checkpoint.write_text(_call("audit_checkpoint"))
     audit_keys("the second audit key", "the first audit key")
     _write_events(2, prefix="After rotation")
     old, new = (audit.AuditKey.from_material(m).key_id for m in ("the first audit key", "the second audit key"))
     assert list(AuditEvent.objects.order_by("sequence").values_list("key_id", flat=True)) == [old, old, new, new]
-    out = _call("verify_audit_log")
+    out = _call("verify_audit_log", "--checkpoint", str(checkpoint))
     assert "intact: 4 events" in out
     assert f"{new} (2)" in out and f"{old} (2)" in out
 
