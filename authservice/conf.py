@@ -40,6 +40,9 @@ DEFAULTS: dict[str, Any] = {
     "MAX_OAUTH_BODY_BYTES": 8192,
     # Key-encryption keys for the service's private keys (first encrypts, all decrypt).
     "KEY_ENCRYPTION_KEYS": [],
+    # HMAC keys of the audit log's chain links and checkpoints (first keys new links, all
+    # verify). Empty: derived from the key-encryption keys (or SECRET_KEY), see registry.audit.
+    "AUDIT_KEYS": [],
     # How long a process reuses the loaded signing key before looking for a newer one.
     "SIGNER_CACHE_SECONDS": 10,
     # Accept http:// participant API base URLs (development only).
@@ -77,6 +80,9 @@ class AuthServiceSettings:
             raise ImproperlyConfigured(
                 f"AUTHSERVICE ACCESS_TOKEN_TYP must be one of {', '.join(ACCESS_TOKEN_TYPS)}"
             )
+        if not isinstance(merged["AUDIT_KEYS"], list | tuple) or not all(
+                isinstance(key, str) and key for key in merged["AUDIT_KEYS"]):
+            raise ImproperlyConfigured("AUTHSERVICE AUDIT_KEYS must be a list of non-empty strings")
         for name in IMPORT_STRINGS:
             merged[name] = _imported(name, merged[name])
         merged["ISSUER"] = merged["ISSUER"].rstrip("/")

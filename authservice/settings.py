@@ -235,6 +235,9 @@ AUTHSERVICE = {
     "ACCESS_TOKEN_TYP": os.environ.get("AUTHSERVICE_ACCESS_TOKEN_TYP", "at+jwt"),
     "SIGNING_ALG": os.environ.get("AUTHSERVICE_SIGNING_ALG", "RS256"),
     "KEY_ENCRYPTION_KEYS": [k for k in _key_encryption_key.split(",") if k],
+    # The audit log's HMAC keys, comma-separated like the key-encryption key (the first
+    # keys new links, every key verifies). Unset: derived from the key-encryption key.
+    "AUDIT_KEYS": env_list("AUTHSERVICE_AUDIT_KEY", ""),
     "REGISTRY_ALLOW_HTTP_ENDPOINTS": env_bool("AUTHSERVICE_ALLOW_HTTP_ENDPOINTS", False),
     # The token endpoint's hooks: the registry decides what a participant's client is
     # granted and which keys it may sign client assertions with.

@@ -475,7 +475,7 @@ class AuditEventAdmin(ReadOnlyAdmin):
     search_fields = ["organisation__legal_name", "actor_label"]
     list_select_related = ["participant__organisation", "organisation"]
     fields = ["sequence", "occurred_at", "action", "actor", "actor_label", "participant", "organisation",
-              "before", "after", "prev_hash", "hash"]
+              "before", "after", "prev_hash", "hash", "key_id"]
     readonly_fields = fields
 
     def get_search_results(self, request, queryset, search_term):

@@ -1,21 +1,95 @@
-"""The tamper-evident audit log: append (inside the caller's transaction) and verify.
+"""The tamper-evident audit log: append (inside the caller's transaction), verify, and
+sign checkpoints of the chain.
 
-Each event's hash covers its content and the previous event's hash, so changing,
-removing or reordering any row breaks the chain from that row on.
+Each event's hash is an HMAC-SHA256, under an audit key the database does not hold, of
+its content and the previous event's hash: changing, removing or reordering a row
+breaks the chain from that row on, and someone who can write the database but lacks
+the key cannot recompute the links after a row they changed. Each event records the id
+of the key that keyed it, so keys rotate: the first configured key keys new links,
+every configured key verifies.
+
+What a keyed chain cannot show is rows deleted from its end together with the chain
+head fixed to match. A checkpoint (``checkpoint_sign``), kept off the database, names
+the last event and its hash at one time, signed with the audit key; verifying the
+chain against it proves that event is still there, unchanged, and so is everything
+before it.
 """
 
 import hashlib
+import hmac
 import json
-from dataclasses import dataclass
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from authservice.conf import authservice_settings
 from registry.models import AuditChainHead, AuditEvent
 
 GENESIS_HASH = "0" * 64
+CHECKPOINT_ALG = "HMAC-SHA256"
+CHECKPOINT_MEMBERS = frozenset({"sequence", "hash", "issued_at", "signature"})
+_HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
 
+
+# --- Audit keys -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class AuditKey:
+    """An HMAC key of the audit log and its id (first 8 hex digits of its SHA-256)."""
+
+    key_id: str
+    secret: bytes = field(repr=False)
+
+    @classmethod
+    def from_material(cls, material: str) -> "AuditKey":
+        """Derive the key (HKDF-SHA256, an info of its own) from a configured string."""
+        secret = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                      info=b"ocen-authservice audit-log key").derive(material.encode("utf-8"))
+        return cls(key_id=hashlib.sha256(secret).hexdigest()[:8], secret=secret)
+
+
+@lru_cache(maxsize=4)
+def _audit_keys(materials: tuple[str, ...]) -> tuple[AuditKey, ...]:
+    return tuple(AuditKey.from_material(material) for material in materials)
+
+
+def audit_keys() -> tuple[AuditKey, ...]:
+    """The audit keys, the one that keys new links first.
+
+    From ``AUTHSERVICE["AUDIT_KEYS"]``; unset, from the key-encryption keys (so their
+    rotation rotates these too); those unset as well, from ``SECRET_KEY``, as
+    ``authservice.signing_keys.key_encryption`` does. The same string gives the same
+    key wherever it is configured: listing the key-encryption key after a new audit
+    key keeps the links keyed before it verifying.
+    """
+    materials = (tuple(authservice_settings.AUDIT_KEYS) or tuple(authservice_settings.KEY_ENCRYPTION_KEYS)
+                 or (settings.SECRET_KEY,))
+    return _audit_keys(materials)
+
+
+def _audit_key(key_id: str) -> AuditKey | None:
+    return next((key for key in audit_keys() if key.key_id == key_id), None)
+
+
+def _canonical(content: Any) -> bytes:
+    return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      default=str).encode("utf-8")
+
+
+def _same(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode("utf-8"), b.encode("utf-8"))
+
+
+# --- Links -------------------------------------------------------------------------------------
 
 def actor_label_for(user) -> str:
     if user is None:
@@ -23,8 +97,9 @@ def actor_label_for(user) -> str:
     return getattr(user, "get_username", lambda: str(user))() or str(user.pk)
 
 
-def _event_digest(event: AuditEvent) -> str:
-    content = {
+def canonical_event(event: AuditEvent) -> bytes:
+    """The bytes a link covers: the event's content, its key id and the previous hash."""
+    return _canonical({
         "sequence": event.sequence,
         "occurred_at": event.occurred_at.isoformat(),
         "actor_id": event.actor_id,
@@ -35,9 +110,14 @@ def _event_digest(event: AuditEvent) -> str:
         "before": event.before,
         "after": event.after,
         "prev_hash": event.prev_hash,
-    }
-    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+        "key_id": event.key_id,
+    })
+
+
+def link_digest(event: AuditEvent, key: AuditKey) -> str:
+    """The event's hash: HMAC-SHA256 under ``key`` (the ``audit-link:`` prefix keeps it
+    apart from checkpoint signatures under the same key)."""
+    return hmac.new(key.secret, b"audit-link:" + canonical_event(event), hashlib.sha256).hexdigest()
 
 
 def record_event(*, action: str, acting_user, participant=None, organisation=None,
@@ -63,7 +143,9 @@ def record_event(*, action: str, acting_user, participant=None, organisation=Non
         after=after or {},
         prev_hash=head.last_hash,
     )
-    event.hash = _event_digest(event)
+    key = audit_keys()[0]
+    event.key_id = key.key_id
+    event.hash = link_digest(event, key)
     event.save(force_insert=True)
     head.sequence, head.last_hash = event.sequence, event.hash
     head.save(update_fields=["sequence", "last_hash"])
@@ -71,34 +153,136 @@ def record_event(*, action: str, acting_user, participant=None, organisation=Non
 
 
 @dataclass(frozen=True)
+class Checkpoint:
+    """The last event of the chain at one time, as a verified checkpoint names it."""
+
+    sequence: int
+    hash: str
+    issued_at: str
+
+
+@dataclass(frozen=True)
 class ChainReport:
     checked: int
     broken_at: int | None = None
     reason: str = ""
+    last_hash: str = GENESIS_HASH
+    # How many verified links each audit key keyed, by key id: a key no link uses may go.
+    links_by_key: dict[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
         return self.broken_at is None
 
 
-def verify_chain() -> ChainReport:
-    """Recompute every hash in order; report the first broken link."""
-    expected_prev = GENESIS_HASH
-    expected_sequence = 1
-    checked = 0
-    for event in AuditEvent.objects.order_by("sequence").iterator(chunk_size=2000):
-        if event.sequence != expected_sequence:
-            return ChainReport(checked, event.sequence,
-                               f"event #{expected_sequence} is missing (found #{event.sequence} next)")
-        if event.prev_hash != expected_prev:
-            return ChainReport(checked, event.sequence, "prev_hash does not match the previous event's hash")
-        if _event_digest(event) != event.hash:
-            return ChainReport(checked, event.sequence, "content does not match its hash (row was altered)")
-        expected_prev = event.hash
-        expected_sequence += 1
-        checked += 1
+def _link_fault(event: AuditEvent, expected_sequence: int, expected_prev: str,
+                checkpoint: Checkpoint | None) -> str:
+    """Why this link does not hold ("" when it does)."""
+    if event.sequence != expected_sequence:
+        return f"event #{expected_sequence} is missing (found #{event.sequence} next)"
+    if event.prev_hash != expected_prev:
+        return "prev_hash does not match the previous event's hash"
+    if not event.key_id:
+        return "the link is unkeyed (no audit key id); every link is keyed since registry migration 0003"
+    key = _audit_key(event.key_id)
+    if key is None:
+        return f"it is keyed with audit key {event.key_id}, which is not configured (AUTHSERVICE_AUDIT_KEY)"
+    if not _same(link_digest(event, key), event.hash):
+        return "content does not match its hash (row was altered)"
+    if checkpoint is not None and event.sequence == checkpoint.sequence and not _same(event.hash, checkpoint.hash):
+        return (f"its hash differs from the checkpoint's (issued {checkpoint.issued_at}): "
+                f"the chain was rewritten up to it")
+    return ""
+
+
+def verify_chain(checkpoint: Checkpoint | None = None) -> ChainReport:
+    """Recompute every link in order; report the first broken one.
+
+    With a ``checkpoint`` (from ``checkpoint_verify``), the chain must also still hold
+    the checkpoint's event with the checkpoint's hash.
+    """
+    # The head is read first, so events appended while the chain is read are no "deletion".
     head = AuditChainHead.objects.filter(pk=1).first()
-    if head is not None and head.sequence != checked:
-        return ChainReport(checked, checked + 1, f"the chain head records {head.sequence} events; "
-                                                 f"{checked} remain (events were deleted from the end)")
-    return ChainReport(checked)
+    expected_prev = GENESIS_HASH
+    checked = 0
+    links_by_key: Counter[str] = Counter()
+
+    def broken(at: int, reason: str) -> ChainReport:
+        return ChainReport(checked, at, reason, expected_prev, dict(links_by_key))
+
+    for event in AuditEvent.objects.order_by("sequence").iterator(chunk_size=2000):
+        fault = _link_fault(event, checked + 1, expected_prev, checkpoint)
+        if fault:
+            return broken(event.sequence, fault)
+        expected_prev = event.hash
+        checked += 1
+        links_by_key[event.key_id] += 1
+    if head is not None and head.sequence > checked:
+        return broken(checked + 1, f"the chain head records {head.sequence} events; "
+                                   f"{checked} remain (events were deleted from the end)")
+    if checkpoint is not None and checkpoint.sequence > checked:
+        return broken(checked + 1, f"the checkpoint issued {checkpoint.issued_at} records event "
+                                   f"#{checkpoint.sequence}; the chain ends at #{checked} "
+                                   f"(events were deleted from the end)")
+    return ChainReport(checked, last_hash=expected_prev, links_by_key=dict(links_by_key))
+
+
+# --- Checkpoints ----------------------------------------------------------------------------------
+
+class CheckpointInvalid(Exception):
+    """A checkpoint document that is malformed or whose signature does not verify."""
+
+
+def _checkpoint_mac(key: AuditKey, checkpoint: Checkpoint) -> str:
+    content = _canonical([key.key_id, checkpoint.sequence, checkpoint.hash, checkpoint.issued_at])
+    return hmac.new(key.secret, b"audit-checkpoint:" + content, hashlib.sha256).hexdigest()
+
+
+def checkpoint_sign(report: ChainReport) -> dict[str, Any]:
+    """A checkpoint of the last event of a verified, non-empty chain, signed (HMAC-SHA256)
+    with the audit key that keys new links."""
+    if not report.ok or not report.checked:
+        raise ValueError("only the last event of an intact, non-empty chain is checkpointed")
+    issued_at = timezone.now().replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    checkpoint = Checkpoint(sequence=report.checked, hash=report.last_hash, issued_at=issued_at)
+    key = audit_keys()[0]
+    return {"sequence": checkpoint.sequence, "hash": checkpoint.hash, "issued_at": checkpoint.issued_at,
+            "signature": {"alg": CHECKPOINT_ALG, "key_id": key.key_id, "value": _checkpoint_mac(key, checkpoint)}}
+
+
+def _is_time(value: Any) -> bool:
+    try:
+        datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def checkpoint_verify(document: Any) -> Checkpoint:
+    """Check a checkpoint document's form and signature; raise ``CheckpointInvalid``."""
+    if not isinstance(document, dict):
+        raise CheckpointInvalid("it is not a JSON object")
+    unexpected = sorted(set(document) - CHECKPOINT_MEMBERS)
+    if unexpected:
+        raise CheckpointInvalid(f"unexpected member {unexpected[0]!r}")
+    sequence, digest, issued_at = document.get("sequence"), document.get("hash"), document.get("issued_at")
+    if type(sequence) is not int or sequence < 1:
+        raise CheckpointInvalid("sequence must be a positive integer")
+    if not isinstance(digest, str) or not _HEX_DIGEST.fullmatch(digest):
+        raise CheckpointInvalid("hash must be 64 lowercase hex digits")
+    if not isinstance(issued_at, str) or not _is_time(issued_at):
+        raise CheckpointInvalid("issued_at must be an ISO 8601 time")
+    signature = document.get("signature")
+    if not isinstance(signature, dict) or signature.get("alg") != CHECKPOINT_ALG:
+        raise CheckpointInvalid(f"signature must be an object with alg {CHECKPOINT_ALG}")
+    key_id, value = signature.get("key_id"), signature.get("value")
+    if not isinstance(key_id, str) or not isinstance(value, str):
+        raise CheckpointInvalid("signature must carry a key_id and a value")
+    key = _audit_key(key_id)
+    if key is None:
+        raise CheckpointInvalid(f"it is signed with audit key {key_id!r}, which is not configured "
+                                f"(AUTHSERVICE_AUDIT_KEY)")
+    checkpoint = Checkpoint(sequence=sequence, hash=digest, issued_at=issued_at)
+    if not _same(value, _checkpoint_mac(key, checkpoint)):
+        raise CheckpointInvalid("its signature does not match its content (the checkpoint was altered)")
+    return checkpoint

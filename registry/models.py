@@ -222,7 +222,8 @@ class AuditAction(models.TextChoices):
 
 
 class AuditEvent(models.Model):
-    """Append-only; each event carries the hash of the one before it."""
+    """Append-only; each event carries the hash of the one before it, and its own hash is
+    keyed with the audit key ``key_id`` names (see ``registry.audit``)."""
 
     sequence = models.PositiveBigIntegerField(unique=True, editable=False)
     occurred_at = models.DateTimeField(default=timezone.now, editable=False, db_index=True)
@@ -238,6 +239,7 @@ class AuditEvent(models.Model):
     after = models.JSONField(default=dict, blank=True)
     prev_hash = models.CharField(max_length=64, editable=False)
     hash = models.CharField(max_length=64, unique=True, editable=False)
+    key_id = models.CharField(max_length=8, default="", editable=False)
 
     class Meta:
         ordering = ["-sequence"]

@@ -1,14 +1,52 @@
+import json
+from pathlib import Path
+
 from django.core.management.base import BaseCommand, CommandError
 
-from registry.audit import verify_chain
+from registry.audit import Checkpoint, CheckpointInvalid, checkpoint_verify, verify_chain
+
+# A checkpoint is a few hundred bytes; anything much larger is not one.
+MAX_CHECKPOINT_BYTES = 4096
 
 
 class Command(BaseCommand):
-    help = "Recompute the audit log's hash chain and report the first broken link."
+    help = ("Recompute the audit log's keyed hash chain and report the first broken link; with "
+            "--checkpoint, also prove the chain still holds the checkpoint's event, unchanged.")
 
-    def handle(self, *args, **options):
-        report = verify_chain()
+    def add_arguments(self, parser):
+        parser.add_argument("--checkpoint", metavar="FILE",
+                            help="a checkpoint printed by audit_checkpoint (kept off the database)")
+
+    def handle(self, *args, checkpoint=None, **options):
+        expected = read_checkpoint(checkpoint) if checkpoint else None
+        report = verify_chain(expected)
         if not report.ok:
             raise CommandError(f"Audit log chain broken at event #{report.broken_at}: {report.reason} "
                                f"({report.checked} events verified before it).")
         self.stdout.write(f"Audit log intact: {report.checked} events verified.")
+        if expected is not None:
+            self.stdout.write(f"Checkpoint holds: event #{expected.sequence} still has hash {expected.hash} "
+                              f"(checkpoint issued {expected.issued_at}).")
+        if report.links_by_key:
+            keys = ", ".join(f"{key_id} ({count})" for key_id, count in sorted(
+                report.links_by_key.items(), key=lambda item: (-item[1], item[0])))
+            self.stdout.write(f"Links keyed with audit keys: {keys}.")
+
+
+def read_checkpoint(path: str) -> Checkpoint:
+    """Read, parse and verify a checkpoint file; every failure is a CommandError."""
+    try:
+        with Path(path).open("rb") as handle:
+            raw = handle.read(MAX_CHECKPOINT_BYTES + 1)
+    except OSError as exc:
+        raise CommandError(f"Cannot read checkpoint {path}: {exc.strerror or exc}.") from exc
+    if len(raw) > MAX_CHECKPOINT_BYTES:
+        raise CommandError(f"{path} is too large to be an audit checkpoint.")
+    try:
+        document = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise CommandError(f"{path} is not a JSON document.") from exc
+    try:
+        return checkpoint_verify(document)
+    except CheckpointInvalid as exc:
+        raise CommandError(f"{path} is not a valid audit checkpoint: {exc}.") from exc
