@@ -19,3 +19,22 @@ accesslog = "-" if os.environ.get("GUNICORN_ACCESS_LOG", "1") == "1" else None
 # bodies or headers.
 access_log_format = '%(h)s - - %(t)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(L)ss "%(a)s"'
 max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "0"))
+
+
+# Prometheus metrics summed over every worker: each worker writes its samples to files
+# in this directory (cleared at start), and /metrics reads them all.
+_metrics_dir = os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR",
+                                     os.path.join(os.environ.get("AUTHSERVICE_VAR_DIR", "var"), "metrics"))
+
+
+def on_starting(server):
+    import shutil
+
+    shutil.rmtree(_metrics_dir, ignore_errors=True)
+    os.makedirs(_metrics_dir, exist_ok=True)
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

@@ -64,6 +64,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First: a view failing on an unreachable database or Redis answers 503, not 500.
     "authservice.availability.FailFastMiddleware",
+    # A request id on every response and log line; the latency histogram.
+    "authservice.observability.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "authservice.middleware.OAuthFastPathMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -245,11 +247,19 @@ AUTHSERVICE = {
     "CLIENT_KEYS_PROVIDER": "registry.oauth_hooks.client_verification_keys",
 }
 
+# Text for `make run` (the default); LOG_FORMAT=json for a log pipeline. Either way each
+# line carries the request id (also sent back as X-Request-ID) and never a secret.
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "text")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"request": {"()": "authservice.observability.RequestContextFilter"}},
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "json": {"()": "authservice.observability.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["request"],
+                             "formatter": "json" if LOG_FORMAT == "json" else "text"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {
         # oauthlib logs request bodies (client secrets) at DEBUG: never let that through.
@@ -257,6 +267,9 @@ LOGGING = {
         "oauth2_provider": {"level": "WARNING"},
     },
 }
+
+# /metrics is served to these addresses or networks only.
+AUTHSERVICE_METRICS_ALLOWED_IPS = env_list("AUTHSERVICE_METRICS_ALLOWED_IPS", "127.0.0.1,::1")
 
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],

@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 
 from authservice import views
+from authservice.observability import metrics
 from registry.api.views import OcenParticipantRoleView
 
 urlpatterns = [
@@ -16,6 +17,7 @@ urlpatterns = [
             name="oauth-authorization-server"),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
+    path("metrics", metrics, name="metrics"),
     path("registry/v1/", include("registry.api.urls")),
     path("service/participant-roles/<str:participant_id>", OcenParticipantRoleView.as_view(),
          name="ocen-participant-role"),

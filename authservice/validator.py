@@ -23,6 +23,7 @@ from oauthlib.oauth2.rfc6749 import errors
 from authservice.clientcache import ClientRecord, client_cache
 from authservice.conf import authservice_settings
 from authservice.grants import ClientGrants
+from authservice.observability import annotate
 from authservice.replay import claim_once
 from authservice.revocation import revoke_access_token, token_is_live
 from authservice.tokens import validate_access_token
@@ -158,6 +159,7 @@ class ClientCredentialsValidator(OAuth2Validator):
 
     @staticmethod
     def _accept(request, record: ClientRecord) -> bool:
+        annotate(client_id=record.client.client_id, participant_id=record.grants.claims.get("participantId"))
         request.client = record.client
         request.client_id = record.client.client_id
         request.client_grants = record.grants

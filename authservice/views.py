@@ -21,6 +21,7 @@ from oauth2_provider.settings import oauth2_settings
 
 from authservice.availability import is_unavailable, unavailable_response
 from authservice.conf import authservice_settings
+from authservice.observability import CLIENT_AUTH_FAILURES, TOKENS_ISSUED, TOKENS_REFUSED
 from authservice.signing_keys import active_signer, published_jwks
 from ocen_sdk.jws import ALGORITHMS
 
@@ -140,6 +141,18 @@ class OAuthEndpointView(View):
         return oauth_error(405, "invalid_request", "Use POST.", {"Allow": "POST"})
 
     def post(self, request: HttpRequest) -> HttpResponse:
+        response = self._post(request)
+        self.count(response)
+        return response
+
+    def count(self, response: HttpResponse) -> None:
+        """Metrics: failed client authentications here (tokens are counted by TokenView)."""
+        if response.status_code == 401:
+            CLIENT_AUTH_FAILURES.labels(self.metric_name).inc()
+
+    metric_name = "oauth"
+
+    def _post(self, request: HttpRequest) -> HttpResponse:
         try:
             body, present = _checked_form_body(request)
         except BadOAuthRequest as exc:
@@ -171,6 +184,18 @@ class OAuthEndpointView(View):
 
 class TokenView(OAuthEndpointView):
     required_parameters = ("grant_type",)
+    metric_name = "token"
+
+    def count(self, response: HttpResponse) -> None:
+        super().count(response)
+        if response.status_code == 200:
+            TOKENS_ISSUED.inc()
+            return
+        try:
+            reason = json.loads(response.content).get("error", "unknown")
+        except ValueError:
+            reason = "unknown"
+        TOKENS_REFUSED.labels(reason if reason in ERROR_DESCRIPTIONS or reason == "invalid_target" else "other").inc()
 
     def respond(self, uri, body, headers):
         return oauth_server().create_token_response(uri, "POST", body, headers)
@@ -178,6 +203,7 @@ class TokenView(OAuthEndpointView):
 
 class RevocationView(OAuthEndpointView):
     required_parameters = ("token",)
+    metric_name = "revoke"
 
     def respond(self, uri, body, headers):
         return oauth_server().create_revocation_response(uri, "POST", body, headers)
@@ -185,6 +211,7 @@ class RevocationView(OAuthEndpointView):
 
 class IntrospectionView(OAuthEndpointView):
     required_parameters = ("token",)
+    metric_name = "introspect"
 
     def respond(self, uri, body, headers):
         return oauth_server().create_introspect_response(uri, "POST", body, headers)

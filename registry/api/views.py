@@ -19,6 +19,7 @@ from rest_framework.views import APIView
 
 from authservice.authentication import BearerTokenAuthentication, HasScope
 from authservice.conf import authservice_settings
+from authservice.observability import REGISTRY_CACHE
 from ocen_sdk.http import SIGNATURE_HEADER
 from registry import selectors
 from registry.api.cache import earliest_key_expiry, registry_signature, render, rendered_cache
@@ -85,6 +86,7 @@ class RegistryView(APIView):
         path = request.get_full_path()
         key = (path, request.user.generation)
         entry = rendered_cache.get(key)
+        REGISTRY_CACHE.labels("hit" if entry is not None else "miss").inc()
         if entry is None:
             data, valid_until = build()
             entry = render(data, valid_until=valid_until)

@@ -1,0 +1,149 @@
+"""What an operator sees: a request id on every log line and response, JSON logs
+(``LOG_FORMAT=json``), and Prometheus metrics at ``/metrics``.
+
+Never a secret or token in a log line: the formatter writes only the message and
+the request context (request id, client id, participant id); exceptions are
+reduced to their type and message, never a traceback with local values.
+"""
+
+import json
+import logging
+import os
+import re
+import time
+import uuid
+from contextvars import ContextVar
+from ipaddress import ip_address, ip_network
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import REGISTRY as DEFAULT_REGISTRY
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+request_context: ContextVar[dict | None] = ContextVar("request_context", default=None)
+
+# --- Metrics (per process; summed across gunicorn workers via PROMETHEUS_MULTIPROC_DIR) -------
+
+REQUEST_SECONDS = Histogram("authservice_request_duration_seconds", "Request latency by endpoint",
+                            ["endpoint", "method", "status"],
+                            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+TOKENS_ISSUED = Counter("authservice_tokens_issued_total", "Access tokens issued")
+TOKENS_REFUSED = Counter("authservice_tokens_refused_total", "Token requests refused, by RFC 6749 error",
+                         ["reason"])
+CLIENT_AUTH_FAILURES = Counter("authservice_client_auth_failures_total",
+                               "Failed client authentications (token, introspection, revocation)", ["endpoint"])
+DEPENDENCY_ERRORS = Counter("authservice_dependency_errors_total", "Requests answered 503: a dependency was down",
+                            ["endpoint"])
+REGISTRY_CACHE = Counter("authservice_registry_cache_total", "Registry answers served from the rendered cache",
+                         ["result"])
+
+
+def _endpoint(request: HttpRequest) -> str:
+    match = getattr(request, "resolver_match", None)
+    if match is not None and match.route:
+        return match.route
+    return "other" if not request.path.startswith("/admin/") else "admin"
+
+
+def current(name: str) -> str:
+    context = request_context.get() or {}
+    return context.get(name) or "-"
+
+
+def annotate(**values: str | None) -> None:
+    """Add what is known about the caller (client id, participant id) to the request's log context."""
+    context = request_context.get()
+    if context is not None:
+        context.update({name: value for name, value in values.items() if value})
+
+
+class RequestIdMiddleware:
+    """Take X-Request-ID (when well-formed) or make one; put it in the log context and
+    the response; time the request for the latency histogram."""
+
+    def __init__(self, get_response) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        offered = request.headers.get(REQUEST_ID_HEADER, "")
+        request_id = offered if _VALID_REQUEST_ID.fullmatch(offered) else uuid.uuid4().hex
+        request.request_id = request_id
+        token = request_context.set({"request_id": request_id})
+        started = time.perf_counter()
+        try:
+            response = self.get_response(request)
+            response[REQUEST_ID_HEADER] = request_id
+            REQUEST_SECONDS.labels(_endpoint(request), request.method, str(response.status_code)).observe(
+                time.perf_counter() - started)
+            if response.status_code == 503:
+                DEPENDENCY_ERRORS.labels(_endpoint(request)).inc()
+            return response
+        finally:
+            request_context.reset(token)
+
+
+class RequestContextFilter(logging.Filter):
+    """Every record gets request_id, client_id and participant_id ("-" outside a request)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # Django logs a refused request (django.request) after the middleware is done:
+        # the record then carries the request itself.
+        request = getattr(record, "request", None)
+        record.request_id = getattr(request, "request_id", None) or current("request_id")
+        record.client_id = current("client_id")
+        record.participant_id = current("participant_id")
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "request_id": getattr(record, "request_id", "-"),
+            "client_id": getattr(record, "client_id", "-"),
+            "participant_id": getattr(record, "participant_id", "-"),
+        }
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            entry["exception"] = f"{type(exc).__name__}: {exc}"[:500]
+        return json.dumps(entry, ensure_ascii=False)
+
+
+JsonFormatter.converter = time.gmtime
+
+
+# --- /metrics ------------------------------------------------------------------------------------
+
+def _allowed(address: str) -> bool:
+    try:
+        peer = ip_address(address)
+    except ValueError:
+        return False
+    for entry in settings.AUTHSERVICE_METRICS_ALLOWED_IPS:
+        try:
+            if peer in ip_network(entry, strict=False):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus text format, for the addresses in AUTHSERVICE_METRICS_ALLOWED_IPS only."""
+    if not _allowed(request.META.get("REMOTE_ADDR", "")):
+        return JsonResponse({"error": "forbidden", "error_description": "Metrics are not served to this address."},
+                            status=403)
+    registry = DEFAULT_REGISTRY
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    response = HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+    response["Cache-Control"] = "no-store"
+    return response

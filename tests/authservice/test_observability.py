@@ -1,0 +1,78 @@
+"""Request ids, JSON logs without secrets, and /metrics."""
+
+import io
+import json
+import logging
+import re
+
+import pytest
+
+from authservice.observability import JsonFormatter, RequestContextFilter
+from tests.conftest import FORM, basic, form
+
+
+@pytest.fixture
+def json_log():
+    """The project's JSON log format on the root logger, captured."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(RequestContextFilter())
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.addHandler(handler)
+    level = root.level
+    root.setLevel(logging.DEBUG)
+    yield stream
+    root.removeHandler(handler)
+    root.setLevel(level)
+
+
+def test_a_request_id_is_taken_or_made_and_returned(client, db):
+    assert client.get("/healthz", HTTP_X_REQUEST_ID="abc-123")["X-Request-ID"] == "abc-123"
+    for offered in ("", "bad id with spaces", "x" * 500, "<script>"):
+        made = client.get("/healthz", HTTP_X_REQUEST_ID=offered)["X-Request-ID"]
+        assert re.fullmatch(r"[0-9a-f]{32}", made)
+
+
+def test_json_log_lines_carry_the_request_id_and_no_secret(client, make_client, json_log):
+    oauth_client, secret = make_client()
+    wrong = secret[:-4] + "AAAA"
+    response = client.post("/oauth2/token", form({"grant_type": "client_credentials"}), content_type=FORM,
+                           HTTP_AUTHORIZATION=basic(oauth_client.client_id, wrong), HTTP_X_REQUEST_ID="req-42")
+    assert response.status_code == 401
+    ok = client.post("/oauth2/token", form({"grant_type": "client_credentials"}), content_type=FORM,
+                     HTTP_AUTHORIZATION=basic(oauth_client.client_id, secret))
+    token = ok.json()["access_token"]
+    lines = [json.loads(line) for line in json_log.getvalue().splitlines()]
+    mine = [line for line in lines if line["request_id"] == "req-42"]
+    assert mine, lines  # the refusal was logged, with the request id
+    assert all(set(line) >= {"time", "level", "logger", "message", "request_id", "client_id"} for line in lines)
+    text = json_log.getvalue()
+    for secret_value in (secret, wrong, token, token.split(".")[2]):
+        assert secret_value not in text
+
+
+def _metric(client, name: str) -> float:
+    body = client.get("/metrics").content.decode()
+    values = [float(line.split()[-1]) for line in body.splitlines() if line.startswith(name + " ")
+              or line.startswith(name + "{")]
+    return sum(values)
+
+
+def test_metrics_count_issued_tokens_and_failed_authentications(client, make_client):
+    oauth_client, secret = make_client()
+    issued, failures = _metric(client, "authservice_tokens_issued_total"), _metric(
+        client, "authservice_client_auth_failures_total")
+    client.post("/oauth2/token", form({"grant_type": "client_credentials"}), content_type=FORM,
+                HTTP_AUTHORIZATION=basic(oauth_client.client_id, secret))
+    client.post("/oauth2/token", form({"grant_type": "client_credentials"}), content_type=FORM,
+                HTTP_AUTHORIZATION=basic(oauth_client.client_id, "wrong"))
+    assert _metric(client, "authservice_tokens_issued_total") == issued + 1
+    assert _metric(client, "authservice_client_auth_failures_total") == failures + 1
+    assert _metric(client, "authservice_request_duration_seconds_count") > 0
+
+
+def test_metrics_are_refused_to_other_addresses(client, db, settings):
+    assert client.get("/metrics", REMOTE_ADDR="10.1.2.3").status_code == 403
+    settings.AUTHSERVICE_METRICS_ALLOWED_IPS = ["10.0.0.0/8"]
+    assert client.get("/metrics", REMOTE_ADDR="10.1.2.3").status_code == 200
