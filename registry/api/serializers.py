@@ -23,7 +23,12 @@ class ParticipantFilterSerializer(serializers.Serializer):
     # No NUL: PostgreSQL text cannot hold one (the pattern tells API clients so).
     search = serializers.RegexField(r"^[^\x00]*$", required=False, max_length=100,
                                     help_text="part of the organisation name (no NUL character)")
-    page = serializers.IntegerField(required=False, min_value=1)
+    page = serializers.IntegerField(required=False, min_value=1,
+                                    help_text="Numbered pages sorted by name, with a count (the default; legacy for "
+                                              "crawling: deep pages cost more)")
+    cursor = serializers.CharField(required=False, allow_blank=True, max_length=200,
+                                   help_text="Keyset pages: empty to start, then follow `next`. Stable under "
+                                             "concurrent inserts, flat cost at any depth, no count")
     page_size = serializers.IntegerField(required=False, min_value=1, max_value=200)
 
     def to_internal_value(self, data):
@@ -100,7 +105,8 @@ class ParticipantSerializer(serializers.Serializer):
 
 
 class ParticipantPageSerializer(serializers.Serializer):
-    count = serializers.IntegerField()
+    count = serializers.IntegerField(allow_null=True, help_text="Exact count with numbered pages; null with the "
+                                                                "cursor, which counts nothing")
     next = serializers.URLField(allow_null=True)
     previous = serializers.URLField(allow_null=True)
     results = ParticipantSerializer(many=True)

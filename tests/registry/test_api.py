@@ -248,3 +248,36 @@ def test_an_applicants_keys_are_served_empty(api, organisation, admin_user):
     body = api(detail).json()
     assert (body["status"], body["keys"], body["tokens_not_before"]) == ("APPLIED", [], None)
     assert api(f"{detail}/jwks").json() == {"keys": []}
+
+
+def test_cursor_pagination_crawls_every_participant_once_while_others_are_added(api, onboard):
+    for _ in range(7):
+        onboard()
+    seen, path, pages = [], "/registry/v1/participants?cursor=&page_size=3", 0
+    while path:
+        body = api(path).json()
+        assert body["count"] is None  # the cursor counts nothing
+        seen += [item["participant_id"] for item in body["results"]]
+        if pages == 0:
+            onboard()  # added during the crawl: after the cursor, so seen exactly once
+        path = body["next"] and body["next"].split("testserver", 1)[-1]
+        pages += 1
+    assert len(seen) == len(set(seen))  # no duplicates
+    expected = api("/registry/v1/participants?page=1&page_size=200").json()
+    assert expected["count"] == len(seen)  # no gaps
+    assert set(seen) == {item["participant_id"] for item in expected["results"]}
+
+
+def test_legacy_page_numbers_still_work_with_a_count(api, onboard):
+    for _ in range(3):
+        onboard()
+    body = api("/registry/v1/participants?page=1&page_size=2").json()
+    assert body["count"] >= 3 and len(body["results"]) == 2 and "page=2" in body["next"]
+    assert api("/registry/v1/participants?cursor=not-ours").status_code == 404
+
+
+def test_search_matches_part_of_a_name_in_any_case(api, onboard):
+    onboard(name="Zebra Microfinance")
+    names = [item["organisation"]["legal_name"] for item in api(
+        "/registry/v1/participants?search=CROFIN").json()["results"]]
+    assert names == ["Zebra Microfinance"]

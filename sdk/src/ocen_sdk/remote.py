@@ -382,9 +382,9 @@ class RegistryClient:
     def participants(self, *, role: str | None = None, status: str | None = None,
                      search: str | None = None) -> list[ParticipantRecord]:
         """Every participant matching the filters (all pages), each page ETag-revalidated."""
-        query = urlencode({name: value for name, value in (("role", role), ("status", status), ("search", search))
-                           if value})
-        path: str | None = f"/registry/v1/participants{'?' + query if query else ''}"
+        filters = {name: value for name, value in (("role", role), ("status", status), ("search", search)) if value}
+        # The keyset cursor: every page costs the same, and a crawl sees each participant once.
+        path: str | None = f"/registry/v1/participants?{urlencode({**filters, 'cursor': ''})}"
         records: list[ParticipantRecord] = []
         while path:
             with self._lock:
