@@ -212,20 +212,22 @@ OAUTH2_PROVIDER = {
 
 # --- This service -------------------------------------------------------------------------
 # A comma-separated list: the first key encrypts, every key decrypts (so the
-# key-encryption key itself can be rotated). Unset: derived from SECRET_KEY, which the
-# system checks warn about when DEBUG is off.
-_key_encryption_key = os.environ.get("AUTHSERVICE_KEY_ENCRYPTION_KEY", "")
+# key-encryption key itself can be rotated). Items are trimmed and empty ones dropped
+# ("new, old" and a trailing newline mean what they look like). Unset: derived from
+# SECRET_KEY, which the system checks warn about when DEBUG is off.
 AUTHSERVICE = {
     "ISSUER": os.environ.get("AUTHSERVICE_ISSUER", "http://127.0.0.1:8000"),
     "ACCESS_TOKEN_TTL": int(os.environ.get("AUTHSERVICE_ACCESS_TOKEN_TTL", "900")),
     "ACCESS_TOKEN_TYP": os.environ.get("AUTHSERVICE_ACCESS_TOKEN_TYP", "at+jwt"),
     "SIGNING_ALG": os.environ.get("AUTHSERVICE_SIGNING_ALG", "RS256"),
-    "KEY_ENCRYPTION_KEYS": [k for k in _key_encryption_key.split(",") if k],
+    "KEY_ENCRYPTION_KEYS": env_list("AUTHSERVICE_KEY_ENCRYPTION_KEY", ""),
     "REGISTRY_ALLOW_HTTP_ENDPOINTS": env_bool("AUTHSERVICE_ALLOW_HTTP_ENDPOINTS", False),
     # The token endpoint's hooks: the registry decides what a participant's client is
     # granted and which keys it may sign client assertions with.
     "GRANTS_PROVIDER": "registry.oauth_hooks.participant_grants",
     "CLIENT_KEYS_PROVIDER": "registry.oauth_hooks.client_verification_keys",
+    # Every change to the service's signing keys lands in the registry's audit log.
+    "SIGNING_KEY_EVENT_RECORDER": "registry.audit.record_signing_key_event",
 }
 
 LOGGING = {

@@ -60,15 +60,15 @@ def test_create_client_prints_secret_once_as_json(db, signing_key, client):
     assert response.status_code == 200
 
 
-@pytest.mark.parametrize("hook", ["GRANTS_PROVIDER", "CLIENT_KEYS_PROVIDER"])
+@pytest.mark.parametrize("hook", ["GRANTS_PROVIDER", "CLIENT_KEYS_PROVIDER", "SIGNING_KEY_EVENT_RECORDER"])
 def test_check_fails_clearly_when_a_hook_names_nothing(settings, hook):
     settings.AUTHSERVICE = {**settings.AUTHSERVICE, hook: "registry.oauth_hooks.no_such_function"}
     with pytest.raises(SystemCheckError, match=rf"authservice.E001.*{hook} names 'registry.oauth_hooks.no_such"):
         call_command("check")
 
 
-def test_check_passes_with_the_projects_hooks(settings):
-    call_command("check")  # raises SystemCheckError on any error
+def test_check_passes_with_the_projects_hooks(settings, signing_key):
+    call_command("check")  # raises SystemCheckError on any error (the signing key decrypts)
 
 
 def test_create_client_refuses_blank_name(db):
@@ -90,6 +90,7 @@ def test_check_deploy_is_clean_in_production_settings():
         DJANGO_SECRET_KEY="x" * 20 + "a-long-and-random-production-secret-key-value",
         AUTHSERVICE_KEY_ENCRYPTION_KEY="a dedicated key-encryption key",
         AUTHSERVICE_ISSUER="https://auth.example.org",
+        DATABASE_URL="sqlite:///:memory:",
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
