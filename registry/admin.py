@@ -210,10 +210,11 @@ WORKFLOWS = [
              (Status.APPROVED, Status.SUSPENDED),
              lambda p, data, user: services.participant_rotate_secret(
                  participant=p, grace_seconds=data["grace_seconds"], revoke_tokens=data["revoke_tokens"],
-                 acting_user=user),
+                 force=data["force"], acting_user=user),
              RotateSecretForm, credentials_title="New client secret",
              explanation="A new secret is shown once. The old one stops working at once unless you set a grace "
-                         "period."),
+                         "period. A rotation within a minute of the last one, or while its grace period runs, "
+                         "is refused unless you tick “Force”: it would replace a secret just handed out."),
     Workflow("revoke-tokens", "Revoke all tokens now", "rotate_participant_secret",
              (Status.APPROVED, Status.SUSPENDED),
              lambda p, data, user: services.participant_revoke_tokens(participant=p, reason=data["reason"],

@@ -123,6 +123,18 @@ def test_opposite_mappings_granted_at_once_do_not_deadlock(signing_key):
     assert not [o for o in outcomes if isinstance(o, Exception)]
 
 
+def test_concurrent_secret_rotations_issue_exactly_one_secret(applied, token_for):
+    services.participant_approve(participant=applied, acting_user=None)
+    outcomes = _race(lambda: services.participant_rotate_secret(participant=applied, acting_user=None), times=3)
+    issued = [o for o in outcomes if isinstance(o, services.Credentials)]
+    refused = [o for o in outcomes if isinstance(o, ValidationError)]
+    assert len(issued) == 1 and len(refused) == 2, outcomes
+    assert all("Force the rotation" in " ".join(o.messages) for o in refused)
+    client = get_application_model().objects.get(pk=Participant.objects.get(pk=applied.pk).client_id)
+    assert token_for(client, issued[0].client_secret).status_code == 200
+    assert AuditEvent.objects.filter(action=AuditAction.CLIENT_SECRET_ROTATED).count() == 1
+
+
 def test_concurrent_prepublications_give_one_key_and_a_clean_refusal(signing_key):
     outcomes = _race(signing_key_prepublish, times=3)
     created = [o for o in outcomes if isinstance(o, tuple) and o[1]]
