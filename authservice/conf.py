@@ -55,11 +55,15 @@ DEFAULTS: dict[str, Any] = {
     "CLIENT_KEYS_PROVIDER": "authservice.grants.no_client_keys",
     # Longest lifetime accepted for a private_key_jwt client assertion, seconds.
     "MAX_CLIENT_ASSERTION_LIFETIME": 300,
+    # Hook: function(*, action, before, after), called inside the transaction of every
+    # change to the service's signing keys (authservice.signing_keys.SigningKeyEvent).
+    # The project's settings name the registry's audit log.
+    "SIGNING_KEY_EVENT_RECORDER": "authservice.signing_keys.ignore_key_event",
 }
 
 
 # Settings holding a dotted path, imported once and served as the object itself.
-IMPORT_STRINGS = frozenset({"GRANTS_PROVIDER", "CLIENT_KEYS_PROVIDER"})
+IMPORT_STRINGS = frozenset({"GRANTS_PROVIDER", "CLIENT_KEYS_PROVIDER", "SIGNING_KEY_EVENT_RECORDER"})
 
 
 class AuthServiceSettings:
@@ -83,6 +87,7 @@ class AuthServiceSettings:
         if not isinstance(merged["AUDIT_KEYS"], list | tuple) or not all(
                 isinstance(key, str) and key for key in merged["AUDIT_KEYS"]):
             raise ImproperlyConfigured("AUTHSERVICE AUDIT_KEYS must be a list of non-empty strings")
+        merged["KEY_ENCRYPTION_KEYS"] = _key_encryption_keys(merged["KEY_ENCRYPTION_KEYS"])
         for name in IMPORT_STRINGS:
             merged[name] = _imported(name, merged[name])
         merged["ISSUER"] = merged["ISSUER"].rstrip("/")
@@ -109,6 +114,13 @@ class AuthServiceSettings:
 
     def reload(self) -> None:
         self._cache = None
+
+
+def _key_encryption_keys(value: Any) -> list[str]:
+    """Trimmed, non-empty strings: a stray space or newline must not make another key."""
+    if not isinstance(value, list | tuple) or not all(isinstance(item, str) for item in value):
+        raise ImproperlyConfigured("AUTHSERVICE KEY_ENCRYPTION_KEYS must be a list of strings")
+    return [item.strip() for item in value if item.strip()]
 
 
 def _imported(name: str, value: Any) -> Any:

@@ -26,6 +26,8 @@ class OAuthClient(AbstractApplication):
     # After a rotation with a grace period, the old secret's hash and when it stops working.
     previous_client_secret = models.CharField(max_length=255, blank=True, editable=False)
     previous_secret_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # When the secret was last rotated: a second rotation soon after is refused unless forced.
+    secret_rotated_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta(AbstractApplication.Meta):
         swappable = "OAUTH2_PROVIDER_APPLICATION_MODEL"

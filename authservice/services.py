@@ -45,6 +45,10 @@ def client_create(*, name: str) -> tuple[object, str]:
 
 
 MAX_SECRET_GRACE_SECONDS = 7 * 24 * 3600
+# A rotation this soon after the previous one is most likely a repeated submission or a
+# second administrator acting at the same moment: its secret would silently replace the
+# one just handed out. Refused unless forced.
+SECRET_ROTATION_COOLDOWN_SECONDS = 60
 
 
 def _locked(client):
@@ -52,27 +56,56 @@ def _locked(client):
     return Client.objects.select_for_update().get(pk=client.pk)
 
 
+def _refuse_overlapping_rotation(client, now: datetime) -> None:
+    """Refuse a rotation that would silently undo another one (see ``client_rotate_secret``)."""
+    expires = client.previous_secret_expires_at
+    if expires is not None and expires > now:
+        raise ValidationError(
+            f"The previous secret still works until {expires:%Y-%m-%d %H:%M:%S}Z (grace period of the last "
+            "rotation); rotating again now would stop it at once. Wait until then, or force the rotation."
+        )
+    last = client.secret_rotated_at
+    if last is not None and (now - last).total_seconds() < SECRET_ROTATION_COOLDOWN_SECONDS:
+        raise ValidationError(
+            f"The secret was rotated {int((now - last).total_seconds())}s ago (a repeated request, or another "
+            "administrator at the same moment?): the secret issued then is the one in force. Force the rotation "
+            "to replace it anyway."
+        )
+
+
 @transaction.atomic
-def client_rotate_secret(*, client, grace_seconds: int = 0, revoke_tokens: bool = False) -> str:
+def client_rotate_secret(*, client, grace_seconds: int = 0, revoke_tokens: bool = False,
+                         force: bool = False) -> str:
     """Replace the client's secret. The old one stops working at once, or after
     ``grace_seconds`` so a participant can roll its deployments over. With
     ``revoke_tokens`` every token issued before the rotation is refused as well (for a
-    leaked secret); the old secret then stops at once, or it could mint new ones."""
+    leaked secret); the old secret then stops at once, or it could mint new ones.
+
+    Rotations of one client are serialised by its row lock, and one that would undo
+    another is refused unless ``force``: within ``SECRET_ROTATION_COOLDOWN_SECONDS`` of
+    the last rotation (so of two concurrent rotations exactly one secret is issued), or
+    while the last rotation's grace period runs (a forced one ends that grace at once:
+    only the secret being replaced keeps a grace period)."""
     if not 0 <= grace_seconds <= MAX_SECRET_GRACE_SECONDS:
         raise ValidationError(f"The grace period must be between 0 and {MAX_SECRET_GRACE_SECONDS} seconds.")
     if revoke_tokens and grace_seconds:
         raise ValidationError("Ending the old secret's tokens needs the old secret to stop at once: "
                               "a grace period would let it obtain new ones.")
-    secret = generate_client_secret()
     locked = _locked(client)
+    now = timezone.now()
+    if not force:
+        _refuse_overlapping_rotation(locked, now)
+    secret = generate_client_secret()
     if grace_seconds:
         locked.previous_client_secret = locked.client_secret
-        locked.previous_secret_expires_at = timezone.now() + timedelta(seconds=grace_seconds)
+        locked.previous_secret_expires_at = now + timedelta(seconds=grace_seconds)
     else:
         locked.previous_client_secret = ""
         locked.previous_secret_expires_at = None
     locked.client_secret = secret
-    fields = ["client_secret", "previous_client_secret", "previous_secret_expires_at", "updated"]
+    locked.secret_rotated_at = now
+    fields = ["client_secret", "previous_client_secret", "previous_secret_expires_at", "secret_rotated_at",
+              "updated"]
     if revoke_tokens:
         locked.tokens_not_before = not_before.cutoff_now(locked.tokens_not_before)
         fields.append("tokens_not_before")

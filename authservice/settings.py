@@ -68,6 +68,8 @@ MIDDLEWARE = [
     "authservice.observability.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "authservice.middleware.OAuthFastPathMiddleware",
+    # After the OAuth short path (JSON only); every page gets a strict CSP.
+    "authservice.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -169,8 +171,9 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
-STATIC_ROOT.mkdir(exist_ok=True)  # WhiteNoise warns about a missing root before collectstatic
+# `manage.py collectstatic` fills it on every deployment (a system check warns until then).
+STATIC_ROOT = Path(os.environ.get("DJANGO_STATIC_ROOT") or BASE_DIR / "staticfiles")
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise warns about a missing root before collectstatic
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
@@ -228,15 +231,15 @@ OAUTH2_PROVIDER = {
 
 # --- This service -------------------------------------------------------------------------
 # A comma-separated list: the first key encrypts, every key decrypts (so the
-# key-encryption key itself can be rotated). Unset: derived from SECRET_KEY, which the
-# system checks warn about when DEBUG is off.
-_key_encryption_key = os.environ.get("AUTHSERVICE_KEY_ENCRYPTION_KEY", "")
+# key-encryption key itself can be rotated). Items are trimmed and empty ones dropped
+# ("new, old" and a trailing newline mean what they look like). Unset: derived from
+# SECRET_KEY, which the system checks warn about when DEBUG is off.
 AUTHSERVICE = {
     "ISSUER": os.environ.get("AUTHSERVICE_ISSUER", "http://127.0.0.1:8000"),
     "ACCESS_TOKEN_TTL": int(os.environ.get("AUTHSERVICE_ACCESS_TOKEN_TTL", "900")),
     "ACCESS_TOKEN_TYP": os.environ.get("AUTHSERVICE_ACCESS_TOKEN_TYP", "at+jwt"),
     "SIGNING_ALG": os.environ.get("AUTHSERVICE_SIGNING_ALG", "RS256"),
-    "KEY_ENCRYPTION_KEYS": [k for k in _key_encryption_key.split(",") if k],
+    "KEY_ENCRYPTION_KEYS": env_list("AUTHSERVICE_KEY_ENCRYPTION_KEY", ""),
     # The audit log's HMAC keys, comma-separated like the key-encryption key (the first
     # keys new links, every key verifies). Unset: derived from the key-encryption key.
     "AUDIT_KEYS": env_list("AUTHSERVICE_AUDIT_KEY", ""),
@@ -245,6 +248,8 @@ AUTHSERVICE = {
     # granted and which keys it may sign client assertions with.
     "GRANTS_PROVIDER": "registry.oauth_hooks.participant_grants",
     "CLIENT_KEYS_PROVIDER": "registry.oauth_hooks.client_verification_keys",
+    # Every change to the service's signing keys lands in the registry's audit log.
+    "SIGNING_KEY_EVENT_RECORDER": "registry.audit.record_signing_key_event",
 }
 
 # Text for `make run` (the default); LOG_FORMAT=json for a log pipeline. Either way each

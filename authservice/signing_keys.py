@@ -1,10 +1,15 @@
 """The service's own signing keys: generation, encryption at rest, rotation, loading.
 
 Lifecycle: a key is created NEXT (published in the JWKS, not signing), becomes ACTIVE
-(the one signer) when rotation activates it, and RETIRED when replaced; a retired key
-stays published until every token it signed has expired, then its private half is
-erased. Processes cache the loaded signer for a few seconds: a pre-published key is
-already in every verifier's JWKS, so that delay is harmless.
+(the one signer) when rotation activates it, and RETIRED when replaced. A retired key
+never signs again, so its private half is erased in the transaction that retires it;
+its public half stays published until every token it signed has expired. Processes
+cache the loaded signer for a few seconds: a pre-published key is already in every
+verifier's JWKS, so that delay is harmless.
+
+Every change here is reported, inside its transaction, to the
+``AUTHSERVICE["SIGNING_KEY_EVENT_RECORDER"]`` hook (the project's settings name the
+registry's audit log), so no caller can change a key without leaving a trace.
 """
 
 import base64
@@ -13,6 +18,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from functools import lru_cache
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -21,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 from jwcrypto import jwk
 
@@ -46,17 +52,93 @@ def _fernet_key(material: str) -> bytes:
     return base64.urlsafe_b64encode(derived)
 
 
-@lru_cache(maxsize=4)
+@lru_cache(maxsize=8)
 def _multi_fernet(materials: tuple[str, ...]) -> MultiFernet:
     return MultiFernet([Fernet(_fernet_key(m)) for m in materials])
 
 
+def _encryption_materials() -> tuple[str, ...]:
+    return tuple(authservice_settings.KEY_ENCRYPTION_KEYS) or (settings.SECRET_KEY,)
+
+
 def key_encryption() -> MultiFernet:
-    materials = tuple(authservice_settings.KEY_ENCRYPTION_KEYS) or (settings.SECRET_KEY,)
-    return _multi_fernet(materials)
+    """The configured key-encryption keys: the first encrypts, every one decrypts."""
+    return _multi_fernet(_encryption_materials())
+
+
+def _decrypts(materials: tuple[str, ...], token: str) -> bool:
+    try:
+        _multi_fernet(materials).decrypt(token.encode("ascii"))
+    except InvalidToken:
+        return False
+    return True
+
+
+class SigningKeyUnavailable(RuntimeError):
+    """The service cannot sign: no active key, or its private half cannot be decrypted."""
+
+
+@dataclass(frozen=True)
+class UndecryptableKey:
+    kid: str
+    state: str
+    fix: str
+
+
+def undecryptable_keys() -> list[UndecryptableKey]:
+    """Stored private keys the configured key-encryption keys cannot decrypt, each with
+    what most likely happened and how to recover."""
+    materials = _encryption_materials()
+    found = []
+    for key in SigningKey.objects.exclude(private_key_encrypted="").order_by("created_at"):
+        token = key.private_key_encrypted
+        if _decrypts(materials, token):
+            continue
+        found.append(UndecryptableKey(key.kid, key.state, _recovery_hint(token)))
+    return found
+
+
+RESTORE = ("put the key it was encrypted with after the current one "
+           "(AUTHSERVICE_KEY_ENCRYPTION_KEY=current,old), run `manage.py reencrypt_keys`, then drop the old one")
+
+
+def _recovery_hint(token: str) -> str:
+    if authservice_settings.KEY_ENCRYPTION_KEYS and _decrypts((settings.SECRET_KEY,), token):
+        return ("It was encrypted before AUTHSERVICE_KEY_ENCRYPTION_KEY was set, with the key derived from "
+                "DJANGO_SECRET_KEY: set AUTHSERVICE_KEY_ENCRYPTION_KEY=<new key>,<the value of DJANGO_SECRET_KEY>, "
+                "run `manage.py reencrypt_keys`, then drop the second item.")
+    if not authservice_settings.KEY_ENCRYPTION_KEYS:
+        return ("AUTHSERVICE_KEY_ENCRYPTION_KEY is unset, so keys are read with a key derived from "
+                "DJANGO_SECRET_KEY, which changed since this key was stored (or the key-encryption key it was "
+                "stored under is no longer set): set AUTHSERVICE_KEY_ENCRYPTION_KEY=<new key>,<the previous "
+                "DJANGO_SECRET_KEY or key-encryption key>, run `manage.py reencrypt_keys`, then drop the second "
+                "item.")
+    return f"None of the configured key-encryption keys decrypts it: {RESTORE}."
 
 
 # --- Generation and rotation (the only writers of SigningKey) ------------------------------
+
+class SigningKeyEvent(StrEnum):
+    """What the event recorder hook is told; the registry's audit actions share the names."""
+
+    CREATED = "SIGNING_KEY_CREATED"
+    PREPUBLISHED = "SIGNING_KEY_PREPUBLISHED"
+    ACTIVATED = "SIGNING_KEY_ACTIVATED"
+    RETIRED = "SIGNING_KEY_RETIRED"
+    REENCRYPTED = "SIGNING_KEYS_REENCRYPTED"
+
+
+def ignore_key_event(*, action: str, before: dict, after: dict) -> None:
+    """The default SIGNING_KEY_EVENT_RECORDER: the log lines below are the only trace."""
+
+
+def _record(action: SigningKeyEvent, *, before: dict | None = None, after: dict | None = None) -> None:
+    authservice_settings.SIGNING_KEY_EVENT_RECORDER(action=str(action), before=before or {}, after=after or {})
+
+
+def _described(key: SigningKey) -> dict:
+    return {"kid": key.kid, "alg": key.alg, "state": str(key.state)}
+
 
 def _generate_private_key(alg: str) -> rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey:
     if alg == "RS256":
@@ -67,6 +149,8 @@ def _generate_private_key(alg: str) -> rsa.RSAPrivateKey | ec.EllipticCurvePriva
 
 
 def _new_key(*, alg: str, state: str, now: datetime) -> SigningKey:
+    """Insert a new key in its own savepoint: a concurrent writer taking the same state
+    first (one ACTIVE, one NEXT) surfaces as IntegrityError with the outer transaction intact."""
     private_key = _generate_private_key(alg)
     public = jwk.JWK.from_pyca(private_key.public_key())
     kid = public.thumbprint()
@@ -74,36 +158,52 @@ def _new_key(*, alg: str, state: str, now: datetime) -> SigningKey:
     pem = private_key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    return SigningKey.objects.create(
-        kid=kid,
-        alg=alg,
-        state=state,
-        public_jwk=public_jwk,
-        private_key_encrypted=key_encryption().encrypt(pem).decode("ascii"),
-        created_at=now,
-        activated_at=now if state == SigningKeyState.ACTIVE else None,
-    )
+    with transaction.atomic():
+        return SigningKey.objects.create(
+            kid=kid,
+            alg=alg,
+            state=state,
+            public_jwk=public_jwk,
+            private_key_encrypted=key_encryption().encrypt(pem).decode("ascii"),
+            created_at=now,
+            activated_at=now if state == SigningKeyState.ACTIVE else None,
+        )
 
 
 @transaction.atomic
 def signing_key_ensure() -> tuple[SigningKey, bool]:
-    """Make sure a signing key exists (first start). Returns (active key, created)."""
+    """Make sure a signing key exists (first start). Returns (active key, created).
+
+    Two first starts at once both find no key; the one that loses the insert returns
+    the winner's key."""
     active = SigningKey.objects.select_for_update().filter(state=SigningKeyState.ACTIVE).first()
     if active is not None:
         return active, False
-    key = _new_key(alg=authservice_settings.SIGNING_ALG, state=SigningKeyState.ACTIVE, now=timezone.now())
+    try:
+        key = _new_key(alg=authservice_settings.SIGNING_ALG, state=SigningKeyState.ACTIVE, now=timezone.now())
+    except IntegrityError:
+        return SigningKey.objects.get(state=SigningKeyState.ACTIVE), False
+    _record(SigningKeyEvent.CREATED, after=_described(key))
     logger.info("created signing key kid=%s alg=%s", key.kid, key.alg)
     return key, True
 
 
 @transaction.atomic
 def signing_key_prepublish(*, alg: str | None = None) -> tuple[SigningKey, bool]:
-    """Publish the next key without letting it sign yet. Idempotent: returns (key, created)."""
+    """Publish the next key without letting it sign yet. Idempotent: returns (key, created).
+
+    Of two pre-publications at the same moment one wins; the other is refused with a
+    ValidationError rather than silently returning a key its caller did not create."""
     existing = SigningKey.objects.select_for_update().filter(state=SigningKeyState.NEXT).first()
     if existing is not None:
         return existing, False
-    key = _new_key(alg=alg or authservice_settings.SIGNING_ALG, state=SigningKeyState.NEXT,
-                   now=timezone.now())
+    try:
+        key = _new_key(alg=alg or authservice_settings.SIGNING_ALG, state=SigningKeyState.NEXT,
+                       now=timezone.now())
+    except IntegrityError as exc:
+        raise ValidationError("Another rotation pre-published a key at the same moment: see "
+                              "`rotate_signing_key --status`.") from exc
+    _record(SigningKeyEvent.PREPUBLISHED, after=_described(key))
     logger.info("pre-published signing key kid=%s alg=%s", key.kid, key.alg)
     return key, True
 
@@ -113,7 +213,9 @@ def signing_key_activate(*, force: bool = False) -> SigningKey:
     """Make the pre-published key the signer and retire the current one.
 
     Refused until the next key has been published for the JWKS max-age, so that no
-    verifier meets a token signed by a key its cached JWKS does not hold yet.
+    verifier meets a token signed by a key its cached JWKS does not hold yet. The
+    retired key's private half is erased here: it never signs again, and its public
+    half (all verifiers need) stays published until its tokens have expired.
     """
     now = timezone.now()
     next_key = SigningKey.objects.select_for_update().filter(state=SigningKeyState.NEXT).first()
@@ -125,22 +227,62 @@ def signing_key_activate(*, force: bool = False) -> SigningKey:
             f"Key {next_key.kid} has been published for {int(published_for)}s; verifiers may cache the "
             f"JWKS for {authservice_settings.JWKS_MAX_AGE}s. Wait, or pass --force."
         )
-    SigningKey.objects.filter(state=SigningKeyState.ACTIVE).update(
-        state=SigningKeyState.RETIRED, retired_at=now
-    )
+    if not _decrypts(_encryption_materials(), next_key.private_key_encrypted):
+        raise ValidationError(f"Key {next_key.kid} cannot be decrypted with the configured key-encryption keys, "
+                              "so it could not sign: see `manage.py check`.")
+    retiring = SigningKey.objects.select_for_update().filter(state=SigningKeyState.ACTIVE).first()
+    if retiring is not None:
+        retiring.state = SigningKeyState.RETIRED
+        retiring.retired_at = now
+        retiring.private_key_encrypted = ""
+        retiring.save(update_fields=["state", "retired_at", "private_key_encrypted"])
     next_key.state = SigningKeyState.ACTIVE
     next_key.activated_at = now
     next_key.save(update_fields=["state", "activated_at"])
-    _erase_expired_private_keys(now)
+    if retiring is not None:
+        _record(SigningKeyEvent.RETIRED, before={**_described(retiring), "state": str(SigningKeyState.ACTIVE)},
+                after={**_described(retiring), "private_key_erased": True,
+                       "published_until": retiring.published_until.isoformat()})
+    _record(SigningKeyEvent.ACTIVATED, before={**_described(next_key), "state": str(SigningKeyState.NEXT)},
+            after={**_described(next_key), "forced": force})
     logger.info("activated signing key kid=%s", next_key.kid)
     return next_key
 
 
-def _erase_expired_private_keys(now: datetime) -> None:
-    published = SigningKey.objects.published(now).values("pk")
-    SigningKey.objects.filter(state=SigningKeyState.RETIRED).exclude(pk__in=published).exclude(
-        private_key_encrypted=""
-    ).update(private_key_encrypted="")
+@dataclass(frozen=True)
+class Reencryption:
+    reencrypted: list[str]
+    already_current: list[str]
+    without_private_key: int
+
+
+@transaction.atomic
+def signing_keys_reencrypt() -> Reencryption:
+    """Re-encrypt every stored private key under the first key-encryption key, so the
+    others can be dropped. Idempotent; all or nothing: refused, changing nothing, if
+    any key cannot be decrypted with the configured keys."""
+    materials = _encryption_materials()
+    keys = list(SigningKey.objects.select_for_update().order_by("created_at"))
+    stored = [key for key in keys if key.private_key_encrypted]
+    lost = [key.kid for key in stored if not _decrypts(materials, key.private_key_encrypted)]
+    if lost:
+        raise ValidationError(
+            f"Signing key(s) {', '.join(lost)} cannot be decrypted with the configured key-encryption keys; "
+            f"nothing was changed. To recover, {RESTORE}."
+        )
+    reencrypted, current = [], []
+    for key in stored:
+        if _decrypts(materials[:1], key.private_key_encrypted):
+            current.append(key.kid)
+            continue
+        token = key_encryption().rotate(key.private_key_encrypted.encode("ascii"))
+        key.private_key_encrypted = token.decode("ascii")
+        key.save(update_fields=["private_key_encrypted"])
+        reencrypted.append(key.kid)
+    if reencrypted:
+        _record(SigningKeyEvent.REENCRYPTED, after={"kids": reencrypted})
+        logger.info("re-encrypted signing keys %s under the first key-encryption key", ", ".join(reencrypted))
+    return Reencryption(reencrypted, current, len(keys) - len(stored))
 
 
 # --- Loading (hot path) -------------------------------------------------------------------
@@ -149,8 +291,9 @@ def _load_private(key: SigningKey) -> Signer:
     try:
         pem = key_encryption().decrypt(key.private_key_encrypted.encode("ascii"))
     except InvalidToken as exc:
-        raise RuntimeError(
-            f"Signing key {key.kid} cannot be decrypted: AUTHSERVICE_KEY_ENCRYPTION_KEY does not match."
+        raise SigningKeyUnavailable(
+            f"Signing key {key.kid} cannot be decrypted: AUTHSERVICE_KEY_ENCRYPTION_KEY does not match "
+            "(`manage.py check` says how to recover)."
         ) from exc
     private_key = serialization.load_pem_private_key(pem, password=None)
     return Signer(key=private_key, alg=key.alg, kid=key.kid)

@@ -11,7 +11,7 @@ from typing import Any
 
 from authservice import not_before
 from authservice.conf import SUPPORTED_SIGNING_ALGS, authservice_settings
-from authservice.signing_keys import active_signer, key_cache
+from authservice.signing_keys import SigningKeyUnavailable, active_signer, key_cache
 from ocen_sdk.jws import claim_audiences, sign_jwt, validate_claims, verify_jwt
 
 # RFC 9068's media type, and plain JWT for resource servers that refuse it (Spring Security 5).
@@ -28,7 +28,7 @@ def generate_access_token(request, refresh_token: bool = False) -> str:
     """
     signer = active_signer()
     if signer is None:
-        raise RuntimeError("No active signing key: run `python manage.py bootstrap`.")
+        raise SigningKeyUnavailable("No active signing key: run `python manage.py bootstrap`.")
     client = request.client
     issued_at = max(int(time.time()), not_before.epoch(client) or 0)
     audiences = sorted(request.token_audiences)

@@ -22,7 +22,7 @@ from oauth2_provider.settings import oauth2_settings
 from authservice.availability import is_unavailable, unavailable_response
 from authservice.conf import authservice_settings
 from authservice.observability import CLIENT_AUTH_FAILURES, TOKENS_ISSUED, TOKENS_REFUSED
-from authservice.signing_keys import active_signer, published_jwks
+from authservice.signing_keys import SigningKeyUnavailable, active_signer, published_jwks
 from ocen_sdk.jws import ALGORITHMS
 
 logger = logging.getLogger(__name__)
@@ -30,6 +30,8 @@ logger = logging.getLogger(__name__)
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 # RFC 8707 allows `resource` to repeat; RFC 6749 §3.2 forbids repeating anything else.
 REPEATABLE_PARAMETERS = {"resource"}
+# Seconds a client is asked to wait when the service cannot sign (an operator must act).
+SIGNING_UNAVAILABLE_RETRY_AFTER = 30
 CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
 # oauthlib often sends a bare error code; say what went wrong (RFC 6749 §5.2).
 ERROR_DESCRIPTIONS = {
@@ -164,7 +166,15 @@ class OAuthEndpointView(View):
         if "HTTP_AUTHORIZATION" in request.META:
             headers["Authorization"] = request.META["HTTP_AUTHORIZATION"]
         uri = request.build_absolute_uri(request.path)
-        response_headers, response_body, status = self.respond(uri, body, headers)
+        try:
+            response_headers, response_body, status = self.respond(uri, body, headers)
+        except SigningKeyUnavailable as exc:
+            # A deployment mistake (wrong key-encryption key, no key), not the client's:
+            # /readyz and `manage.py check` name it; clients are told to come back.
+            logger.error("cannot sign tokens: %s", exc)
+            return oauth_error(503, "temporarily_unavailable",
+                               "The service cannot issue tokens right now; try again later.",
+                               {"Retry-After": str(SIGNING_UNAVAILABLE_RETRY_AFTER)})
         response = HttpResponse(_described(response_body, status), status=status)
         for name, value in response_headers.items():
             response[name] = value

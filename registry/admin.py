@@ -50,11 +50,6 @@ from registry.models import (
 )
 from registry.selectors import offboarding_plan
 
-STATUS_COLOURS = {
-    Status.APPLIED: "#6c757d", Status.UNDER_REVIEW: "#0d6efd", Status.APPROVED: "#198754",
-    Status.SUSPENDED: "#fd7e14", Status.REJECTED: "#6f42c1", Status.OFFBOARDED: "#dc3545",
-}
-
 
 def credentials_response(request: HttpRequest, admin_site, credentials: services.Credentials,
                          title: str) -> HttpResponse:
@@ -210,10 +205,11 @@ WORKFLOWS = [
              (Status.APPROVED, Status.SUSPENDED),
              lambda p, data, user: services.participant_rotate_secret(
                  participant=p, grace_seconds=data["grace_seconds"], revoke_tokens=data["revoke_tokens"],
-                 acting_user=user),
+                 force=data["force"], acting_user=user),
              RotateSecretForm, credentials_title="New client secret",
              explanation="A new secret is shown once. The old one stops working at once unless you set a grace "
-                         "period."),
+                         "period. A rotation within a minute of the last one, or while its grace period runs, "
+                         "is refused unless you tick “Force”: it would replace a secret just handed out."),
     Workflow("revoke-tokens", "Revoke all tokens now", "rotate_participant_secret",
              (Status.APPROVED, Status.SUSPENDED),
              lambda p, data, user: services.participant_revoke_tokens(participant=p, reason=data["reason"],
@@ -258,6 +254,9 @@ class ParticipantAdmin(ServiceBackedAdmin):
     change_form_template = "registry/admin/participant_change_form.html"
     inlines = [EndpointInline, PublicKeyInline, MappingAsClientInline, MappingAsProviderInline]
     actions = ["offboard_selected"]
+
+    class Media:
+        css = {"all": ["registry/admin/registry.css"]}
     fields = ["participant_id", "organisation", "role", "status_badge", "status_reason", "status_changed_at",
               "client_id_display", "tokens_not_before_display", "approved_by", "approved_at", "created_at",
               "updated_at"]
@@ -267,10 +266,9 @@ class ParticipantAdmin(ServiceBackedAdmin):
 
     @admin.display(description="Status", ordering="status")
     def status_badge(self, participant):
-        colour = STATUS_COLOURS.get(participant.status, "#6c757d")
-        return format_html(
-            '<span class="status-badge" style="background:{};color:#fff;padding:2px 8px;border-radius:10px;'
-            'font-size:11px;font-weight:600">{}</span>', colour, participant.get_status_display())
+        # Colours live in registry.css: the CSP refuses inline styles.
+        return format_html('<span class="status-badge status-{}">{}</span>', participant.status,
+                           participant.get_status_display())
 
     @admin.display(description="Client id")
     def client_id_display(self, participant):

@@ -38,6 +38,11 @@ class RotateSecretForm(forms.Form):
         required=False, label="Also end every token issued with the old secret",
         help_text="For a leaked secret: every token issued before now is refused. Needs a grace period of 0.",
     )
+    force = forms.BooleanField(
+        required=False, label="Force",
+        help_text="Rotate even if the secret was rotated within the last minute, or the previous secret's "
+                  "grace period is still running (it then stops at once).",
+    )
 
 
 class AddKeyForm(forms.Form):

@@ -32,7 +32,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from authservice.conf import authservice_settings
-from registry.models import AuditChainHead, AuditEvent
+from registry.models import AuditAction, AuditChainHead, AuditEvent
 
 GENESIS_HASH = "0" * 64
 CHECKPOINT_ALG = "HMAC-SHA256"
@@ -150,6 +150,13 @@ def record_event(*, action: str, acting_user, participant=None, organisation=Non
     head.sequence, head.last_hash = event.sequence, event.hash
     head.save(update_fields=["sequence", "last_hash"])
     return event
+
+
+def record_signing_key_event(*, action: str, before: dict[str, Any], after: dict[str, Any]) -> AuditEvent:
+    """``AUTHSERVICE["SIGNING_KEY_EVENT_RECORDER"]``: a change to the service's own signing
+    keys (created, pre-published, activated, retired and erased, re-encrypted), made by
+    an operator's command, so recorded as the system's."""
+    return record_event(action=AuditAction(action), acting_user=None, before=before, after=after)
 
 
 @dataclass(frozen=True)

@@ -219,6 +219,11 @@ class AuditAction(models.TextChoices):
     ENDPOINT_REMOVED = "ENDPOINT_REMOVED", "Endpoint removed"
     MAPPING_GRANTED = "MAPPING_GRANTED", "Resource mapping granted"
     MAPPING_REMOVED = "MAPPING_REMOVED", "Resource mapping removed"
+    SIGNING_KEY_CREATED = "SIGNING_KEY_CREATED", "Service signing key created"
+    SIGNING_KEY_PREPUBLISHED = "SIGNING_KEY_PREPUBLISHED", "Service signing key pre-published"
+    SIGNING_KEY_ACTIVATED = "SIGNING_KEY_ACTIVATED", "Service signing key activated"
+    SIGNING_KEY_RETIRED = "SIGNING_KEY_RETIRED", "Service signing key retired, private half erased"
+    SIGNING_KEYS_REENCRYPTED = "SIGNING_KEYS_REENCRYPTED", "Service signing keys re-encrypted"
 
 
 class AuditEvent(models.Model):

@@ -360,16 +360,21 @@ def _require_client(participant: Participant, doing: str) -> None:
 
 @transaction.atomic
 def participant_rotate_secret(*, participant: Participant, acting_user, grace_seconds: int = 0,
-                              revoke_tokens: bool = False) -> Credentials:
+                              revoke_tokens: bool = False, force: bool = False) -> Credentials:
     """Issue a new client secret; with ``revoke_tokens`` every token issued before it
-    is refused too (the old secret leaked)."""
+    is refused too (the old secret leaked).
+
+    Of two rotations at the same moment (two administrators, a double submission)
+    exactly one issues a secret; the other is refused, as is any rotation within a
+    minute of the last or while its grace period runs, unless ``force`` (see
+    ``authservice.services.client_rotate_secret``)."""
     participant = _locked(participant)
     _require_client(participant, "secret to rotate")
     secret = client_rotate_secret(client=participant.client, grace_seconds=grace_seconds,
-                                  revoke_tokens=revoke_tokens)
+                                  revoke_tokens=revoke_tokens, force=force)
     record_event(action=AuditAction.CLIENT_SECRET_ROTATED, acting_user=acting_user, participant=participant,
                  after={"client_id": participant.client.client_id, "grace_seconds": grace_seconds,
-                        "revoke_tokens": revoke_tokens})
+                        "revoke_tokens": revoke_tokens, "force": force})
     return Credentials(participant=participant, client_id=participant.client.client_id, client_secret=secret)
 
 

@@ -60,15 +60,15 @@ def test_create_client_prints_secret_once_as_json(db, signing_key, client):
     assert response.status_code == 200
 
 
-@pytest.mark.parametrize("hook", ["GRANTS_PROVIDER", "CLIENT_KEYS_PROVIDER"])
+@pytest.mark.parametrize("hook", ["GRANTS_PROVIDER", "CLIENT_KEYS_PROVIDER", "SIGNING_KEY_EVENT_RECORDER"])
 def test_check_fails_clearly_when_a_hook_names_nothing(settings, hook):
     settings.AUTHSERVICE = {**settings.AUTHSERVICE, hook: "registry.oauth_hooks.no_such_function"}
     with pytest.raises(SystemCheckError, match=rf"authservice.E001.*{hook} names 'registry.oauth_hooks.no_such"):
         call_command("check")
 
 
-def test_check_passes_with_the_projects_hooks(settings):
-    call_command("check")  # raises SystemCheckError on any error
+def test_check_passes_with_the_projects_hooks(settings, signing_key):
+    call_command("check")  # raises SystemCheckError on any error (the signing key decrypts)
 
 
 def test_create_client_refuses_blank_name(db):
@@ -83,16 +83,34 @@ def _manage(*args, **env):
                           capture_output=True, text=True, timeout=120, check=False)
 
 
-def test_check_deploy_is_clean_in_production_settings():
-    result = _manage(
-        "check", "--deploy", "--fail-level", "WARNING",
-        DJANGO_DEBUG="0", DJANGO_SECURE_HTTPS="1",
-        DJANGO_SECRET_KEY="x" * 20 + "a-long-and-random-production-secret-key-value",
-        AUTHSERVICE_KEY_ENCRYPTION_KEY="a dedicated key-encryption key",
-        AUTHSERVICE_ISSUER="https://auth.example.org",
-    )
+def test_check_deploy_is_clean_after_the_readmes_deployment_steps(tmp_path):
+    production = {
+        "DJANGO_DEBUG": "0", "DJANGO_SECURE_HTTPS": "1",
+        "DJANGO_SECRET_KEY": "x" * 20 + "a-long-and-random-production-secret-key-value",
+        "AUTHSERVICE_KEY_ENCRYPTION_KEY": "a dedicated key-encryption key\n",
+        "AUTHSERVICE_ISSUER": "https://auth.example.org",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "DJANGO_STATIC_ROOT": str(tmp_path / "static"),
+    }
+    for step in (["migrate", "--noinput"], ["collectstatic", "--noinput"], ["bootstrap", "--no-admin"]):
+        done = _manage(*step, **production)
+        assert done.returncode == 0, done.stdout + done.stderr
+    result = _manage("check", "--deploy", "--fail-level", "WARNING", **production)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+    # The mistake: another key-encryption key. `manage.py check` fails, naming the key and the fix.
+    (key,) = json.loads(_manage("rotate_signing_key", "--status", "--json", **production).stdout)
+    wrong = _manage("check", **{**production, "AUTHSERVICE_KEY_ENCRYPTION_KEY": "another key"})
+    assert wrong.returncode != 0
+    assert "authservice.E002" in wrong.stderr and key["kid"] in wrong.stderr, wrong.stderr
+    assert "reencrypt_keys" in wrong.stderr
+
+
+def test_uncollected_static_files_are_warned_about_in_production(tmp_path):
+    result = _manage("check", DJANGO_DEBUG="0", DJANGO_STATIC_ROOT=str(tmp_path / "empty"),
+                     DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    assert "authservice.W003" in result.stderr and "collectstatic" in result.stderr, result.stderr
 
 
 def test_missing_key_encryption_key_is_warned_about_in_production():
@@ -118,3 +136,18 @@ def test_purge_expired_removes_only_expired_records(db):
     call_command("purge_expired", stdout=out)
     assert "1 expired assertion records" in out.getvalue()
     assert UsedNonce.objects.count() == 1
+
+
+def test_a_manifest_collected_before_an_upgrade_is_warned_about(db, settings, tmp_path):
+    from django.core import checks
+
+    settings.DEBUG = False
+    settings.STATIC_ROOT = str(tmp_path)
+    settings.STORAGES = {**settings.STORAGES, "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.ManifestStaticFilesStorage"}}
+    (tmp_path / "staticfiles.json").write_text(json.dumps(
+        {"paths": {"admin/css/base.css": "admin/css/base.0123456789ab.css"}, "version": "1.1", "hash": "x"}))
+    (warning,) = [message for message in checks.run_checks() if message.id == "authservice.W003"]
+    assert "missing from the manifest" in warning.msg
+    settings.DEBUG = True
+    assert [message for message in checks.run_checks() if message.id == "authservice.W003"] == []

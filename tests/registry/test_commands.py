@@ -7,6 +7,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from registry.models import AuditEvent, Organisation, Participant, ResourceMapping, Status
+from tests.audit import AuditTrail
 from tests.keymaterial import ec_key, rsa_1024
 
 
@@ -63,11 +64,12 @@ def test_onboard_refusals_write_nothing(signing_key, key_file, tmp_path, change,
         weak.write_text(rsa_1024().public_pem())
         args["--public-key"] = str(weak)
     args.update(change)
+    trail = AuditTrail()
     with pytest.raises(CommandError, match=message):
         _call("onboard", *[item for pair in args.items() for item in pair])
     assert not Participant.objects.exists()
     assert not Organisation.objects.exists()
-    assert not AuditEvent.objects.exists()
+    trail.assert_none()
 
 
 def test_bad_role_is_a_usage_error(signing_key, key_file):

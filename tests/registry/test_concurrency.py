@@ -1,14 +1,19 @@
-"""Two administrators acting on the same participant at the same moment, on a real
-PostgreSQL server: row locks make exactly one of them win."""
+"""Two administrators (or operators' commands) acting on the same thing at the same
+moment, on a real PostgreSQL server: row locks and unique constraints make exactly one
+of them win, and the other gets a clear refusal."""
 
 import threading
 import uuid
+from io import StringIO
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.core.management import CommandError, call_command
 from django.db import connection, connections
 from oauth2_provider.models import get_application_model
 
+from authservice.models import SigningKey
+from authservice.signing_keys import signing_key_prepublish
 from registry import services
 from registry.audit import verify_chain
 from registry.models import AuditAction, AuditEvent, Participant, Status
@@ -73,7 +78,7 @@ def test_concurrent_audit_appends_never_fork_the_chain(signing_key):
                                                           acting_user=None), times=6)
     assert not [o for o in outcomes if isinstance(o, ValidationError)]
     report = verify_chain()
-    assert report.ok and report.checked == 6
+    assert report.ok and report.checked == 6 + 1  # and the signing key's creation
 
 
 def test_concurrent_approvals_and_organisation_writes_do_not_deadlock(signing_key):
@@ -116,3 +121,45 @@ def test_opposite_mappings_granted_at_once_do_not_deadlock(signing_key):
 
     outcomes = _race(grant, times=4)
     assert not [o for o in outcomes if isinstance(o, Exception)]
+
+
+def test_concurrent_secret_rotations_issue_exactly_one_secret(applied, token_for):
+    services.participant_approve(participant=applied, acting_user=None)
+    outcomes = _race(lambda: services.participant_rotate_secret(participant=applied, acting_user=None), times=3)
+    issued = [o for o in outcomes if isinstance(o, services.Credentials)]
+    refused = [o for o in outcomes if isinstance(o, ValidationError)]
+    assert len(issued) == 1 and len(refused) == 2, outcomes
+    assert all("Force the rotation" in " ".join(o.messages) for o in refused)
+    client = get_application_model().objects.get(pk=Participant.objects.get(pk=applied.pk).client_id)
+    assert token_for(client, issued[0].client_secret).status_code == 200
+    assert AuditEvent.objects.filter(action=AuditAction.CLIENT_SECRET_ROTATED).count() == 1
+
+
+def test_concurrent_prepublications_give_one_key_and_a_clean_refusal(signing_key):
+    outcomes = _race(signing_key_prepublish, times=3)
+    created = [o for o in outcomes if isinstance(o, tuple) and o[1]]
+    others = [o for o in outcomes if not (isinstance(o, tuple) and o[1])]
+    assert len(created) == 1, outcomes
+    # A loser either waited for the winner's row (and returns it) or raced its insert (refused).
+    for other in others:
+        if isinstance(other, tuple):
+            assert other[0] == created[0][0]
+        else:
+            assert isinstance(other, ValidationError), repr(other)
+            assert "at the same moment" in " ".join(other.messages)
+    assert SigningKey.objects.filter(state="NEXT").count() == 1
+    assert AuditEvent.objects.filter(action=AuditAction.SIGNING_KEY_PREPUBLISHED).count() == 1
+    assert verify_chain().ok
+
+
+def test_concurrent_rotate_signing_key_commands_never_print_an_integrity_error(signing_key):
+    def command():
+        try:
+            call_command("rotate_signing_key", stdout=StringIO())
+        except CommandError as exc:
+            return exc
+        return "ok"
+
+    outcomes = _race(command, times=3)
+    assert all(o == "ok" or isinstance(o, CommandError) for o in outcomes), outcomes
+    assert SigningKey.objects.filter(state="NEXT").count() == 1

@@ -269,11 +269,14 @@ def test_suspend_reinstate_and_rotate_each_record_one_exact_event(onboard, admin
     trail = audit()
     services.participant_rotate_secret(participant=participant, grace_seconds=60, acting_user=admin_user)
     trail.assert_one(action=AuditAction.CLIENT_SECRET_ROTATED, actor=admin_user, participant=participant,
-                     before={}, after={"client_id": creds.client_id, "grace_seconds": 60, "revoke_tokens": False})
+                     before={}, after={"client_id": creds.client_id, "grace_seconds": 60, "revoke_tokens": False,
+                                       "force": False})
     trail = audit()
-    services.participant_rotate_secret(participant=participant, revoke_tokens=True, acting_user=admin_user)
+    services.participant_rotate_secret(participant=participant, revoke_tokens=True, force=True,
+                                       acting_user=admin_user)
     trail.assert_one(action=AuditAction.CLIENT_SECRET_ROTATED, actor=admin_user, participant=participant,
-                     before={}, after={"client_id": creds.client_id, "grace_seconds": 0, "revoke_tokens": True})
+                     before={}, after={"client_id": creds.client_id, "grace_seconds": 0, "revoke_tokens": True,
+                                       "force": True})
 
 
 def _utc(epoch: int) -> str:

@@ -2,6 +2,7 @@
 carries the participant's identity claims."""
 
 import pytest
+from django.core.exceptions import ValidationError
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
@@ -131,7 +132,11 @@ def test_secret_rotation_with_a_grace_period_keeps_the_old_secret_briefly(onboar
                                              grace_seconds=300)
     assert token_for(creds.participant.client, creds.client_secret).status_code == 200
     assert token_for(creds.participant.client, new.client_secret).status_code == 200
-    again = services.participant_rotate_secret(participant=creds.participant, acting_user=admin_user)
+    with pytest.raises(ValidationError, match="previous secret still works until"):
+        services.participant_rotate_secret(participant=creds.participant, acting_user=admin_user)
+    assert token_for(creds.participant.client, creds.client_secret).status_code == 200
+    again = services.participant_rotate_secret(participant=creds.participant, acting_user=admin_user, force=True)
+    assert token_for(creds.participant.client, creds.client_secret).status_code == 401
     assert token_for(creds.participant.client, new.client_secret).status_code == 401
     assert token_for(creds.participant.client, again.client_secret).status_code == 200
 

@@ -10,12 +10,16 @@ class Command(RegistryCommand):
         parser.add_argument("--grace", type=int, default=0, help="seconds the old secret keeps working")
         parser.add_argument("--revoke-tokens", action="store_true",
                             help="also end every token issued before now (the old secret leaked)")
+        parser.add_argument("--force", action="store_true",
+                            help="rotate even within a minute of the last rotation or during its grace period "
+                                 "(which then ends at once)")
         parser.add_argument("--json", action="store_true")
 
-    def handle(self, *args, participant_id, grace, revoke_tokens, json, **options):
+    def handle(self, *args, participant_id, grace, revoke_tokens, force, json, **options):
         participant = self.participant(participant_id)
         credentials = self.run_service(lambda: participant_rotate_secret(
-            participant=participant, grace_seconds=grace, revoke_tokens=revoke_tokens, acting_user=None))
+            participant=participant, grace_seconds=grace, revoke_tokens=revoke_tokens, force=force,
+            acting_user=None))
         if json:
             self.emit_json({"participant_id": participant_id, "client_id": credentials.client_id,
                             "client_secret": credentials.client_secret})
