@@ -43,7 +43,11 @@ _last_logged = {"at": float("-inf")}
 
 
 def is_unavailable(exc: BaseException | None) -> bool:
-    return isinstance(exc, UNAVAILABLE)
+    """A dependency did not answer in time, or the service cannot sign (a deployment
+    mistake an operator must fix: /readyz and `manage.py check` name it)."""
+    from authservice.signing_keys import SigningKeyUnavailable
+
+    return isinstance(exc, (*UNAVAILABLE, SigningKeyUnavailable))
 
 
 def unavailable_response(request: HttpRequest, exc: BaseException) -> JsonResponse:
@@ -53,12 +57,9 @@ def unavailable_response(request: HttpRequest, exc: BaseException) -> JsonRespon
     if now - _last_logged["at"] >= 1.0:
         _last_logged["at"] = now
         logger.warning("dependency unavailable (%s): answering 503 to %s", type(exc).__name__, request.path)
-    if request.path.startswith(OAUTH_PATHS):
-        body = {"error": "temporarily_unavailable",
-                "error_description": "The service cannot reach its database or cache; retry shortly."}
-    else:
-        body = {"error": "service_unavailable",
-                "error_description": "The service cannot reach its database or cache; retry shortly."}
+    description = "The service cannot reach its database or cache, or cannot sign; retry shortly."
+    error = "temporarily_unavailable" if request.path.startswith(OAUTH_PATHS) else "service_unavailable"
+    body = {"error": error, "error_description": description}
     response = JsonResponse(body, status=503)
     response["Retry-After"] = str(RETRY_AFTER_SECONDS)
     response["Cache-Control"] = "no-store"

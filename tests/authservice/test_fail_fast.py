@@ -92,3 +92,26 @@ def test_a_view_failing_on_the_database_answers_503(client, signing_key):
         response = client.get("/.well-known/openid-configuration")
     assert response.status_code == 503
     assert response.json()["error"] == "service_unavailable"
+
+
+def test_the_registry_api_answers_503_when_the_service_cannot_sign(client, onboard_registry_reader):
+    from authservice.signing_keys import SigningKeyUnavailable
+
+    token = onboard_registry_reader
+    with mock.patch("registry.api.cache.active_signer", side_effect=SigningKeyUnavailable("undecryptable")):
+        response = client.get("/registry/v1/participants", HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert response.status_code == 503
+    assert response.json()["error"] == "service_unavailable"
+
+
+@pytest.fixture
+def onboard_registry_reader(client, signing_key):
+    from registry import services
+    from tests.conftest import FORM, basic, form
+    from tests.keymaterial import ec_key
+
+    credentials = services.participant_onboard(org_name="Reader", role="LENDER", base_url="https://r.example",
+                                               public_key=ec_key().public_pem(), acting_user=None)
+    response = client.post("/oauth2/token", form({"grant_type": "client_credentials"}), content_type=FORM,
+                           HTTP_AUTHORIZATION=basic(credentials.client_id, credentials.client_secret))
+    return response.json()["access_token"]
