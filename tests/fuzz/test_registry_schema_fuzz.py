@@ -4,8 +4,9 @@ credentials): zero 5xx and zero schema violations. Bounded so CI stays fast (a f
 dozen generated requests per operation).
 
 At the OAuth endpoints a schema-valid request can still be refused for what the
-schema cannot say (a scope not granted, a token of another client), so the
-"positive data accepted" check is left out there; every other check stays."""
+schema cannot say (a scope not granted, a token of another client), and on the list
+a page number past the end is a documented 404, so the "positive data accepted"
+check is left out there; every other check stays."""
 
 import base64
 
@@ -48,8 +49,9 @@ def test_registry_api_has_no_5xx_and_no_schema_violation(live_server, registry_t
 
     for operation in operations:
         oauth = operation.path.startswith(("/oauth2/", "/.well-known/"))
+        lenient = oauth or operation.path == "/registry/v1/participants"
         check = _checker(operation, live_server.url, {"Authorization": client_basic if oauth else f"Bearer {token}"},
-                         [positive_data_acceptance] if oauth else [])
+                         [positive_data_acceptance] if lenient else [])
         try:
             check()
         except Exception as exc:  # collect every operation's first failure, then fail once
