@@ -215,6 +215,8 @@ OAUTH2_PROVIDER = {
 # key-encryption key itself can be rotated). Unset: derived from SECRET_KEY, which the
 # system checks warn about when DEBUG is off.
 _key_encryption_key = os.environ.get("AUTHSERVICE_KEY_ENCRYPTION_KEY", "")
+_auth_failure_limit = int(os.environ.get("AUTHSERVICE_AUTH_FAILURE_LIMIT", "20"))
+_auth_lockout_seconds = int(os.environ.get("AUTHSERVICE_AUTH_LOCKOUT_SECONDS", "300"))
 AUTHSERVICE = {
     "ISSUER": os.environ.get("AUTHSERVICE_ISSUER", "http://127.0.0.1:8000"),
     "ACCESS_TOKEN_TTL": int(os.environ.get("AUTHSERVICE_ACCESS_TOKEN_TTL", "900")),
@@ -226,6 +228,13 @@ AUTHSERVICE = {
     # granted and which keys it may sign client assertions with.
     "GRANTS_PROVIDER": "registry.oauth_hooks.participant_grants",
     "CLIENT_KEYS_PROVIDER": "registry.oauth_hooks.client_verification_keys",
+    # Failed client authentication: per (client_id, address), five times as many per
+    # address, within a window as long as the lockout; never per client_id alone.
+    "AUTH_FAILURE_LIMIT": _auth_failure_limit,
+    "AUTH_FAILURE_LIMIT_PER_ADDRESS": 5 * _auth_failure_limit,
+    "AUTH_FAILURE_WINDOW": _auth_lockout_seconds,
+    "AUTH_LOCKOUT_SECONDS": _auth_lockout_seconds,
+    "TRUSTED_PROXIES": env_list("AUTHSERVICE_TRUSTED_PROXIES", ""),
 }
 
 LOGGING = {
