@@ -235,6 +235,8 @@ AUTHSERVICE = {
     "AUTH_FAILURE_WINDOW": _auth_lockout_seconds,
     "AUTH_LOCKOUT_SECONDS": _auth_lockout_seconds,
     "TRUSTED_PROXIES": env_list("AUTHSERVICE_TRUSTED_PROXIES", ""),
+    # The start of every lockout is an audit event in the registry's log.
+    "LOCKOUT_AUDITOR": "registry.services.client_auth_lockout_record",
 }
 
 LOGGING = {
