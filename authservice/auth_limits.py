@@ -20,9 +20,10 @@ Cost on the hot path: a successful request reads the lockout state of its two ke
 once (one primary-key SELECT, or one Redis MGET) and writes nothing; only failures
 write.
 
-The store is Redis when ``settings.REDIS_URL`` is set (atomic ``add``/``incr`` with
-expiry), else the database (``AuthFailureCounter``, ``UPDATE ... SET failures =
-failures + 1``), as for ``authservice.replay``: never a per-process cache.
+The store is Redis when ``settings.REDIS_URL`` is set (``SET NX EX`` then ``INCR`` in
+one transaction; ``SET NX`` decides who starts a lockout), else the database
+(``AuthFailureCounter``, ``UPDATE ... SET failures = failures + 1``), as for
+``authservice.replay``: never a per-process cache.
 """
 
 import hashlib
@@ -33,9 +34,10 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 
+import redis
 from django.conf import settings
-from django.core.cache import cache
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.http import HttpRequest
@@ -174,7 +176,7 @@ def attempt_for(request: HttpRequest, params: Mapping[str, str]) -> Attempt:
 
 
 def _store():
-    return _CacheStore if getattr(settings, "REDIS_URL", "") else _DatabaseStore
+    return _RedisStore if getattr(settings, "REDIS_URL", "") else _DatabaseStore
 
 
 def seconds_locked_out(attempt: Attempt) -> int:
@@ -263,28 +265,39 @@ class _DatabaseStore:
             AuthFailureCounter.objects.filter(key=key).update(failures=F("failures") + 1)
 
 
-class _CacheStore:
-    """The shared cache (Redis): a counter that expires with its window, and a lock key
-    that expires with the lockout. ``add`` is atomic, so one worker starts each lockout."""
+@lru_cache(maxsize=4)
+def _redis(url: str) -> redis.Redis:
+    """One client, and so one connection pool, per process and URL: Django's cache builds
+    a client per call, which cost more than the MGET it sends. A Redis that does not
+    answer within a second is an error, not a hung request."""
+    return redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
 
-    @staticmethod
-    def locked_until(keys: tuple[int, int], now: float) -> float | None:
-        return max(cache.get_many([f"authlock:{key}" for key in keys]).values(), default=None)
 
-    @staticmethod
-    def count_failures(items: list[tuple[int, int]], now: float) -> dict[int, float]:
+class _RedisStore:
+    """A counter that expires with its window, and a lock key that expires with the
+    lockout. ``SET NX`` is atomic, so exactly one worker starts each lockout."""
+
+    COUNTER = "authservice:authfail:"
+    LOCK = "authservice:authlock:"
+
+    @classmethod
+    def locked_until(cls, keys: tuple[int, int], now: float) -> float | None:
+        values = _redis(settings.REDIS_URL).mget([f"{cls.LOCK}{key}" for key in keys])
+        return max((float(value) for value in values if value is not None), default=None)
+
+    @classmethod
+    def count_failures(cls, items: list[tuple[int, int]], now: float) -> dict[int, float]:
+        client = _redis(settings.REDIS_URL)
         window = authservice_settings.AUTH_FAILURE_WINDOW
         lockout = authservice_settings.AUTH_LOCKOUT_SECONDS
+        pipe = client.pipeline(transaction=True)
+        for key, _ in items:
+            pipe.set(f"{cls.COUNTER}{key}", 0, ex=window, nx=True)  # opens a window if none is open
+            pipe.incr(f"{cls.COUNTER}{key}")
+        counts = pipe.execute()[1::2]
         started = {}
-        for key, limit in items:
-            counter = f"authfail:{key}"
-            cache.add(counter, 0, timeout=window)
-            try:
-                failures = cache.incr(counter)
-            except ValueError:  # the window ended between add and incr
-                cache.add(counter, 1, timeout=window)
-                failures = 1
-            if failures >= limit and cache.add(f"authlock:{key}", now + lockout, timeout=lockout):
-                cache.delete(counter)
+        for (key, limit), failures in zip(items, counts, strict=True):
+            if failures >= limit and client.set(f"{cls.LOCK}{key}", repr(now + lockout), ex=lockout, nx=True):
+                client.delete(f"{cls.COUNTER}{key}")
                 started[key] = now + lockout
         return started
