@@ -6,6 +6,7 @@ dotted path (``IMPORT_STRINGS``) are imported once, and a bad value of either fa
 so ``override_settings(AUTHSERVICE=...)`` works.
 """
 
+import ipaddress
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -59,11 +60,30 @@ DEFAULTS: dict[str, Any] = {
     # change to the service's signing keys (authservice.signing_keys.SigningKeyEvent).
     # The project's settings name the registry's audit log.
     "SIGNING_KEY_EVENT_RECORDER": "authservice.signing_keys.ignore_key_event",
+    # Failed client authentication at the token, introspection and revocation endpoints
+    # (authservice.auth_limits): this many failures for one client_id from one address
+    # within AUTH_FAILURE_WINDOW seconds lock that pair out for AUTH_LOCKOUT_SECONDS;
+    # AUTH_FAILURE_LIMIT_PER_ADDRESS failures from one address, whatever the client_id,
+    # lock the address out. Never the client_id alone: that would let anyone who knows
+    # it lock the participant out.
+    "AUTH_FAILURE_LIMIT": 20,
+    "AUTH_FAILURE_LIMIT_PER_ADDRESS": 100,
+    "AUTH_FAILURE_WINDOW": 300,
+    "AUTH_LOCKOUT_SECONDS": 300,
+    # Proxies (IP addresses or CIDR networks) whose X-Forwarded-For is believed. Empty:
+    # the client's address is the direct peer's (REMOTE_ADDR).
+    "TRUSTED_PROXIES": [],
+    # Hook: function(*, lockout: authservice.auth_limits.Lockout), told once when a
+    # lockout starts. The project's settings name the registry's (an audit event).
+    "LOCKOUT_AUDITOR": "authservice.auth_limits.no_lockout_audit",
 }
 
 
 # Settings holding a dotted path, imported once and served as the object itself.
-IMPORT_STRINGS = frozenset({"GRANTS_PROVIDER", "CLIENT_KEYS_PROVIDER", "SIGNING_KEY_EVENT_RECORDER"})
+IMPORT_STRINGS = frozenset({"GRANTS_PROVIDER", "CLIENT_KEYS_PROVIDER", "SIGNING_KEY_EVENT_RECORDER",
+                            "LOCKOUT_AUDITOR"})
+POSITIVE_INTEGERS = ("AUTH_FAILURE_LIMIT", "AUTH_FAILURE_LIMIT_PER_ADDRESS", "AUTH_FAILURE_WINDOW",
+                     "AUTH_LOCKOUT_SECONDS")
 
 
 class AuthServiceSettings:
@@ -88,6 +108,8 @@ class AuthServiceSettings:
                 isinstance(key, str) and key for key in merged["AUDIT_KEYS"]):
             raise ImproperlyConfigured("AUTHSERVICE AUDIT_KEYS must be a list of non-empty strings")
         merged["KEY_ENCRYPTION_KEYS"] = _key_encryption_keys(merged["KEY_ENCRYPTION_KEYS"])
+        _check_auth_limits(merged)
+        merged["TRUSTED_PROXIES"] = _networks(merged["TRUSTED_PROXIES"])
         for name in IMPORT_STRINGS:
             merged[name] = _imported(name, merged[name])
         merged["ISSUER"] = merged["ISSUER"].rstrip("/")
@@ -121,6 +143,24 @@ def _key_encryption_keys(value: Any) -> list[str]:
     if not isinstance(value, list | tuple) or not all(isinstance(item, str) for item in value):
         raise ImproperlyConfigured("AUTHSERVICE KEY_ENCRYPTION_KEYS must be a list of strings")
     return [item.strip() for item in value if item.strip()]
+
+
+def _check_auth_limits(merged: dict[str, Any]) -> None:
+    for name in POSITIVE_INTEGERS:
+        value = merged[name]
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ImproperlyConfigured(f"AUTHSERVICE {name} must be a positive integer")
+    if merged["AUTH_FAILURE_LIMIT_PER_ADDRESS"] < merged["AUTH_FAILURE_LIMIT"]:
+        raise ImproperlyConfigured("AUTHSERVICE AUTH_FAILURE_LIMIT_PER_ADDRESS must not be below AUTH_FAILURE_LIMIT")
+
+
+def _networks(values: Any) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    if isinstance(values, str):
+        raise ImproperlyConfigured("AUTHSERVICE TRUSTED_PROXIES must be a list of addresses or networks")
+    try:
+        return tuple(ipaddress.ip_network(str(value).strip(), strict=False) for value in values)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"AUTHSERVICE TRUSTED_PROXIES: {exc}") from exc
 
 
 def _imported(name: str, value: Any) -> Any:

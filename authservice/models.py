@@ -127,3 +127,20 @@ class RevokedToken(models.Model):
 
     def __str__(self) -> str:
         return f"revoked token of {self.client_id}"
+
+
+class AuthFailureCounter(models.Model):
+    """Failed client authentications under one key (an address, or a client_id at an
+    address) in the current window, and the lockout they caused. Only failures write
+    here; a successful authentication reads it once and writes nothing. Times are epoch
+    seconds, so the hot-path read is one plain SQL comparison on every database."""
+
+    # The first 8 bytes of SHA-256 over (kind, client_id, address): fixed-size whatever
+    # the client sends, and a second preimage costs 2^64 hashes.
+    key = models.BigIntegerField(primary_key=True)
+    failures = models.PositiveIntegerField(default=0)
+    window_ends_at = models.FloatField(db_index=True)
+    locked_until = models.FloatField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.failures} authentication failures under key {self.key}"

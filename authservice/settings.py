@@ -234,6 +234,8 @@ OAUTH2_PROVIDER = {
 # key-encryption key itself can be rotated). Items are trimmed and empty ones dropped
 # ("new, old" and a trailing newline mean what they look like). Unset: derived from
 # SECRET_KEY, which the system checks warn about when DEBUG is off.
+_auth_failure_limit = int(os.environ.get("AUTHSERVICE_AUTH_FAILURE_LIMIT", "20"))
+_auth_lockout_seconds = int(os.environ.get("AUTHSERVICE_AUTH_LOCKOUT_SECONDS", "300"))
 AUTHSERVICE = {
     "ISSUER": os.environ.get("AUTHSERVICE_ISSUER", "http://127.0.0.1:8000"),
     "ACCESS_TOKEN_TTL": int(os.environ.get("AUTHSERVICE_ACCESS_TOKEN_TTL", "900")),
@@ -250,6 +252,15 @@ AUTHSERVICE = {
     "CLIENT_KEYS_PROVIDER": "registry.oauth_hooks.client_verification_keys",
     # Every change to the service's signing keys lands in the registry's audit log.
     "SIGNING_KEY_EVENT_RECORDER": "registry.audit.record_signing_key_event",
+    # Failed client authentication: per (client_id, address), five times as many per
+    # address, within a window as long as the lockout; never per client_id alone.
+    "AUTH_FAILURE_LIMIT": _auth_failure_limit,
+    "AUTH_FAILURE_LIMIT_PER_ADDRESS": 5 * _auth_failure_limit,
+    "AUTH_FAILURE_WINDOW": _auth_lockout_seconds,
+    "AUTH_LOCKOUT_SECONDS": _auth_lockout_seconds,
+    "TRUSTED_PROXIES": env_list("AUTHSERVICE_TRUSTED_PROXIES", ""),
+    # The start of every lockout is an audit event in the registry's log.
+    "LOCKOUT_AUDITOR": "registry.services.client_auth_lockout_record",
 }
 
 # Text for `make run` (the default); LOG_FORMAT=json for a log pipeline. Either way each

@@ -37,7 +37,9 @@ CLIENT_CREDENTIALS = "client_credentials"
 _DUMMY_SECRET_HASH = make_password("unknown-client", hasher="client_secret_sha256")
 
 
-def _basic_credentials(request) -> tuple[str, str] | None:
+def basic_credentials(request) -> tuple[str, str] | None:
+    """(client_id, secret) from ``Authorization: Basic``; ("", "") when malformed, None when
+    absent. Takes oauthlib's request or Django's: both carry ``headers``."""
     header = request.headers.get("Authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() != "basic" or not value:
@@ -64,7 +66,7 @@ class ClientCredentialsValidator(OAuth2Validator):
 
         Secrets cost one hash whether or not the client exists.
         """
-        basic = _basic_credentials(request)
+        basic = basic_credentials(request)
         body_secret = getattr(request, "client_secret", None)
         params = dict(request.decoded_body or [])
         if "client_assertion" in params or "client_assertion_type" in params:

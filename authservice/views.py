@@ -19,6 +19,7 @@ from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 from oauth2_provider.settings import oauth2_settings
 
+from authservice import auth_limits
 from authservice.availability import is_unavailable, unavailable_response
 from authservice.conf import authservice_settings
 from authservice.observability import CLIENT_AUTH_FAILURES, TOKENS_ISSUED, TOKENS_REFUSED
@@ -82,8 +83,9 @@ class BadOAuthRequest(Exception):
         self.description = description
 
 
-def _checked_form_body(request: HttpRequest) -> tuple[str, set[str]]:
-    """The request body as text and the names it carries, after the checks oauthlib does not make."""
+def _checked_form_body(request: HttpRequest) -> tuple[str, dict[str, str]]:
+    """The request body as text and its parameters (the last ``resource`` of several), after
+    the checks oauthlib does not make."""
     content_type = request.content_type.lower()
     if content_type != FORM_CONTENT_TYPE:
         raise BadOAuthRequest(400, f"The request body must be {FORM_CONTENT_TYPE}.")
@@ -108,13 +110,13 @@ def _checked_form_body(request: HttpRequest) -> tuple[str, set[str]]:
         params = parse_qsl(body, keep_blank_values=True, encoding="utf-8", errors="strict")
     except (UnicodeDecodeError, ValueError) as exc:
         raise BadOAuthRequest(400, "The request body is not valid UTF-8 form data.") from exc
-    seen: set[str] = set()
+    seen: dict[str, str] = {}
     for name, value in params:
         if "\x00" in name or "\x00" in value:
             raise BadOAuthRequest(400, "The request body contains a NUL character.")
         if name in seen and name not in REPEATABLE_PARAMETERS:
             raise BadOAuthRequest(400, f"The parameter {name!r} is repeated.")
-        seen.add(name)
+        seen[name] = value
     if request.GET:
         raise BadOAuthRequest(400, "Parameters must be sent in the request body, not the URL.")
     return body, seen
@@ -134,7 +136,12 @@ def _described(body: str | None, status: int) -> str:
 
 @method_decorator(csrf_exempt, name="dispatch")
 class OAuthEndpointView(View):
-    """POST-only, form-encoded OAuth endpoint; errors are RFC 6749 §5.2 JSON."""
+    """POST-only, form-encoded OAuth endpoint; errors are RFC 6749 §5.2 JSON.
+
+    Each authenticates a client, so each counts failed authentications and refuses a
+    locked-out client address or (client_id, address) before authenticating it
+    (``authservice.auth_limits``).
+    """
 
     http_method_names = ["post", "options"]
     required_parameters: tuple[str, ...] = ()
@@ -156,12 +163,23 @@ class OAuthEndpointView(View):
 
     def _post(self, request: HttpRequest) -> HttpResponse:
         try:
-            body, present = _checked_form_body(request)
+            body, params = _checked_form_body(request)
         except BadOAuthRequest as exc:
             return oauth_error(exc.status, "invalid_request", exc.description)
-        missing = [name for name in self.required_parameters if name not in present]
+        missing = [name for name in self.required_parameters if name not in params]
         if missing:
             return oauth_error(400, "invalid_request", f"Missing parameter {missing[0]!r}.")
+        attempt = auth_limits.attempt_for(request, params)
+        locked_for = auth_limits.seconds_locked_out(attempt)
+        if locked_for:
+            # RFC 6749 §5.2 has no error for this. Not `invalid_client`: the credentials
+            # were not even checked, and a client told they are wrong may page its
+            # operators or rotate a good secret. Not `slow_down`: RFC 8628 gives it to
+            # device-code polling. `temporarily_unavailable` (RFC 6749 §4.1.2.1) says
+            # "retry later", which with Retry-After is exactly the case.
+            return oauth_error(429, "temporarily_unavailable",
+                               "Too many failed client authentications from this address; retry later.",
+                               {"Retry-After": str(locked_for)})
         headers = {"Content-Type": FORM_CONTENT_TYPE}
         if "HTTP_AUTHORIZATION" in request.META:
             headers["Authorization"] = request.META["HTTP_AUTHORIZATION"]
@@ -181,6 +199,7 @@ class OAuthEndpointView(View):
         if response_body:
             response["Content-Type"] = "application/json"
         if status == 401:
+            auth_limits.record_failure(attempt)
             # oauthlib says "Bearer"; a client authenticating with a secret is challenged
             # with the scheme it should use (RFC 6749 §5.2).
             realm = authservice_settings.ISSUER

@@ -213,6 +213,7 @@ class AuditAction(models.TextChoices):
     PARTICIPANT_OFFBOARDED = "PARTICIPANT_OFFBOARDED", "Participant offboarded"
     CLIENT_SECRET_ROTATED = "CLIENT_SECRET_ROTATED", "Client secret rotated"
     TOKENS_REVOKED = "TOKENS_REVOKED", "All tokens revoked"
+    CLIENT_AUTH_LOCKOUT = "CLIENT_AUTH_LOCKOUT", "Client authentication locked out"
     KEY_ADDED = "KEY_ADDED", "Public key added"
     KEY_REVOKED = "KEY_REVOKED", "Public key revoked"
     ENDPOINT_ADDED = "ENDPOINT_ADDED", "Endpoint added"

@@ -394,6 +394,22 @@ def participant_revoke_tokens(*, participant: Participant, reason: str, acting_u
     return cutoff
 
 
+@transaction.atomic
+def client_auth_lockout_record(*, lockout) -> None:
+    """Audit the start of a lockout of failed client authentication: the service's
+    ``AUTHSERVICE["LOCKOUT_AUDITOR"]``, called once per lockout (an
+    ``authservice.auth_limits.Lockout``). The event names the participant when the
+    presented client_id is one's; it records the client_id as presented either way."""
+    participant = None
+    if lockout.client_id:
+        participant = (Participant.objects.select_related("organisation")
+                       .filter(client__client_id=lockout.client_id).first())
+    record_event(action=AuditAction.CLIENT_AUTH_LOCKOUT, acting_user=None, participant=participant,
+                 after={"scope": lockout.kind, "client_id": lockout.client_id, "address": lockout.address,
+                        "failures": lockout.failures, "window_seconds": lockout.window_seconds,
+                        "locked_until": lockout.locked_until_iso, "endpoint": lockout.endpoint})
+
+
 # --- Keys and endpoints ------------------------------------------------------------------------
 
 def _require_live(participant: Participant) -> None:
