@@ -2,6 +2,7 @@
 provider within STATUS_MAX_AGE. Each test is an attack that succeeded before."""
 
 import base64
+import json
 import os
 import subprocess
 import sys
@@ -302,3 +303,37 @@ def test_deeply_nested_headers_at_the_provider_are_a_401(net, where):
     response = _post(net, signature=signature, token=token)
     assert response.status_code == 401
     assert response.json()["code"] == "ERR_JWS_MALFORMED"
+
+
+def test_a_client_assertion_inside_the_leeway_after_exp_is_accepted_once(net):
+    """Accepted until exp + leeway, so remembered at least that long (both stores)."""
+    from ocen_sdk.jws import sign_compact
+    from ocen_sdk.remote import ASSERTION_TYPE
+
+    now = int(time.time())
+    claims = {"iss": net.agent.client_id, "sub": net.agent.client_id, "aud": f"{net.base}/oauth2/token",
+              "iat": now - 60, "exp": now - 5, "jti": uuid.uuid4().hex}
+    assertion = sign_compact(json.dumps(claims).encode(), net.agent_key, alg="ES256", kid=thumbprint(net.agent_key))
+    data = {"grant_type": "client_credentials", "client_assertion_type": ASSERTION_TYPE, "client_assertion": assertion}
+    assert net.http.post(f"{net.base}/oauth2/token", data=data).status_code == 200
+    for _ in range(3):
+        assert net.http.post(f"{net.base}/oauth2/token", data=data).status_code == 401
+
+
+def test_unknown_kids_refetch_the_callers_record_at_most_once_per_interval(net):
+    calls = []
+
+    class Counting(httpx.BaseTransport):
+        def handle_request(self, request):
+            if "/registry/" in request.url.path:
+                calls.append(request.url.path)
+            response = httpx.HTTPTransport().handle_request(request)
+            response.read()
+            return response
+
+    registry = RegistryClient(net.base, net.tokens(resource="urn:ocen:registry"), http=httpx.Client(
+        transport=Counting()), service_keys=ServiceKeys(net.base, http=net.http), revalidate_after=3600)
+    resolve = registry.resolver(str(net.agent.participant.participant_id))
+    for _ in range(20):
+        assert resolve({"kid": "nobody-registered-this"}) == []
+    assert len(calls) <= 2  # the first fetch, then at most one refetch in the interval (20 of 20 before)
