@@ -189,15 +189,16 @@ def attempt_for(request: HttpRequest, params: Mapping[str, str]) -> Attempt:
 
 def check(attempt: Attempt) -> Check:
     """Whether the attempt is locked out, and the client generation, in one query."""
-    now = time.time()
     quote = connection.ops.quote_name
-    sql = (f"SELECT ({GENERATION_SQL}), (SELECT MAX({quote('locked_until')}) "  # noqa: S608
-           f"FROM {quote(AuthFailureCounter._meta.db_table)} "
-           f"WHERE {quote('key')} IN (%s, %s) AND {quote('locked_until')} > %s)")
+    # One primary-key lookup per key: cheaper to plan than MAX(...) WHERE key IN (...).
+    lookup = (f"(SELECT {quote('locked_until')} FROM {quote(AuthFailureCounter._meta.db_table)} "  # noqa: S608
+              f"WHERE {quote('key')} = %s)")
     with connection.cursor() as cursor:
-        cursor.execute(sql, [attempt.pair_key, attempt.address_key, now])
-        generation, until = cursor.fetchone()
-    locked_for = 0 if until is None or until <= now else max(1, math.ceil(until - now))
+        cursor.execute(f"SELECT ({GENERATION_SQL}), {lookup}, {lookup}", [attempt.pair_key, attempt.address_key])
+        generation, *locked_until = cursor.fetchone()
+    now = time.time()
+    until = max((value for value in locked_until if value is not None), default=0.0)
+    locked_for = max(1, math.ceil(until - now)) if until > now else 0
     return Check(locked_for=locked_for, client_generation=generation)
 
 
