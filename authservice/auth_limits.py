@@ -16,14 +16,17 @@ guesses per key per lockout period, and operators get one ``LOCKOUT_AUDITOR`` ca
 (an audit event) and one log line per lockout, not one per guess. A success writes
 nothing, so it resets no counter, its own or another address's.
 
-Cost on the hot path: a successful request reads the lockout state of its two keys
-once (one primary-key SELECT, or one Redis MGET) and writes nothing; only failures
-write.
+Lockouts live in the database (``AuthFailureCounter.locked_until``), so they hold on
+every instance at once and never depend on Redis durability. Failures are counted in
+Redis when ``settings.REDIS_URL`` is set (``SET NX EX`` then ``INCR``, one round trip,
+so an attack's writes go there), else in the same rows (``UPDATE ... SET failures =
+failures + 1``); never in a per-process cache. A lockout starts with one conditional
+``UPDATE`` (or ``INSERT``), which exactly one worker wins.
 
-The store is Redis when ``settings.REDIS_URL`` is set (``SET NX EX`` then ``INCR`` in
-one transaction; ``SET NX`` decides who starts a lockout), else the database
-(``AuthFailureCounter``, ``UPDATE ... SET failures = failures + 1``), as for
-``authservice.replay``: never a per-process cache.
+Cost on the hot path: no query of its own. The lockout state of the attempt's two keys
+is a subquery of the query every request already makes, the client-generation check
+(``authservice.clientcache``), which the endpoint then pins for the request. A
+success writes nothing; only failures write.
 """
 
 import hashlib
@@ -42,6 +45,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.http import HttpRequest
 
+from authservice.clientcache import GENERATION_SQL
 from authservice.conf import authservice_settings
 from authservice.models import AuthFailureCounter
 from authservice.validator import basic_credentials
@@ -69,6 +73,14 @@ class Attempt:
     endpoint: str
     pair_key: int
     address_key: int
+
+
+@dataclass(frozen=True)
+class Check:
+    """What an endpoint learns before it authenticates anyone, in one query."""
+
+    locked_for: int  # whole seconds until the attempt's lockout ends; 0: not locked out
+    client_generation: int | None  # for authservice.clientcache.generation_pinned
 
 
 @dataclass(frozen=True)
@@ -175,17 +187,19 @@ def attempt_for(request: HttpRequest, params: Mapping[str, str]) -> Attempt:
                    pair_key=_key(PAIR, client_id, address), address_key=_key(ADDRESS, address))
 
 
-def _store():
-    return _RedisStore if getattr(settings, "REDIS_URL", "") else _DatabaseStore
-
-
-def seconds_locked_out(attempt: Attempt) -> int:
-    """0 if the attempt may proceed, else the whole seconds until its lockout ends."""
+def check(attempt: Attempt) -> Check:
+    """Whether the attempt is locked out, and the client generation, in one query."""
+    quote = connection.ops.quote_name
+    # One primary-key lookup per key: cheaper to plan than MAX(...) WHERE key IN (...).
+    lookup = (f"(SELECT {quote('locked_until')} FROM {quote(AuthFailureCounter._meta.db_table)} "  # noqa: S608
+              f"WHERE {quote('key')} = %s)")
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT ({GENERATION_SQL}), {lookup}, {lookup}", [attempt.pair_key, attempt.address_key])
+        generation, *locked_until = cursor.fetchone()
     now = time.time()
-    until = _store().locked_until((attempt.pair_key, attempt.address_key), now)
-    if until is None or until <= now:
-        return 0
-    return max(1, math.ceil(until - now))
+    until = max((value for value in locked_until if value is not None), default=0.0)
+    locked_for = max(1, math.ceil(until - now)) if until > now else 0
+    return Check(locked_for=locked_for, client_generation=generation)
 
 
 def record_failure(attempt: Attempt) -> None:
@@ -194,7 +208,8 @@ def record_failure(attempt: Attempt) -> None:
     limits = {PAIR: authservice_settings.AUTH_FAILURE_LIMIT,
               ADDRESS: authservice_settings.AUTH_FAILURE_LIMIT_PER_ADDRESS}
     keys = {PAIR: attempt.pair_key, ADDRESS: attempt.address_key}
-    started = _store().count_failures([(keys[kind], limits[kind]) for kind in (PAIR, ADDRESS)], now)
+    counter = _RedisCounter if getattr(settings, "REDIS_URL", "") else _DatabaseCounter
+    started = counter.count_failures([(keys[kind], limits[kind]) for kind in (PAIR, ADDRESS)], now)
     for kind in (PAIR, ADDRESS):
         if keys[kind] in started:
             _report(Lockout(kind=kind, client_id=attempt.client_id[:MAX_CLIENT_ID_CHARS] if kind == PAIR else None,
@@ -213,26 +228,16 @@ def _report(lockout: Lockout) -> None:
 
 
 def purge_expired_failures() -> int:
-    """Delete counters whose window and lockout have both ended (database store)."""
+    """Delete rows whose window and lockout have both ended."""
     deleted, _ = AuthFailureCounter.objects.filter(window_ends_at__lt=time.time()).delete()
     return deleted
 
 
-# --- Stores -----------------------------------------------------------------------------------
+# --- Counting ---------------------------------------------------------------------------------
 
-class _DatabaseStore:
-    """``AuthFailureCounter`` rows. A lockout sets ``window_ends_at = locked_until`` and
-    zeroes the count, so a row whose window has ended is never locked."""
-
-    @staticmethod
-    def locked_until(keys: tuple[int, int], now: float) -> float | None:
-        quote = connection.ops.quote_name
-        sql = (f"SELECT MAX({quote('locked_until')}) FROM {quote(AuthFailureCounter._meta.db_table)} "  # noqa: S608
-               f"WHERE {quote('key')} IN (%s, %s) AND {quote('locked_until')} > %s")
-        with connection.cursor() as cursor:
-            cursor.execute(sql, [*keys, now])
-            row = cursor.fetchone()
-        return row[0] if row else None
+class _DatabaseCounter:
+    """Counts in the rows that also hold the lockouts. A lockout sets ``window_ends_at =
+    locked_until`` and zeroes the count, so a row whose window has ended is never locked."""
 
     @classmethod
     def count_failures(cls, items: list[tuple[int, int]], now: float) -> dict[int, float]:
@@ -267,37 +272,43 @@ class _DatabaseStore:
 
 @lru_cache(maxsize=4)
 def _redis(url: str) -> redis.Redis:
-    """One client, and so one connection pool, per process and URL: Django's cache builds
-    a client per call, which cost more than the MGET it sends. A Redis that does not
-    answer within a second is an error, not a hung request."""
+    """One client, and so one connection pool, per process and URL (Django's cache builds
+    a client per call). A Redis that does not answer within a second is an error, not a
+    hung request."""
     return redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
 
 
-class _RedisStore:
-    """A counter that expires with its window, and a lock key that expires with the
-    lockout. ``SET NX`` is atomic, so exactly one worker starts each lockout."""
+class _RedisCounter:
+    """Counters that expire with their window; the lockouts they start go to the database."""
 
-    COUNTER = "authservice:authfail:"
-    LOCK = "authservice:authlock:"
-
-    @classmethod
-    def locked_until(cls, keys: tuple[int, int], now: float) -> float | None:
-        values = _redis(settings.REDIS_URL).mget([f"{cls.LOCK}{key}" for key in keys])
-        return max((float(value) for value in values if value is not None), default=None)
+    PREFIX = "authservice:authfail:"
 
     @classmethod
     def count_failures(cls, items: list[tuple[int, int]], now: float) -> dict[int, float]:
         client = _redis(settings.REDIS_URL)
         window = authservice_settings.AUTH_FAILURE_WINDOW
-        lockout = authservice_settings.AUTH_LOCKOUT_SECONDS
+        until = now + authservice_settings.AUTH_LOCKOUT_SECONDS
         pipe = client.pipeline(transaction=True)
         for key, _ in items:
-            pipe.set(f"{cls.COUNTER}{key}", 0, ex=window, nx=True)  # opens a window if none is open
-            pipe.incr(f"{cls.COUNTER}{key}")
+            pipe.set(f"{cls.PREFIX}{key}", 0, ex=window, nx=True)  # opens a window if none is open
+            pipe.incr(f"{cls.PREFIX}{key}")
         counts = pipe.execute()[1::2]
         started = {}
         for (key, limit), failures in zip(items, counts, strict=True):
-            if failures >= limit and client.set(f"{cls.LOCK}{key}", repr(now + lockout), ex=lockout, nx=True):
-                client.delete(f"{cls.COUNTER}{key}")
-                started[key] = now + lockout
+            if failures >= limit and cls._start_lockout(key, now, until):
+                client.delete(f"{cls.PREFIX}{key}")
+                started[key] = until
         return started
+
+    @staticmethod
+    def _start_lockout(key: int, now: float, until: float) -> bool:
+        """Lock ``key`` out unless it is locked out already; True if this call did."""
+        fields = {"failures": 0, "window_ends_at": until, "locked_until": until}
+        if AuthFailureCounter.objects.filter(key=key).exclude(locked_until__gt=now).update(**fields):
+            return True
+        try:
+            with transaction.atomic():
+                AuthFailureCounter.objects.create(key=key, **fields)
+        except IntegrityError:  # a lockout is running, or another worker just started it
+            return False
+        return True

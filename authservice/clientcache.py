@@ -6,10 +6,17 @@ memory, stamped with the client generation; one tiny query per request reads the
 current generation, and every change to a client, participant, key or mapping bumps
 it inside its own transaction. So a suspension, an offboarding or a secret rotation
 takes effect on the very next request in every worker, exactly as without a cache.
+
+A caller that has read the generation already, in the same round trip as something
+else it needed (the OAuth endpoints read it with the lockout check), pins it for the
+rest of the request (``generation_pinned``) instead of reading it twice.
 """
 
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from django.db import IntegrityError, connection, transaction
@@ -23,11 +30,30 @@ from authservice.models import ClientGeneration
 MAX_ENTRIES = 10_000
 
 
+# The query's text, for a caller that reads the generation as a subquery of its own.
+GENERATION_SQL = f"SELECT value FROM {ClientGeneration._meta.db_table} WHERE id = 1"  # noqa: S608
+_pinned_generation: ContextVar[int | None] = ContextVar("pinned_client_generation", default=None)
+
+
 def current_generation() -> int:
+    pinned = _pinned_generation.get()
+    if pinned is not None:
+        return pinned
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT value FROM {ClientGeneration._meta.db_table} WHERE id = 1")  # noqa: S608
+        cursor.execute(GENERATION_SQL)
         row = cursor.fetchone()
     return row[0] if row else 0
+
+
+@contextmanager
+def generation_pinned(value: int | None) -> Iterator[None]:
+    """Within the block, the generation is ``value`` (None: 0, no row yet), read by the
+    caller at the start of the request."""
+    token = _pinned_generation.set(value or 0)
+    try:
+        yield
+    finally:
+        _pinned_generation.reset(token)
 
 
 def bump_generation() -> None:

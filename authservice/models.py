@@ -130,10 +130,10 @@ class RevokedToken(models.Model):
 
 
 class AuthFailureCounter(models.Model):
-    """Failed client authentications under one key (an address, or a client_id at an
-    address) in the current window, and the lockout they caused. Only failures write
-    here; a successful authentication reads it once and writes nothing. Times are epoch
-    seconds, so the hot-path read is one plain SQL comparison on every database."""
+    """A lockout of failed client authentication under one key (an address, or a
+    client_id at an address) and, unless Redis counts them, the failures in the current
+    window (``authservice.auth_limits``). Only failures write here. Times are epoch
+    seconds, so the check every request makes is a plain comparison on every database."""
 
     # The first 8 bytes of SHA-256 over (kind, client_id, address): fixed-size whatever
     # the client sends, and a second preimage costs 2^64 hashes.

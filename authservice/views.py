@@ -21,6 +21,7 @@ from oauth2_provider.settings import oauth2_settings
 
 from authservice import auth_limits
 from authservice.availability import is_unavailable, unavailable_response
+from authservice.clientcache import generation_pinned
 from authservice.conf import authservice_settings
 from authservice.observability import CLIENT_AUTH_FAILURES, TOKENS_ISSUED, TOKENS_REFUSED
 from authservice.signing_keys import SigningKeyUnavailable, active_signer, published_jwks
@@ -170,8 +171,8 @@ class OAuthEndpointView(View):
         if missing:
             return oauth_error(400, "invalid_request", f"Missing parameter {missing[0]!r}.")
         attempt = auth_limits.attempt_for(request, params)
-        locked_for = auth_limits.seconds_locked_out(attempt)
-        if locked_for:
+        check = auth_limits.check(attempt)
+        if check.locked_for:
             # RFC 6749 §5.2 has no error for this. Not `invalid_client`: the credentials
             # were not even checked, and a client told they are wrong may page its
             # operators or rotate a good secret. Not `slow_down`: RFC 8628 gives it to
@@ -179,13 +180,14 @@ class OAuthEndpointView(View):
             # "retry later", which with Retry-After is exactly the case.
             return oauth_error(429, "temporarily_unavailable",
                                "Too many failed client authentications from this address; retry later.",
-                               {"Retry-After": str(locked_for)})
+                               {"Retry-After": str(check.locked_for)})
         headers = {"Content-Type": FORM_CONTENT_TYPE}
         if "HTTP_AUTHORIZATION" in request.META:
             headers["Authorization"] = request.META["HTTP_AUTHORIZATION"]
         uri = request.build_absolute_uri(request.path)
         try:
-            response_headers, response_body, status = self.respond(uri, body, headers)
+            with generation_pinned(check.client_generation):  # read by the check: no second query
+                response_headers, response_body, status = self.respond(uri, body, headers)
         except SigningKeyUnavailable as exc:
             # A deployment mistake (wrong key-encryption key, no key), not the client's:
             # /readyz and `manage.py check` name it; clients are told to come back.

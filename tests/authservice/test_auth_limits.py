@@ -5,7 +5,6 @@ import io
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from types import SimpleNamespace
 from unittest import mock
@@ -18,8 +17,10 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from authservice import auth_limits
+from authservice.clientcache import _pinned_generation
 from authservice.conf import authservice_settings
 from authservice.models import AuthFailureCounter
+from authservice.services import client_deactivate
 from tests.conftest import FORM, basic, form
 
 PARTICIPANT = "127.0.0.1"
@@ -46,7 +47,8 @@ def limits(settings):
 
 @pytest.fixture(params=["database", "redis"])
 def store(request, settings):
-    """Each store in turn: the database, and Redis when REDIS_URL is set (the PostgreSQL pass)."""
+    """Failures counted in each store in turn: the database, and Redis when REDIS_URL is
+    set (the PostgreSQL pass). Lockouts are in the database either way."""
     if request.param == "database":
         settings.REDIS_URL = ""
     elif not settings.REDIS_URL:
@@ -56,8 +58,7 @@ def store(request, settings):
 
 @pytest.fixture
 def database_store(settings):
-    """The database store whatever REDIS_URL says: for tests that freeze the clock or
-    look at the rows."""
+    """Failures counted in the database whatever REDIS_URL says: for tests that look at the rows."""
     settings.REDIS_URL = ""
 
 
@@ -92,7 +93,7 @@ def test_a_locked_out_request_is_refused_before_the_secret_is_hashed(client, mak
     assert [q["sql"] for q in queries if q["sql"].split()[0].upper() != "SELECT"] == []  # refusing writes nothing
 
 
-def test_refused_requests_do_not_extend_the_lockout(client, make_client, limits, database_store, clock):
+def test_refused_requests_do_not_extend_the_lockout(client, make_client, limits, store, clock):
     limits(lockout=60)
     oauth_client, secret = make_client()
     for _ in range(3):
@@ -126,20 +127,13 @@ def test_the_per_address_limit_spans_client_ids(client, make_client, limits, sto
     assert _token(client, oauth_client.client_id, secret, PARTICIPANT).status_code == 200
 
 
-def test_lockout_expires(request, client, make_client, limits, store):
+def test_lockout_expires(client, make_client, limits, store, clock):
+    limits(lockout=60)
     oauth_client, secret = make_client()
-    if store == "database":
-        limits(lockout=60)
-        clock = request.getfixturevalue("clock")
-    else:  # Redis expires keys by its own clock
-        limits(lockout=1)
     for _ in range(3):
         _token(client, oauth_client.client_id, "wrong", ATTACKER)
     _assert_locked_out(_token(client, oauth_client.client_id, secret, ATTACKER), at_most=60)
-    if store == "database":
-        clock.at(61)
-    else:
-        time.sleep(1.2)
+    clock.at(61)
     assert _token(client, oauth_client.client_id, secret, ATTACKER).status_code == 200
     # A fresh window: the limit applies again in full.
     for _ in range(2):
@@ -182,13 +176,30 @@ def test_client_secret_post_and_assertions_are_counted_by_their_client_id(client
     assert auth_limits._presented_client_id(request, {"client_assertion": "garbage"}) == ""
 
 
-def test_failures_write_to_the_store_and_success_writes_nothing(client, make_client, limits, database_store):
+def test_failures_write_to_the_store_and_success_writes_nothing(client, make_client, limits, store):
     limits()
     oauth_client, secret = make_client()
     _token(client, oauth_client.client_id, secret, PARTICIPANT)
     assert not AuthFailureCounter.objects.exists()
     _token(client, oauth_client.client_id, "wrong", ATTACKER)
-    assert sorted(AuthFailureCounter.objects.values_list("failures", flat=True)) == [1, 1]
+    rows = sorted(AuthFailureCounter.objects.values_list("failures", "locked_until"))
+    assert rows == ([(1, None), (1, None)] if store == "database" else [])  # Redis counts
+    for _ in range(2):
+        _token(client, oauth_client.client_id, "wrong", ATTACKER)
+    locked = AuthFailureCounter.objects.get(locked_until__isnull=False)  # the pair's lockout, in the database
+    assert locked.failures == 0 and locked.window_ends_at == locked.locked_until
+
+
+def test_the_lockout_check_rides_on_the_client_generation_query(client, make_client):
+    oauth_client, secret = make_client()
+    _token(client, oauth_client.client_id, secret, PARTICIPANT)
+    with CaptureQueriesContext(connection) as queries:
+        assert _token(client, oauth_client.client_id, secret, PARTICIPANT).status_code == 200
+    (query,) = queries
+    assert "authfailurecounter" in query["sql"] and "clientgeneration" in query["sql"]
+    assert _pinned_generation.get() is None  # pinned for that request only
+    client_deactivate(client=oauth_client)  # bumps the generation: the very next request sees it
+    assert _token(client, oauth_client.client_id, secret, PARTICIPANT).status_code == 401
 
 
 # --- The client's address --------------------------------------------------------------------
@@ -312,5 +323,5 @@ def test_a_lockout_holds_in_every_process(settings, shared):
         request = SimpleNamespace(META={"REMOTE_ADDR": address}, headers={}, path="/oauth2/token")
         return auth_limits.attempt_for(request, {"client_id": "c"})
 
-    assert auth_limits.seconds_locked_out(attempt(ATTACKER)) > 0
-    assert auth_limits.seconds_locked_out(attempt(PARTICIPANT)) == 0
+    assert auth_limits.check(attempt(ATTACKER)).locked_for > 0
+    assert auth_limits.check(attempt(PARTICIPANT)).locked_for == 0
