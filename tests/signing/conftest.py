@@ -45,6 +45,7 @@ class Network:
             "KID": thumbprint(self.lender_key), "PATH_PREFIXES": ["/lender/"], "STATUS_MAX_AGE": 0,
             "REPLAY_STORE": "authservice.replay.provider_replay_store",
         }
+        self.provider_config = settings.OCEN_PROVIDER
         self.http = httpx.Client(timeout=10)
         self.url = f"{base}/lender/loan-offers"
 

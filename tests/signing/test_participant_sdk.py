@@ -67,10 +67,15 @@ def _run_examples(python: str, network) -> subprocess.CompletedProcess:
         assertion_env = {k: v for k, v in network["client"].items() if k != "OCEN_CLIENT_SECRET"}
         assertion = subprocess.run([python, str(ROOT / "examples" / "participant_client.py")], env=assertion_env,
                                    capture_output=True, text=True, timeout=120)
+        asynchronous = subprocess.run([python, str(ROOT / "examples" / "participant_client_async.py")],
+                                      env=assertion_env, capture_output=True, text=True, timeout=120)
     finally:
         provider.terminate()
         provider.wait(timeout=20)
     assert assertion.returncode == 0, assertion.stdout + assertion.stderr  # private_key_jwt
+    # asyncio, private_key_jwt: two concurrent calls, both answers verified
+    assert asynchronous.returncode == 0, asynchronous.stdout + asynchronous.stderr
+    assert asynchronous.stdout.count("HTTP 200, response signature verified") == 2, asynchronous.stdout
     return secret
 
 

@@ -7,6 +7,10 @@
     with httpx.Client(auth=auth) as http:
         http.post("https://lender.example/loan-offers", content=body)
 
+    # asyncio: the same objects, with an httpx.AsyncClient
+    async with httpx.AsyncClient(auth=auth) as http:
+        await http.post("https://lender.example/loan-offers", content=body)
+
 Every request gets the Bearer token and an ``x-jws-signature`` over the exact body
 (or the request target when bodyless), bound to the method, target, provider, time
 and a fresh id (``ocen_sdk.http``). Every response's signature is verified with the
@@ -21,7 +25,7 @@ which bind nothing but the body (see the README).
 from __future__ import annotations
 
 import time
-from collections.abc import Generator
+from collections.abc import AsyncGenerator, Generator
 
 import httpx
 
@@ -83,34 +87,68 @@ class OCENAuth(httpx.Auth):
         return sign_detached(payload, self.signing_key, alg=self.alg, kid=self.kid, extra_header=binding,
                              critical=REQUEST_BINDING)
 
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        provider = self.registry.participant(self.provider_participant_id)
+    def _check_provider(self, provider) -> None:
         if provider is None or not provider.is_approved:
             state = "not in the registry" if provider is None else provider.status.lower()
             raise ProviderUnknown(f"provider {self.provider_participant_id} is {state}: nothing was sent")
-        request.headers["Authorization"] = f"Bearer {self.tokens.get()}"
+
+    def _prepare(self, request: httpx.Request, token: str) -> httpx.Request:
+        request.headers["Authorization"] = f"Bearer {token}"
         request.headers[SIGNATURE_HEADER] = self.sign(request)
-        response = yield request
-        if response.status_code == 401 and "invalid_token" in response.text:
-            # The token may have been revoked or the service rotated keys: one fresh try,
-            # signed anew (a new id: the provider may have seen the first one).
+        return request
+
+    @staticmethod
+    def _token_refused(response: httpx.Response) -> bool:
+        # The token may have been revoked or the service rotated keys: one fresh try,
+        # signed anew (a new id: the provider may have seen the first one).
+        return response.status_code == 401 and "invalid_token" in response.text
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        self._check_provider(self.registry.participant(self.provider_participant_id))
+        response = yield self._prepare(request, self.tokens.get())
+        if self._token_refused(response):
             self.tokens.invalidate()
-            request.headers["Authorization"] = f"Bearer {self.tokens.get()}"
-            request.headers[SIGNATURE_HEADER] = self.sign(request)
-            response = yield request
+            response = yield self._prepare(request, self.tokens.get())
         if self.verify_responses:
             self.verify_response(response)
 
+    async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        """The same for ``httpx.AsyncClient``: registry lookups and token refreshes never block the loop."""
+        # httpx reads bodies for an overridden async flow only when asked to.
+        self._check_provider(await self.registry.aparticipant(self.provider_participant_id))
+        await request.aread()
+        response = yield self._prepare(request, await self.tokens.aget())
+        await response.aread()
+        if self._token_refused(response):
+            self.tokens.invalidate()
+            response = yield self._prepare(request, await self.tokens.aget())
+            await response.aread()
+        if self.verify_responses:
+            await self.averify_response(response)
+
     def verify_response(self, response: httpx.Response) -> VerifiedSignature:
         """The response is signed by the provider, for this request, with this status, recently."""
+        return self._verify_response(response, self.registry.resolver(self.provider_participant_id))
+
+    async def averify_response(self, response: httpx.Response) -> VerifiedSignature:
+        signature = self._signature(response)
+        return self._verify_response(response, await self.registry.aresolve(self.provider_participant_id,
+                                                                            signature))
+
+    @staticmethod
+    def _signature(response: httpx.Response) -> str:
         signature = response.headers.get(SIGNATURE_HEADER) or response.headers.get(ALTERNATE_SIGNATURE_HEADER)
         if not signature:
             raise ResponseSignatureError("the provider's response is not signed", response)
+        return signature
+
+    def _verify_response(self, response: httpx.Response, resolve) -> VerifiedSignature:
         try:
-            verified = verify_detached(signature, response.content,
-                                       self.registry.resolver(self.provider_participant_id),
+            verified = verify_detached(self._signature(response), response.content, resolve,
                                        algorithms=ALGORITHMS, understood=RESPONSE_BINDING)
         except JWSError as exc:
+            if isinstance(exc, ResponseSignatureError):
+                raise
             raise ResponseSignatureError(f"the provider's response signature is invalid: {exc}", response,
                                          exc) from exc
         if self.compat:

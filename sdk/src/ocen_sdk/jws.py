@@ -493,6 +493,14 @@ def verify_jwt(token: str, resolver: Resolver, *, algorithms: Iterable[str],
     return VerifiedJWT(header=verified.header, claims=claims, key=verified.key)
 
 
+def peek_header(jws: str) -> dict[str, Any]:
+    """The protected header of a compact or detached JWS *before* verification, to find
+    which keys to fetch; verification parses and checks it again."""
+    if not isinstance(jws, str) or len(jws) > MAX_COMPACT_BYTES:
+        raise MalformedSignature("the JWS is missing or too long")
+    return _parse_header(jws.strip().split(".", 1)[0])
+
+
 def peek_claims(token: str) -> dict[str, Any]:
     """The claims of a compact JWS *before* verification, to find who claims to have signed it."""
     return parse_json_object(b64url_decode(_compact_parts(token)[1]), "token's claims")

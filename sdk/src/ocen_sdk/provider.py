@@ -64,6 +64,7 @@ from ocen_sdk.jws import (
 from ocen_sdk.key_loading import default_alg, load_private_key
 from ocen_sdk.remote import (
     AccessTokenVerifier,
+    ParticipantRecord,
     RegistryClient,
     RegistryError,
     ServiceKeys,
@@ -173,6 +174,7 @@ class ProviderGuard:
     """The framework-agnostic core: verify one request, sign one response."""
 
     def __init__(self, config: dict[str, Any], *, http: httpx.Client | None = None,
+                 async_http: httpx.AsyncClient | None = None,
                  replay_store: Callable[[str, int], bool] | None = None) -> None:
         unknown = set(config) - set(DEFAULTS)
         if unknown:
@@ -188,14 +190,14 @@ class ProviderGuard:
                              "worker and instance (see ocen_sdk.provider.MemoryReplayStore for one process)")
         self.replay_store = _import(store) if isinstance(store, str) else store
         http = http or httpx.Client(timeout=10)
-        self.service_keys = ServiceKeys(self.config["ISSUER"], http=http)
+        self.service_keys = ServiceKeys(self.config["ISSUER"], http=http, async_http=async_http)
         self.tokens = TokenManager(
             token_url=self.config["TOKEN_URL"] or self.service_keys.metadata["token_endpoint"],
             client_id=self.config["CLIENT_ID"], client_secret=self.config["CLIENT_SECRET"],
             private_key=None if self.config["CLIENT_SECRET"] else self._signing_key(), kid=self.config["KID"],
-            http=http)
+            http=http, async_http=async_http)
         self.registry = RegistryClient(
-            self.config["REGISTRY_URL"] or self.config["ISSUER"], self.tokens, http=http,
+            self.config["REGISTRY_URL"] or self.config["ISSUER"], self.tokens, http=http, async_http=async_http,
             service_keys=self.service_keys if self.config["VERIFY_REGISTRY_SIGNATURES"] else None,
             revalidate_after=self.config["STATUS_MAX_AGE"], max_response_age=self.config["REGISTRY_RESPONSE_MAX_AGE"],
             clock_skew=self.config["LEEWAY"])
@@ -217,15 +219,48 @@ class ProviderGuard:
                        method: str = "POST", alternate_signature: str | None = None) -> Caller:
         """Token, caller's standing, signature, binding, replay: in that order, and the
         request id is used up only when everything else passed."""
-        verified_token = self._verify_token(authorization)
-        self._check_standing(verified_token)
+        token = self._bearer(authorization)
+        try:
+            verified_token = self._token_checks(self.token_verifier.verify(token))
+        except (JWSError, RegistryError) as exc:
+            raise _token_refused(exc) from exc
+        self._check_standing(verified_token, lambda: self.registry.participant(verified_token.participant_id))
+        signature = self._one_signature(signature, alternate_signature)
+        resolve = self.registry.resolver(verified_token.participant_id, any_key_for_unknown_kid=self.compat)
+        return self._accept(verified_token, signature, resolve, body=body, target=target, method=method)
+
+    async def averify_request(self, *, authorization: str, signature: str | None, body: bytes, target: str,
+                              method: str = "POST", alternate_signature: str | None = None) -> Caller:
+        """``verify_request`` for asyncio apps (FastAPI, Starlette, plain ASGI): the same
+        checks in the same order, with the service's keys and the caller's registry record
+        fetched without blocking the event loop. The replay store is called as it is
+        (keep it fast: memory, or a cache on the same host)."""
+        token = self._bearer(authorization)
+        try:
+            verified_token = self._token_checks(await self.token_verifier.averify(token))
+        except (JWSError, RegistryError) as exc:
+            raise _token_refused(exc) from exc
+        try:
+            record = await self.registry.aparticipant(verified_token.participant_id)
+        except RegistryError as exc:
+            record = exc
+        self._check_standing(verified_token, lambda: _value_or_raise(record))
         signature = self._one_signature(signature, alternate_signature)
         try:
-            verified = verify_detached(
-                signature, signed_payload(body, target),
-                self.registry.resolver(verified_token.participant_id, any_key_for_unknown_kid=self.compat),
-                algorithms=self.config["ALGORITHMS"], understood=REQUEST_BINDING,
-                allow_b64_without_crit=self.compat)
+            resolve = await self.registry.aresolve(verified_token.participant_id, signature,
+                                                   any_key_for_unknown_kid=self.compat)
+        except (JWSError, RegistryError) as exc:
+            failure = exc
+            # Raised where the blocking resolver would raise it: after the signature's own checks.
+            resolve = lambda header: _value_or_raise(failure)  # noqa: E731
+        return self._accept(verified_token, signature, resolve, body=body, target=target, method=method)
+
+    def _accept(self, verified_token: VerifiedToken, signature: str, resolve, *, body: bytes, target: str,
+                method: str) -> Caller:
+        try:
+            verified = verify_detached(signature, signed_payload(body, target), resolve,
+                                       algorithms=self.config["ALGORITHMS"], understood=REQUEST_BINDING,
+                                       allow_b64_without_crit=self.compat)
         except JWSError as exc:
             raise _signature_refused(f"request signature: {exc}", exc.code) from exc
         except RegistryError as exc:
@@ -237,15 +272,14 @@ class ProviderGuard:
             raise _signature_refused("this signed request was accepted before (replay)", "ERR_SIG_REPLAYED")
         return Caller(token=verified_token, signature=verified)
 
-    def _verify_token(self, authorization: str) -> VerifiedToken:
+    @staticmethod
+    def _bearer(authorization: str) -> str:
         scheme, _, token = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise ProviderAuthError("invalid_token", "a Bearer access token is required", "ERR_TOKEN_MISSING")
-        try:
-            verified_token = self.token_verifier.verify(token.strip())
-        except (JWSError, RegistryError) as exc:
-            code = exc.code if isinstance(exc, JWSError) else "ERR_REGISTRY"
-            raise ProviderAuthError("invalid_token", f"access token: {exc}", code) from exc
+        return token.strip()
+
+    def _token_checks(self, verified_token: VerifiedToken) -> VerifiedToken:
         scope = self.config["REQUIRED_SCOPE"]
         if scope and scope not in verified_token.scopes:
             raise ProviderAuthError("insufficient_scope", f"the token lacks scope {scope}", "ERR_SCOPE")
@@ -253,11 +287,11 @@ class ProviderGuard:
             raise ProviderAuthError("invalid_token", "the token names no participant", "ERR_NO_PARTICIPANT")
         return verified_token
 
-    def _check_standing(self, token: VerifiedToken) -> None:
+    def _check_standing(self, token: VerifiedToken, lookup: Callable[[], ParticipantRecord | None]) -> None:
         """The caller is APPROVED in the registry and its token is not older than its
         tokens-not-before (suspension, reinstatement, "revoke all tokens")."""
         try:
-            record = self.registry.participant(token.participant_id)
+            record = lookup()
         except RegistryError as exc:
             raise ProviderAuthError("invalid_token", f"caller's registry record unavailable: {exc}",
                                     "ERR_REGISTRY") from exc
@@ -321,6 +355,17 @@ class ProviderGuard:
         return sign_detached(body, self.signing_key, alg=self.alg, kid=self.config["KID"],
                              extra_header=response_binding(request_jti=request_id, status=status),
                              critical=RESPONSE_BINDING)
+
+
+def _token_refused(exc: JWSError | RegistryError) -> ProviderAuthError:
+    code = exc.code if isinstance(exc, JWSError) else "ERR_REGISTRY"
+    return ProviderAuthError("invalid_token", f"access token: {exc}", code)
+
+
+def _value_or_raise(value: Any) -> Any:
+    if isinstance(value, BaseException):
+        raise value
+    return value
 
 
 def claimed_request_id(signature_header_value: str | None) -> str | None:

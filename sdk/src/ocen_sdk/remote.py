@@ -12,6 +12,7 @@ registry's participant keys. No Django; used by the SDK and the provider middlew
 
 from __future__ import annotations
 
+import asyncio
 import re
 import threading
 import time
@@ -24,6 +25,7 @@ from urllib.parse import urlencode, urlsplit
 
 import httpx
 
+from ocen_sdk._flow import TOKEN, Call, Flow, arun, run
 from ocen_sdk.http import REGISTRY_BINDING, SIGNATURE_HEADER, fresh
 from ocen_sdk.jws import (
     JWSError,
@@ -32,6 +34,7 @@ from ocen_sdk.jws import (
     PrivateKey,
     Signer,
     VerificationKey,
+    peek_header,
     sign_jwt,
     validate_claims,
     verify_detached,
@@ -93,12 +96,17 @@ def _max_age(response: httpx.Response, default: int) -> int:
 # --- Tokens --------------------------------------------------------------------------------
 
 class TokenManager:
-    """Fetches and caches this participant's access token."""
+    """Fetches and caches this participant's access token.
+
+    ``get()`` from threads, ``await aget()`` from asyncio code (with ``async_http``, or an
+    ``httpx.AsyncClient`` made on first use); both share the cached token.
+    """
 
     def __init__(self, *, token_url: str, client_id: str, client_secret: str | None = None,
                  private_key: PrivateKey | None = None, kid: str | None = None, alg: str | None = None,
                  scope: str | None = None, resource: str | Sequence[str] | None = None,
-                 http: httpx.Client | None = None, refresh_margin: int = 30) -> None:
+                 http: httpx.Client | None = None, async_http: httpx.AsyncClient | None = None,
+                 refresh_margin: int = 30) -> None:
         if (client_secret is None) == (private_key is None):
             raise ValueError("give exactly one of client_secret and private_key")
         self.token_url, self.client_id = token_url, client_id
@@ -106,25 +114,53 @@ class TokenManager:
         self.kid, self.alg = kid, alg or (default_alg(private_key) if private_key is not None else None)
         self.scope, self.resource = scope, resource
         self.http = http or httpx.Client(timeout=10)
+        self._async_http = async_http
         self.refresh_margin = refresh_margin
         self._lock = threading.Lock()
+        self._async_lock: asyncio.Lock | None = None
         self._token: str | None = None
         self._expires_at = 0.0
         self.fetches = 0
 
-    def get(self) -> str:
-        """A valid access token; at most one refresh runs at a time."""
+    @property
+    def async_http(self) -> httpx.AsyncClient:
+        if self._async_http is None:
+            self._async_http = httpx.AsyncClient(timeout=10)
+        return self._async_http
+
+    def _current(self) -> str | None:
         if self._token and time.time() < self._expires_at - self.refresh_margin:
             return self._token
+        return None
+
+    def get(self) -> str:
+        """A valid access token; at most one refresh runs at a time."""
+        token = self._current()
+        if token:
+            return token
         with self._lock:
-            if self._token and time.time() < self._expires_at - self.refresh_margin:
-                return self._token
-            self._token, self._expires_at = self._fetch()
-            return self._token
+            token = self._current()
+            if not token:
+                token, self._expires_at = run(self._fetch_flow(), self.http)
+                self._token = token
+            return token
+
+    async def aget(self) -> str:
+        """``get()`` for asyncio code: at most one refresh runs at a time per event loop."""
+        token = self._current()
+        if token:
+            return token
+        if self._async_lock is None:
+            self._async_lock = asyncio.Lock()
+        async with self._async_lock:
+            token = self._current()
+            if not token:
+                token, self._expires_at = await arun(self._fetch_flow(), self.async_http)
+                self._token = token
+            return token
 
     def invalidate(self) -> None:
-        with self._lock:
-            self._token, self._expires_at = None, 0.0
+        self._token, self._expires_at = None, 0.0
 
     def client_assertion(self) -> str:
         """An RFC 7523 client assertion signed with the participant's registered key."""
@@ -145,7 +181,7 @@ class TokenManager:
                     f"resource={self.resource!r}.")
         return ""
 
-    def _fetch(self) -> tuple[str, float]:
+    def _fetch_flow(self) -> Flow[tuple[str, float]]:
         data: dict[str, Any] = {"grant_type": "client_credentials"}
         if self.scope:
             data["scope"] = self.scope
@@ -157,7 +193,7 @@ class TokenManager:
         else:
             auth = (self.client_id, self.client_secret)
         try:
-            response = self.http.post(self.token_url, data=data, auth=auth)
+            response = yield Call("POST", self.token_url, data=data, auth=auth)
         except httpx.HTTPError as exc:
             raise TokenRequestError(0, "unreachable", f"the token endpoint {self.token_url} is unreachable: "
                                                       f"{exc}") from exc
@@ -166,7 +202,7 @@ class TokenManager:
             body = response.json()
         except ValueError:
             body = {}
-        if response.status_code != 200 or "access_token" not in body:
+        if response.status_code != 200 or not isinstance(body, dict) or "access_token" not in body:
             error = body.get("error", "unknown") if isinstance(body, dict) else "unknown"
             raise TokenRequestError(response.status_code, error,
                                     body.get("error_description", "") if isinstance(body, dict) else "",
@@ -179,10 +215,12 @@ class TokenManager:
 class ServiceKeys:
     """The Auth Service's published keys, found through discovery."""
 
-    def __init__(self, issuer: str, *, http: httpx.Client | None = None, min_refresh_interval: float = 10.0,
+    def __init__(self, issuer: str, *, http: httpx.Client | None = None,
+                 async_http: httpx.AsyncClient | None = None, min_refresh_interval: float = 10.0,
                  default_max_age: int = 300) -> None:
         self.issuer = issuer.rstrip("/")
         self.http = http or httpx.Client(timeout=10)
+        self._async_http = async_http
         self.min_refresh_interval = min_refresh_interval
         self.default_max_age = default_max_age
         self._lock = threading.Lock()
@@ -193,9 +231,23 @@ class ServiceKeys:
         self.fetches = 0
 
     @property
+    def async_http(self) -> httpx.AsyncClient:
+        if self._async_http is None:
+            self._async_http = httpx.AsyncClient(timeout=10)
+        return self._async_http
+
+    @property
     def metadata(self) -> dict[str, Any]:
+        """The service's discovery document (RFC 8414), fetched once."""
+        return run(self._metadata_flow(), self.http)
+
+    def _metadata_flow(self) -> Flow[dict[str, Any]]:
         if self._metadata is None:
-            response = self.http.get(f"{self.issuer}/.well-known/openid-configuration")
+            url = f"{self.issuer}/.well-known/openid-configuration"
+            try:
+                response = yield Call("GET", url)
+            except httpx.HTTPError as exc:
+                raise RegistryUnreachable(f"the Auth Service at {self.issuer} is unreachable: {exc}") from exc
             if response.status_code != 200:
                 raise RegistryError(f"discovery failed with HTTP {response.status_code}")
             metadata = response.json()
@@ -204,8 +256,12 @@ class ServiceKeys:
             self._metadata = metadata
         return self._metadata
 
-    def _refresh(self) -> None:
-        response = self.http.get(self.metadata["jwks_uri"])
+    def _refresh_flow(self) -> Flow[None]:
+        metadata = yield from self._metadata_flow()
+        try:
+            response = yield Call("GET", metadata["jwks_uri"])
+        except httpx.HTTPError as exc:
+            raise RegistryUnreachable(f"the Auth Service's JWKS is unreachable: {exc}") from exc
         if response.status_code != 200:
             raise RegistryError(f"JWKS fetch failed with HTTP {response.status_code}")
         self.fetches += 1
@@ -217,17 +273,24 @@ class ServiceKeys:
         self._keys = keys
         self._expires_at = time.monotonic() + _max_age(response, self.default_max_age)
 
-    def resolve(self, header: dict[str, Any]) -> list[VerificationKey]:
+    def _resolve_flow(self, header: dict[str, Any]) -> Flow[list[VerificationKey]]:
         kid = header.get("kid")
-        with self._lock:
-            if time.monotonic() >= self._expires_at:
-                self._refresh()
-            if kid not in self._keys and time.monotonic() - self._last_forced >= self.min_refresh_interval:
-                # An unknown kid may be a freshly rotated key: refetch once, rate-limited.
-                self._last_forced = time.monotonic()
-                self._refresh()
-            key = self._keys.get(kid)
+        if time.monotonic() >= self._expires_at:
+            yield from self._refresh_flow()
+        if kid not in self._keys and time.monotonic() - self._last_forced >= self.min_refresh_interval:
+            # An unknown kid may be a freshly rotated key: refetch once, rate-limited.
+            self._last_forced = time.monotonic()
+            yield from self._refresh_flow()
+        key = self._keys.get(kid)
         return [key] if key else []
+
+    def resolve(self, header: dict[str, Any]) -> list[VerificationKey]:
+        """A ``ocen_sdk.jws`` resolver: the service key the header names."""
+        with self._lock:
+            return run(self._resolve_flow(header), self.http)
+
+    async def aresolve(self, header: dict[str, Any]) -> list[VerificationKey]:
+        return await arun(self._resolve_flow(header), self.async_http)
 
 
 @dataclass(frozen=True)
@@ -266,12 +329,25 @@ class AccessTokenVerifier:
         self._lock = threading.Lock()
 
     def verify(self, token: str) -> VerifiedToken:
+        return self._cached(token) or self._verify(token, self.service_keys.resolve)
+
+    async def averify(self, token: str) -> VerifiedToken:
+        """``verify()`` for asyncio code: the service's keys are fetched without blocking."""
+        cached = self._cached(token)
+        if cached is not None:
+            return cached
+        keys = await self.service_keys.aresolve(_header_or_empty(token))
+        return self._verify(token, lambda header: keys)
+
+    def _cached(self, token: str) -> VerifiedToken | None:
         cached = self._verified.get(token)
         if cached is not None:
             # Already verified: only the clock can have changed its validity.
             validate_claims(cached.claims, issuer=None, audience=None, leeway=self.leeway)
-            return cached
-        verified = verify_jwt(token, self.service_keys.resolve, algorithms=self.algorithms, typ=ACCESS_TOKEN_TYPES)
+        return cached
+
+    def _verify(self, token: str, resolve) -> VerifiedToken:
+        verified = verify_jwt(token, resolve, algorithms=self.algorithms, typ=ACCESS_TOKEN_TYPES)
         validate_claims(verified.claims, issuer=self.service_keys.issuer, audience=self.audience,
                         leeway=self.leeway)
         result = VerifiedToken(verified.claims)
@@ -280,6 +356,14 @@ class AccessTokenVerifier:
                 self._verified.pop(next(iter(self._verified)))  # the oldest entry
             self._verified[token] = result
         return result
+
+
+def _header_or_empty(jws: str) -> dict[str, Any]:
+    """The header to look keys up by; a malformed one is reported by the verification itself."""
+    try:
+        return peek_header(jws)
+    except JWSError:
+        return {}
 
 
 # --- The registry -----------------------------------------------------------------------------------
@@ -344,15 +428,20 @@ class RegistryClient:
     this process within that bound. With ``service_keys``, every answer's signature is
     checked: signed by the service, for the path asked, at most
     ``max_response_age`` seconds old (so an old answer cannot be replayed).
+
+    Every lookup has an asyncio twin (``aparticipant``, ``aparticipants``,
+    ``aparticipant_keys``, ``aresolve``) sharing the same cache; it uses ``async_http``
+    (or an ``httpx.AsyncClient`` made on first use) and the token manager's ``aget()``.
     """
 
     def __init__(self, base_url: str, tokens: TokenManager, *, http: httpx.Client | None = None,
-                 service_keys: ServiceKeys | None = None, revalidate_after: float = 30.0,
-                 max_response_age: float = 120.0, clock_skew: float = 30.0,
+                 async_http: httpx.AsyncClient | None = None, service_keys: ServiceKeys | None = None,
+                 revalidate_after: float = 30.0, max_response_age: float = 120.0, clock_skew: float = 30.0,
                  unknown_kid_refetch_interval: float = 10.0) -> None:
         self.base_url = base_url.rstrip("/")
         self.tokens = tokens
         self.http = http or httpx.Client(timeout=10)
+        self._async_http = async_http
         self.service_keys = service_keys
         self.revalidate_after = revalidate_after
         self.max_response_age, self.clock_skew = max_response_age, clock_skew
@@ -362,13 +451,71 @@ class RegistryClient:
         self._lock = threading.Lock()
         self.requests = 0
 
+    @property
+    def async_http(self) -> httpx.AsyncClient:
+        if self._async_http is None:
+            self._async_http = httpx.AsyncClient(timeout=10)
+        return self._async_http
+
+    def _run(self, flow: Flow[Any]) -> Any:
+        return run(flow, self.http, self.tokens)
+
+    async def _arun(self, flow: Flow[Any]) -> Any:
+        return await arun(flow, self.async_http, self.tokens)
+
+    # The lookups, each written once as a flow (ocen_sdk._flow) and run either way.
+
     def participant(self, participant_id: str, *, revalidate: bool = False) -> ParticipantRecord | None:
         """The participant's record, or None when the registry does not know it (or it was offboarded)."""
+        return self._run(self._participant_flow(participant_id, revalidate))
+
+    async def aparticipant(self, participant_id: str, *, revalidate: bool = False) -> ParticipantRecord | None:
+        return await self._arun(self._participant_flow(participant_id, revalidate))
+
+    def participants(self, *, role: str | None = None, status: str | None = None,
+                     search: str | None = None) -> list[ParticipantRecord]:
+        """Every participant matching the filters (all pages), each page ETag-revalidated."""
+        return self._run(self._participants_flow(role=role, status=status, search=search))
+
+    async def aparticipants(self, *, role: str | None = None, status: str | None = None,
+                            search: str | None = None) -> list[ParticipantRecord]:
+        return await self._arun(self._participants_flow(role=role, status=status, search=search))
+
+    def participant_keys(self, participant_id: str, *, revalidate: bool = False) -> list[VerificationKey]:
+        """The participant's active keys; none unless it is APPROVED."""
+        return self._run(self._keys_flow(participant_id, revalidate))
+
+    async def aparticipant_keys(self, participant_id: str, *, revalidate: bool = False) -> list[VerificationKey]:
+        return await self._arun(self._keys_flow(participant_id, revalidate))
+
+    def resolver(self, participant_id: str, *, any_key_for_unknown_kid: bool = False, max_keys: int = 5):
+        """A ``ocen_sdk.jws`` resolver over one participant's active keys.
+
+        ``any_key_for_unknown_kid`` (OCEN reference compatibility): when the header names
+        no kid or a kid the participant has not registered, every active key is tried
+        (at most ``max_keys``), as the reference verifier ignores kid.
+        """
+
+        def resolve(header: dict[str, Any]) -> list[VerificationKey]:
+            return self._run(self._resolve_flow(participant_id, header, any_key_for_unknown_kid, max_keys))
+
+        return resolve
+
+    async def aresolve(self, participant_id: str, signature: str, *, any_key_for_unknown_kid: bool = False,
+                       max_keys: int = 5):
+        """The asyncio counterpart of ``resolver()``: fetches what the signature's header
+        needs first, then returns a resolver that answers from memory."""
+        keys = await self._arun(self._resolve_flow(participant_id, _header_or_empty(signature),
+                                                   any_key_for_unknown_kid, max_keys))
+        return lambda header: keys
+
+    def _participant_flow(self, participant_id: str, revalidate: bool) -> Flow[ParticipantRecord | None]:
         with self._lock:
             cached = self._cache.get(participant_id)
         if cached and not revalidate and time.monotonic() - cached.checked_at < self.revalidate_after:
             return cached.record
-        response = self._get(f"/registry/v1/participants/{participant_id}", cached.etag if cached else None)
+        path = f"/registry/v1/participants/{participant_id}"
+        response = yield from self._get_flow(path, cached.etag if cached else None)
         if response.status_code == 304 and cached:
             cached.checked_at = time.monotonic()
             return cached.record
@@ -379,34 +526,51 @@ class RegistryClient:
         self._store(participant_id, _Cached(response.headers.get("etag"), record, time.monotonic()))
         return record
 
-    def participants(self, *, role: str | None = None, status: str | None = None,
-                     search: str | None = None) -> list[ParticipantRecord]:
-        """Every participant matching the filters (all pages), each page ETag-revalidated."""
-        filters = {name: value for name, value in (("role", role), ("status", status), ("search", search)) if value}
+    def _participants_flow(self, **filters: str | None) -> Flow[list[ParticipantRecord]]:
+        query = {name: value for name, value in filters.items() if value}
         # The keyset cursor: every page costs the same, and a crawl sees each participant once.
-        path: str | None = f"/registry/v1/participants?{urlencode({**filters, 'cursor': ''})}"
+        path: str | None = f"/registry/v1/participants?{urlencode({**query, 'cursor': ''})}"
         records: list[ParticipantRecord] = []
         while path:
             with self._lock:
                 etag, data = self._pages.get(path, (None, None))
-            response = self._get(path, etag)
+            response = yield from self._get_flow(path, etag)
             if response.status_code != 304 or data is None:
                 data = self._json(response)
                 with self._lock:
                     self._pages[path] = (response.headers.get("etag"), data)
             records += [_participant_record(str(item.get("participant_id")), item) for item in data.get("results", [])]
-            following = data.get("next")
-            path = None if not following else urlsplit(following).path + (
-                "?" + urlsplit(following).query if urlsplit(following).query else "")
+            following = urlsplit(data.get("next") or "")
+            path = (following.path + (f"?{following.query}" if following.query else "")) or None
         return records
 
-    def _get(self, path: str, etag: str | None) -> httpx.Response:
+    def _keys_flow(self, participant_id: str, revalidate: bool) -> Flow[list[VerificationKey]]:
+        record = yield from self._participant_flow(participant_id, revalidate)
+        return list(record.keys) if record is not None and record.is_approved else []
+
+    def _resolve_flow(self, participant_id: str, header: dict[str, Any], any_key_for_unknown_kid: bool,
+                      max_keys: int) -> Flow[list[VerificationKey]]:
+        kid = header.get("kid")
+        keys = yield from self._keys_flow(participant_id, False)
+        if kid is not None and not any(key.kid == kid for key in keys) and self._may_refetch_for_kid(participant_id):
+            keys = yield from self._keys_flow(participant_id, True)  # a key added since
+        if not keys:
+            raise KeyNotFound(f"participant {participant_id} has no active keys in the registry")
+        matching = [key for key in keys if key.kid == kid] if kid is not None else []
+        if matching:
+            return matching
+        if kid is None or any_key_for_unknown_kid:
+            return keys[:max_keys]
+        return []
+
+    def _get_flow(self, path: str, etag: str | None) -> Flow[httpx.Response]:
         """GET a registry path: 200, 304 (when ``etag`` is given) or 404, each signature-checked."""
-        headers = {"Authorization": f"Bearer {self.tokens.get()}"}
+        token = yield TOKEN
+        headers = {"Authorization": f"Bearer {token}"}
         if etag:
             headers["If-None-Match"] = etag
         try:
-            response = self.http.get(f"{self.base_url}{path}", headers=headers)
+            response = yield Call("GET", f"{self.base_url}{path}", headers=headers)
         except httpx.HTTPError as exc:
             raise RegistryUnreachable(f"the registry at {self.base_url} is unreachable: {exc}") from exc
         self.requests += 1
@@ -416,12 +580,31 @@ class RegistryClient:
                 f"the registry refused the access token ({response.text[:200]}); a token for the registry is "
                 f"obtained with resource={REGISTRY_AUDIENCE!r} (TokenManager(..., resource=...))")
         if response.status_code == 304 and etag:
-            self._check_signature(response, path, payload=(response.headers.get("etag") or "").encode())
+            yield from self._check_signature_flow(response, path,
+                                                  payload=(response.headers.get("etag") or "").encode())
             return response
         if response.status_code not in (200, 404):
             raise RegistryError(f"registry answered HTTP {response.status_code} for {path}")
-        self._check_signature(response, path, payload=response.content)
+        yield from self._check_signature_flow(response, path, payload=response.content)
         return response
+
+    def _check_signature_flow(self, response: httpx.Response, path: str, *, payload: bytes) -> Flow[None]:
+        if self.service_keys is None:
+            return
+        signature = response.headers.get(SIGNATURE_HEADER)
+        if not signature:
+            raise RegistryError("the registry's response is not signed")
+        keys = yield from self.service_keys._resolve_flow(_header_or_empty(signature))
+        try:
+            verified = verify_detached(signature, payload, lambda header: keys, algorithms=SERVICE_ALGORITHMS,
+                                       understood=REGISTRY_BINDING)
+        except JWSError as exc:
+            raise RegistryError(f"the registry's response signature is invalid: {exc}") from exc
+        if verified.header.get("htu") != path:
+            raise RegistryError("the registry's response was signed for another request")
+        if not fresh(verified.header.get("iat"), max_age=self.max_response_age, skew=self.clock_skew):
+            raise RegistryError(f"the registry's response is older than {self.max_response_age:.0f}s (or from the "
+                                "future): refused as a possible replay")
 
     @staticmethod
     def _json(response: httpx.Response) -> dict[str, Any]:
@@ -440,28 +623,6 @@ class RegistryClient:
                 entry.refetched_for_kid_at = previous.refetched_for_kid_at
             self._cache[participant_id] = entry
 
-    def participant_keys(self, participant_id: str, *, revalidate: bool = False) -> list[VerificationKey]:
-        """The participant's active keys; none unless it is APPROVED."""
-        record = self.participant(participant_id, revalidate=revalidate)
-        return list(record.keys) if record is not None and record.is_approved else []
-
-    def _check_signature(self, response: httpx.Response, path: str, *, payload: bytes) -> None:
-        if self.service_keys is None:
-            return
-        signature = response.headers.get(SIGNATURE_HEADER)
-        if not signature:
-            raise RegistryError("the registry's response is not signed")
-        try:
-            verified = verify_detached(signature, payload, self.service_keys.resolve, algorithms=SERVICE_ALGORITHMS,
-                                       understood=REGISTRY_BINDING)
-        except JWSError as exc:
-            raise RegistryError(f"the registry's response signature is invalid: {exc}") from exc
-        if verified.header.get("htu") != path:
-            raise RegistryError("the registry's response was signed for another request")
-        if not fresh(verified.header.get("iat"), max_age=self.max_response_age, skew=self.clock_skew):
-            raise RegistryError(f"the registry's response is older than {self.max_response_age:.0f}s (or from the "
-                                "future): refused as a possible replay")
-
     def _may_refetch_for_kid(self, participant_id: str) -> bool:
         """At most one refetch per interval per participant for a kid not in its record."""
         now = time.monotonic()
@@ -471,28 +632,3 @@ class RegistryClient:
                 return False
             cached.refetched_for_kid_at = now
             return True
-
-    def resolver(self, participant_id: str, *, any_key_for_unknown_kid: bool = False, max_keys: int = 5):
-        """A ``ocen_sdk.jws`` resolver over one participant's active keys.
-
-        ``any_key_for_unknown_kid`` (OCEN reference compatibility): when the header names
-        no kid or a kid the participant has not registered, every active key is tried
-        (at most ``max_keys``), as the reference verifier ignores kid.
-        """
-
-        def resolve(header: dict[str, Any]) -> list[VerificationKey]:
-            kid = header.get("kid")
-            keys = self.participant_keys(participant_id)
-            if kid is not None and not any(key.kid == kid for key in keys) and self._may_refetch_for_kid(
-                    participant_id):
-                keys = self.participant_keys(participant_id, revalidate=True)  # a key added since
-            if not keys:
-                raise KeyNotFound(f"participant {participant_id} has no active keys in the registry")
-            matching = [key for key in keys if key.kid == kid] if kid is not None else []
-            if matching:
-                return matching
-            if kid is None or any_key_for_unknown_kid:
-                return keys[:max_keys]
-            return []
-
-        return resolve
