@@ -101,7 +101,7 @@ def test_the_sdk_wheel_works_alone_in_a_fresh_venv(network, tmp_path):
     check = subprocess.run([python, "-c", "import importlib.util, ocen_sdk; print(ocen_sdk.__version__, "
                             "importlib.util.find_spec('django') is None)"], capture_output=True, text=True,
                            cwd=tmp_path)
-    assert check.stdout.split() == ["0.2.0", "True"], check.stderr  # installed, and no Django at all
+    assert check.stdout.split() == ["0.3.0", "True"], check.stderr  # installed, and no Django at all
     result = _run_examples(python, network)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "HTTP 200, response signature verified" in result.stdout

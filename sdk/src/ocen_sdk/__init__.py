@@ -9,7 +9,11 @@
   request (any framework); ``ocen_sdk.django``: the same as Django middleware.
 - ``ocen_sdk.jws``: the detached JWS/JWT core; ``ocen_sdk.http``: the wire contract.
 
+Every network call has an asyncio twin (``aget``, ``aparticipant``, ``averify_request``,
+``OCENAuth`` with ``httpx.AsyncClient``): one implementation (``ocen_sdk._flow``), run
+blocking or awaited.
+
 Depends on cryptography, jwcrypto and httpx only; Django only for ``ocen_sdk.django``.
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
