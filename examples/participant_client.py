@@ -49,6 +49,8 @@ def main() -> int:
                                  headers={"Content-Type": "application/json"})
         except OCENError as exc:
             print(f"refused ({exc.code}): {exc}", file=sys.stderr)
+            if getattr(exc, "response", None) is not None:
+                print(f"the provider answered HTTP {exc.response.status_code}: {exc.response.text}", file=sys.stderr)
             return 1
         print(f"HTTP {response.status_code}, response signature verified: {response.json()}")
         return 0 if response.status_code == 200 else 1

@@ -50,6 +50,8 @@ async def main() -> int:
                 for n in (8, 9)])
         except OCENError as exc:
             print(f"refused ({exc.code}): {exc}", file=sys.stderr)
+            if getattr(exc, "response", None) is not None:
+                print(f"the provider answered HTTP {exc.response.status_code}: {exc.response.text}", file=sys.stderr)
             return 1
         for response in responses:
             print(f"HTTP {response.status_code}, response signature verified: {response.json()}")

@@ -16,7 +16,7 @@ import sys
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 from ocen_sdk.http import SIGNATURE_HEADER
-from ocen_sdk.provider import MemoryReplayStore, ProviderAuthError, ProviderGuard
+from ocen_sdk.provider import MemoryReplayStore, ProviderAuthError, ProviderGuard, claimed_request_id
 
 
 def build_guard() -> ProviderGuard:
@@ -35,7 +35,8 @@ def make_app(guard: ProviderGuard):
         length = int(environ.get("CONTENT_LENGTH") or 0)
         body = environ["wsgi.input"].read(length) if length else b""
         target = environ.get("PATH_INFO", "/") + (f"?{environ['QUERY_STRING']}" if environ.get("QUERY_STRING") else "")
-        request_id = None
+        # A refusal names the request id the caller claimed, so the caller can match it.
+        request_id = claimed_request_id(environ.get("HTTP_X_JWS_SIGNATURE") or environ.get("HTTP_SIGNATURE"))
         try:
             caller = guard.verify_request(
                 authorization=environ.get("HTTP_AUTHORIZATION", ""), signature=environ.get("HTTP_X_JWS_SIGNATURE"),

@@ -17,7 +17,7 @@ import os
 import httpx
 
 from ocen_sdk.http import SIGNATURE_HEADER
-from ocen_sdk.provider import MemoryReplayStore, ProviderAuthError, ProviderGuard
+from ocen_sdk.provider import MemoryReplayStore, ProviderAuthError, ProviderGuard, claimed_request_id
 
 
 def build_guard(async_http: httpx.AsyncClient | None = None) -> ProviderGuard:
@@ -49,7 +49,8 @@ def make_app(guard: ProviderGuard):
         query = scope.get("query_string", b"").decode("latin-1")
         target = scope.get("raw_path", scope["path"].encode()).decode("latin-1").split("?")[0] + (
             f"?{query}" if query else "")
-        request_id = None
+        # A refusal names the request id the caller claimed, so the caller can match it.
+        request_id = claimed_request_id(headers.get(SIGNATURE_HEADER) or headers.get("signature"))
         try:
             caller = await guard.averify_request(
                 authorization=headers.get("authorization", ""), signature=headers.get(SIGNATURE_HEADER),

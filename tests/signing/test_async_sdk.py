@@ -198,3 +198,41 @@ def test_the_asgi_provider_example_serves_a_verified_call(net):
     assert ok.status_code == 200 and ok.json()["offers"][0]["amount"] == 7
     assert refused.status_code == 401 and refused.json()["error"] == "invalid_token"
     assert refused.headers[SIGNATURE_HEADER]  # refusals are signed too
+
+
+def _lender_asgi(net, *, bind_refusals: bool):
+    """The ASGI example, or a provider that signs refusals over the body alone."""
+    async def scenario(signing_key):
+        async with httpx.AsyncClient(timeout=10) as service_http:
+            guard = _guard(net, service_http)
+            app = make_app(guard)
+            if not bind_refusals:
+                async def app(scope, receive, send):  # a provider that does not bind its refusals
+                    answer = json.dumps({"error": "invalid_signature", "code": "ERR_JWS_SIGNATURE_VERIFICATION_FAILED",
+                                         "error_description": "request signature: no match"}).encode()
+                    signature = guard.sign_response(answer, status=401, request_id=None)
+                    await send({"type": "http.response.start", "status": 401,
+                                "headers": [(SIGNATURE_HEADER.encode(), signature.encode())]})
+                    await send({"type": "http.response.body", "body": answer})
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://lender.test") as lender:
+                auth, _ = _sdk(net, service_http)
+                auth.signing_key = signing_key
+                return await lender.post("/loan-offers", content=b"{}", auth=auth)
+
+    return scenario
+
+
+def test_a_bound_refusal_reaches_the_caller_verified(net):
+    refused = asyncio.run(_lender_asgi(net, bind_refusals=True)(ec_key().private_key))  # a key never registered
+    assert refused.status_code == 401
+    assert refused.json()["code"] == "ERR_JWS_SIGNATURE_VERIFICATION_FAILED"
+
+
+def test_an_unbound_refusal_is_reported_as_the_refusal_it_claims_to_be(net):
+    with pytest.raises(ResponseSignatureError) as refused:
+        asyncio.run(_lender_asgi(net, bind_refusals=False)(net.agent_key))
+    message = str(refused.value)
+    assert "refused the request with HTTP 401 (ERR_JWS_SIGNATURE_VERIFICATION_FAILED: request signature: no match)" \
+        in message
+    assert "unverified" in message and refused.value.response.status_code == 401

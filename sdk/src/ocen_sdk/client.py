@@ -155,6 +155,12 @@ class OCENAuth(httpx.Auth):
             return verified
         header, request_id = verified.header, response.request.extensions.get("ocen_request_id")
         if header.get("irt") != request_id:
+            if response.status_code >= 400 and "irt" not in header:
+                # Most often a provider that signs its refusals over the body alone: say what
+                # it answered (unverified: nothing binds that answer to this request).
+                raise ResponseSignatureError(f"the provider refused the request with HTTP {response.status_code}"
+                                             f"{_refusal(response)}; unverified: the answer's signature does not "
+                                             "name this request", response)
             raise ResponseSignatureError("the response is signed for another request (replayed or mixed up)",
                                          response)
         if header.get("hts") != response.status_code:
@@ -163,3 +169,15 @@ class OCENAuth(httpx.Auth):
         if not fresh(header.get("iat"), max_age=self.response_max_age, skew=self.clock_skew):
             raise ResponseSignatureError("the response signature is stale", response)
         return verified
+
+
+def _refusal(response: httpx.Response) -> str:
+    """`` (ERR_X: description)`` from an OAuth-style error body, if it has one."""
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    if not isinstance(body, dict):
+        return ""
+    code, text = body.get("code") or body.get("error"), body.get("error_description") or body.get("detail")
+    return f" ({code}: {text})" if code and text else (f" ({code})" if code else "")
