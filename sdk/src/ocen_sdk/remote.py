@@ -252,7 +252,9 @@ class ServiceKeys:
                 raise RegistryError(f"discovery failed with HTTP {response.status_code}")
             metadata = response.json()
             if metadata.get("issuer") != self.issuer:
-                raise RegistryError("the discovery document names another issuer")
+                raise RegistryError(f"the discovery document at {url} names issuer {metadata.get('issuer')!r}, not "
+                                    f"{self.issuer!r}: use the service's issuer URL (the service sets it with "
+                                    "AUTHSERVICE_ISSUER)")
             self._metadata = metadata
         return self._metadata
 
