@@ -648,7 +648,10 @@ class OccurredBetweenFilter(admin.ListFilter):
 
     @staticmethod
     def _parse(value: str) -> datetime:
-        day = parse_date(value) if len(value) == 10 else None
+        try:
+            day = parse_date(value) if len(value) == 10 else None
+        except ValueError:  # well formed, but no such day
+            day = None
         if day is None:
             raise IncorrectLookupParameters(f"{value!r} is not a date (YYYY-MM-DD).")
         return datetime.combine(day, time.min, tzinfo=timezone.get_current_timezone())
