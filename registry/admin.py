@@ -38,6 +38,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_date
+from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 
 from authservice import not_before
@@ -181,8 +182,18 @@ class EndpointInline(ReadOnlyInline):
 
 class PublicKeyInline(ReadOnlyInline):
     model = PublicKey
-    fields = ["kid", "thumbprint", "alg", "source_format", "not_before", "not_after", "status", "revoke_link"]
+    fields = ["kid_display", "thumbprint_display", "alg", "source_format", "not_before", "not_after", "status",
+              "revoke_link"]
     readonly_fields = fields
+
+    # Thumbprint-sized ids, shortened with a copy button, keep the table inside 1280 px.
+    @admin.display(description="Kid")
+    def kid_display(self, key):
+        return _short_with_copy(key.kid, 16) if len(key.kid) > 20 else key.kid
+
+    @admin.display(description="Thumbprint")
+    def thumbprint_display(self, key):
+        return _short_with_copy(key.thumbprint, 16)
 
     @admin.display(description="")
     def revoke_link(self, key):
@@ -222,12 +233,22 @@ SHORT_ID_CHARS = 8
 EMPTY_PLAN = {"client_id": None, "keys": [], "endpoints": [], "mappings": []}
 
 
-def _short_with_copy(value: str):
+def _short_with_copy(value: str, chars: int = SHORT_ID_CHARS):
     """The first characters of a long id, the whole id in its title, and a copy button
     (registry/admin/copy.js): lists stay one line wide at 1280 px."""
     return format_html('<span class="short-id"><code title="{}">{}</code>'
-                       '<button type="button" class="copy-id" data-copy-value="{}" aria-label="Copy {}">'
-                       'Copy</button></span>', value, value[:SHORT_ID_CHARS], value, value)
+                       '<button type="button" class="copy-id" data-copy-value="{}" title="Copy {}">'
+                       'Copy</button></span>', value, value[:chars] + ("…" if len(value) > chars else ""), value,
+                       value)
+
+
+def _breakable_time(value):
+    """A time in the admin's format, allowed to break between its date and its time."""
+    if value is None:
+        return "—"
+    text = date_format(timezone.localtime(value), "DATETIME_FORMAT")
+    day, _, rest = text.partition(" ")
+    return format_html('<span class="nowrap">{}</span> <span class="nowrap">{}</span>', day, rest)
 
 
 def last_activity(participant: Participant):
@@ -325,8 +346,11 @@ WORKFLOWS_BY_SLUG = {workflow.slug: workflow for workflow in WORKFLOWS}
 
 @admin.register(Participant)
 class ParticipantAdmin(ServiceBackedAdmin):
-    list_display = ["organisation", "role", "status_badge", "short_participant_id", "short_client_id",
-                    "base_url", "approved_at", "last_activity"]
+    # Fits 1280 px: the role under the name, both ids in one column, times that may break
+    # between date and time, the base URL cut with an ellipsis (whole in its title).
+    list_display = ["participant_display", "status_badge", "ids", "base_url", "approved_at_display",
+                    "last_activity_display"]
+    list_display_links = ["participant_display"]
     list_filter = ["status", "role"]
     list_select_related = ["organisation", "client"]
     search_fields = ["organisation__legal_name"]
@@ -356,22 +380,32 @@ class ParticipantAdmin(ServiceBackedAdmin):
     def client_id_display(self, participant):
         return participant.client.client_id if participant.client_id else "—"
 
-    @admin.display(description="Participant id", ordering="participant_id")
-    def short_participant_id(self, participant):
-        return _short_with_copy(str(participant.participant_id))
+    @admin.display(description="Participant", ordering="organisation__legal_name")
+    def participant_display(self, participant):
+        return format_html('{}<span class="list-role">{}</span>', participant.organisation.legal_name,
+                           participant.get_role_display())
 
-    @admin.display(description="Client id", ordering="client__client_id")
-    def short_client_id(self, participant):
-        return _short_with_copy(participant.client.client_id) if participant.client_id else "—"
+    @admin.display(description="Ids (participant, client)")
+    def ids(self, participant):
+        client = _short_with_copy(participant.client.client_id) if participant.client_id else "—"
+        return format_html('<span class="id-line"><abbr title="participant id">P</abbr> {}</span>'
+                           '<span class="id-line"><abbr title="client id">C</abbr> {}</span>',
+                           _short_with_copy(str(participant.participant_id)), client)
 
     @admin.display(description="Base URL")
     def base_url(self, participant):
         endpoints = participant.endpoints.all()  # prefetched by get_queryset
-        return endpoints[0].url if endpoints else "—"
+        if not endpoints:
+            return "—"
+        return format_html('<span class="base-url" title="{}">{}</span>', endpoints[0].url, endpoints[0].url)
+
+    @admin.display(description="Approved at", ordering="approved_at")
+    def approved_at_display(self, participant):
+        return _breakable_time(participant.approved_at)
 
     @admin.display(description="Last activity", ordering="updated_at")
-    def last_activity(self, participant):
-        return last_activity(participant)
+    def last_activity_display(self, participant):
+        return _breakable_time(last_activity(participant))
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("endpoints")

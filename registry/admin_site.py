@@ -26,6 +26,9 @@ def admin_title() -> str:
 
 class RegistryAdminSite(admin.AdminSite):
     index_template = "registry/admin/dashboard.html"
+    # At 1280 px the navigation sidebar and the list filters left the participant list
+    # 630 px, and it scrolled sideways; the breadcrumbs and the dashboard navigate instead.
+    enable_nav_sidebar = False
 
     def each_context(self, request: HttpRequest) -> dict:
         title = admin_title()

@@ -498,11 +498,11 @@ def test_participant_list_has_short_ids_base_url_and_activity(browser, approved)
     participant = approved.participant
     html = browser.get(CHANGELIST).content.decode()
     full = str(participant.participant_id)
-    assert f'<code title="{full}">{full[:8]}</code>' in html
+    assert f'<code title="{full}">{full[:8]}…</code>' in html
     assert f'data-copy-value="{full}"' in html and f'data-copy-value="{approved.client_id}"' in html
     assert "registry/admin/copy.js" in html
     assert participant.endpoints.get().url in html
-    for column in ("column-approved_at", "column-last_activity", "column-base_url"):
+    for column in ("column-approved_at_display", "column-last_activity_display", "column-base_url", "column-ids"):
         assert column in html
 
 
