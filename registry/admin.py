@@ -470,6 +470,8 @@ class ParticipantAdmin(ServiceBackedAdmin):
         participant = self.get_object(request, object_id)
         if participant is None:
             raise Http404("No such participant.")
+        if not self.has_view_permission(request, participant):
+            raise PermissionDenied
         return HttpResponseRedirect(f"{reverse('admin:registry_auditevent_changelist')}"
                                     f"?participant__id__exact={participant.pk}")
 
