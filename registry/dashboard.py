@@ -10,9 +10,19 @@ from django.conf import settings
 from django.db.models import Count
 from django.utils import timezone
 
+from authservice.conf import authservice_settings
 from authservice.models import AuthFailureCounter
 from registry.audit_status import ChainState, chain_state
-from registry.models import HOLDING_STATUSES, AuditEvent, KeyStatus, Participant, PublicKey, Role, Status
+from registry.models import (
+    HOLDING_STATUSES,
+    AuditAction,
+    AuditEvent,
+    KeyStatus,
+    Participant,
+    PublicKey,
+    Role,
+    Status,
+)
 
 EXPIRY_HORIZON = timedelta(days=30)
 QUEUE_LIMIT = 25
@@ -39,6 +49,17 @@ class QueueEntry:
 
 
 @dataclass(frozen=True)
+class ClientLockout:
+    """A client-authentication lockout still running, as its audit event tells it."""
+
+    client_id: str
+    address: str
+    endpoint: str
+    locked_until: datetime
+    event: AuditEvent
+
+
+@dataclass(frozen=True)
 class Dashboard:
     now: datetime
     by_status: list[tuple[str, str, int]]  # (status, label, count), every status
@@ -47,6 +68,7 @@ class Dashboard:
     expiring_keys: list[PublicKey]
     recent_events: list[AuditEvent]
     client_lockouts: int
+    client_lockout_details: list[ClientLockout]
     admin_lockouts: list[AccessAttempt]
     chain: ChainState
 
@@ -79,6 +101,26 @@ def registry_dashboard() -> Dashboard:
         expiring_keys=list(expiring),
         recent_events=list(events),
         client_lockouts=AuthFailureCounter.objects.filter(locked_until__gt=time.time()).count(),
+        client_lockout_details=_running_client_lockouts(now),
         admin_lockouts=list(admin_lockouts.order_by("-attempt_time")[:LOCKOUT_LIMIT]),
         chain=chain_state(),
     )
+
+
+def _running_client_lockouts(now: datetime) -> list[ClientLockout]:
+    """Who is locked out: the lockout rows hold only hashed keys, their audit events
+    (``LOCKOUT_AUDITOR``) the client id and address. One query."""
+    started_since = now - timedelta(seconds=authservice_settings.AUTH_LOCKOUT_SECONDS)
+    events = (AuditEvent.objects.filter(action=AuditAction.CLIENT_AUTH_LOCKOUT, occurred_at__gte=started_since)
+              .order_by("-sequence")[:LOCKOUT_LIMIT])
+    running = []
+    for event in events:
+        try:
+            until = datetime.fromisoformat(event.after["locked_until"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        if until > now:
+            running.append(ClientLockout(client_id=event.after.get("client_id") or "(any client)",
+                                         address=event.after.get("address", "?"),
+                                         endpoint=event.after.get("endpoint", ""), locked_until=until, event=event))
+    return running

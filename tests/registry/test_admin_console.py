@@ -17,6 +17,7 @@ from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
 
+from authservice.auth_limits import PAIR, Lockout
 from authservice.models import AuthFailureCounter
 from registry import services
 from registry.models import AuditAction, AuditEvent, Participant, Status
@@ -304,6 +305,10 @@ def test_dashboard_shows_the_registry_at_a_glance(browser, onboard, organisation
     AuthFailureCounter.objects.create(key=1, failures=20, window_ends_at=time.time(),
                                       locked_until=time.time() + 300)
     AuthFailureCounter.objects.create(key=2, failures=3, window_ends_at=time.time(), locked_until=None)
+    for client_id, until in ((expiring.client_id, time.time() + 300), ("long-gone", time.time() - 1)):
+        services.client_auth_lockout_record(lockout=Lockout(
+            kind=PAIR, client_id=client_id, address="203.0.113.9", failures=20, window_seconds=300,
+            locked_until=until, endpoint="token"))
     call_command("verify_audit_log", stdout=io.StringIO())
 
     response = browser.get("/admin/")
@@ -317,6 +322,8 @@ def test_dashboard_shows_the_registry_at_a_glance(browser, onboard, organisation
     assert [key.participant for key in dashboard.expiring_keys] == [expiring.participant]
     assert f"{soon:%Y-%m-%d %H:%M} UTC" in html
     assert dashboard.client_lockouts == 1
+    assert [lockout.client_id for lockout in dashboard.client_lockout_details] == [expiring.client_id]
+    assert "203.0.113.9" in html and "long-gone" not in html
     latest = AuditEvent.objects.order_by("-sequence").first()
     assert dashboard.recent_events[0].sequence == latest.sequence
     assert reverse("admin:registry_auditevent_change", args=[latest.pk]) in html
@@ -345,7 +352,7 @@ def test_dashboard_queries_do_not_grow_with_the_registry(browser, onboard, organ
         services.participant_apply(organisation=organisation, role=role, base_url="https://q.example",
                                    public_key=ec_key().public_pem(), acting_user=admin_user)
     browser.get("/admin/")  # the session and permissions, warmed
-    with django_assert_max_num_queries(10):  # session, user, and eight for the dashboard
+    with django_assert_max_num_queries(11):  # session, user, and nine for the dashboard
         response = browser.get("/admin/")
     assert len(response.context["dashboard"].queue) == 3
 
