@@ -9,6 +9,7 @@ admin by the operator who then approves them (four-eyes approval forbids that)."
 
 import csv
 import io
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -79,7 +80,16 @@ def test_reload_after_rotate_changes_nothing(console):
     page.wait_for_selector("#client-secret")
     secret = page.inner_text("#client-secret").strip()
     assert secret not in page.url and "/credentials/" in page.url
+    assert page.inner_text("#token-endpoint") == f"{base}/oauth2/token"
     shot(page, "02-new-secret")
+    # The configuration file, with the secret once because the operator asks on this page.
+    page.check("#include-secret")
+    with page.expect_download() as info:
+        page.click("#download-configuration")
+    configuration = json.loads(Path(info.value.path()).read_text(encoding="utf-8"))
+    assert configuration["client_secret"] == secret and configuration["client_id"] == creds.client_id
+    assert configuration["token_endpoint"] == f"{base}/oauth2/token"
+    page.wait_for_selector("#include-secret:disabled")
 
     page.reload()
     page.wait_for_selector("#already-shown")
