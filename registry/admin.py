@@ -156,6 +156,16 @@ class OrganisationAdmin(ServiceBackedAdmin):
     def has_delete_permission(self, request, obj=None):
         return False
 
+    def history_view(self, request, object_id, extra_context=None):
+        """"History" is the organisation's audit events: Django's own log is never written."""
+        organisation = self.get_object(request, object_id)
+        if organisation is None:
+            raise Http404("No such organisation.")
+        if not self.has_view_permission(request, organisation):
+            raise PermissionDenied
+        return HttpResponseRedirect(f"{reverse('admin:registry_auditevent_changelist')}"
+                                    f"?organisation__id__exact={organisation.pk}")
+
 
 class ReadOnlyInline(admin.TabularInline):
     extra = 0
@@ -781,6 +791,7 @@ class AuditEventAdmin(ReadOnlyAdmin):
     search_fields = ["organisation__legal_name", "actor_label"]
     list_select_related = ["participant__organisation", "organisation"]
     change_list_template = "registry/admin/auditevent_change_list.html"
+    change_form_template = "registry/admin/auditevent_change_form.html"
     fields = ["sequence", "occurred_at", "action", "actor", "actor_label", "participant", "organisation",
               "changes", "before", "after", "prev_hash", "hash", "key_id"]
     readonly_fields = fields
@@ -798,6 +809,10 @@ class AuditEventAdmin(ReadOnlyAdmin):
                            format_html_join("", '<tr><th>{}</th><td class="old">{}</td><td>→</td>'
                                                 '<td class="new">{}</td></tr>',
                                             ((name, _shown(old), _shown(new)) for name, old, new in rows)))
+
+    def lookup_allowed(self, lookup, value, request=None):
+        # An organisation's "History" link filters by organisation; no filter is shown for it.
+        return lookup == "organisation__id__exact" or super().lookup_allowed(lookup, value, request)
 
     def get_urls(self):
         export = path("export.csv", self.admin_site.admin_view(self.export_csv_view),

@@ -76,6 +76,7 @@ def test_reload_after_rotate_changes_nothing(console):
 
     page.click("a.workflow-rotate-secret")
     page.fill("#id_grace_seconds", "0")
+    shot(page, "01b-rotate-form")
     page.click("input[name=confirm]")
     page.wait_for_selector("#client-secret")
     secret = page.inner_text("#client-secret").strip()

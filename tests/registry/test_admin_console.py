@@ -263,6 +263,17 @@ def test_history_opens_the_participants_audit_events(browser, approved, onboard)
     assert other.participant.pk not in {event.participant_id for event in shown}
 
 
+def test_organisation_history_opens_its_audit_events(browser, approved, onboard):
+    onboard("LOAN_AGENT", "Someone Else")
+    organisation = approved.participant.organisation
+    history = browser.get(reverse("admin:registry_organisation_history", args=[organisation.pk]))
+    assert history["Location"] == f"{AUDIT}?organisation__id__exact={organisation.pk}"
+    shown = list(browser.get(history["Location"]).context["cl"].result_list)
+    assert shown and {event.organisation_id for event in shown} == {organisation.pk}
+    event_page = browser.get(reverse("admin:registry_auditevent_change", args=[shown[0].pk])).content.decode()
+    assert "historylink" not in event_page
+
+
 def test_header_title_navigation_and_view_site(browser, settings):
     index = browser.get("/admin/")
     html = index.content.decode()
