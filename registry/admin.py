@@ -49,6 +49,7 @@ from registry import credential_handoff, services
 from registry.admin_forms import (
     AddEndpointForm,
     AddKeyForm,
+    BulkOffboardForm,
     ConfirmForm,
     GrantMappingForm,
     OffboardForm,
@@ -652,7 +653,7 @@ class ParticipantAdmin(ServiceBackedAdmin):
     def offboard_selected(self, request, queryset):
         participants = list(queryset.select_related("organisation", "client"))
         confirming = request.POST.get("post") == "yes"
-        form = ReasonForm(request.POST if confirming else None)
+        form = BulkOffboardForm(request.POST if confirming else None, count=len(participants))
         if confirming and form.is_valid():
             for participant in participants:
                 try:
@@ -662,7 +663,7 @@ class ParticipantAdmin(ServiceBackedAdmin):
                     self.message_user(request, f"{participant}: {' '.join(exc.messages)}", messages.ERROR)
                 else:
                     self.message_user(request, f"Offboarded {participant}.", messages.SUCCESS)
-            return None
+            return SeeOther(request.get_full_path())
         return TemplateResponse(request, "registry/admin/offboard_selected.html", {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,

@@ -95,3 +95,20 @@ class OffboardForm(ReasonForm):
             raise forms.ValidationError(f"That is not the organisation's name. Type “{self.expected_name}” "
                                         f"to confirm offboarding.")
         return typed
+
+
+class BulkOffboardForm(ReasonForm):
+    """Offboarding several participants at once: the operator types how many."""
+
+    confirm_count = forms.IntegerField(label="Type the number of participants to confirm", min_value=0)
+
+    def __init__(self, *args, count: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.count = count
+
+    def clean_confirm_count(self):
+        typed = self.cleaned_data["confirm_count"]
+        if typed != self.count:
+            raise forms.ValidationError(f"Type {self.count} (the number of participants selected) to confirm "
+                                        f"offboarding them.")
+        return typed

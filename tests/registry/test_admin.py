@@ -130,7 +130,7 @@ def test_bulk_offboard_asks_first(admin_client, onboard):
     assert confirm.status_code == 200 and b"Yes, offboard them" in confirm.content
     assert Participant.objects.filter(status=Status.OFFBOARDED).count() == 0
     admin_client.post("/admin/registry/participant/", {"action": "offboard_selected", "_selected_action": ids,
-                                                      "post": "yes", "reason": "wind-down"})
+                                                      "post": "yes", "reason": "wind-down", "confirm_count": "2"})
     assert Participant.objects.filter(status=Status.OFFBOARDED).count() == 2
 
 

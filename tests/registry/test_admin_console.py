@@ -183,6 +183,19 @@ def test_offboarding_needs_the_organisation_name_typed(browser, approved):
     assert participant.status == Status.OFFBOARDED
 
 
+def test_bulk_offboarding_needs_the_count_typed_and_redirects(browser, onboard):
+    (first, _), (second, _) = onboard(), onboard()
+    data = {"action": "offboard_selected", "_selected_action": [first.participant.pk, second.participant.pk],
+            "post": "yes", "reason": "wind-down"}
+    page = browser.post(CHANGELIST, {**data, "confirm_count": "1"})
+    assert page.status_code == 400 and "Type 2 (the number of participants selected)" in page.content.decode()
+    assert 'class="danger default"' in page.content.decode()
+    assert Participant.objects.filter(status=Status.OFFBOARDED).count() == 0
+    done = browser.post(CHANGELIST, {**data, "confirm_count": "2"})
+    assert done.status_code == 303 and done["Location"] == CHANGELIST
+    assert Participant.objects.filter(status=Status.OFFBOARDED).count() == 2
+
+
 def test_dangerous_buttons_are_red_and_revoke_sits_beside_rotate(browser, approved):
     html = browser.get(change_url(approved.participant)).content.decode()
     for slug in ("revoke-tokens", "suspend", "offboard"):
