@@ -473,6 +473,8 @@ class ParticipantAdmin(ServiceBackedAdmin):
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         participant = self.get_object(request, object_id)
+        if participant is not None:
+            credential_handoff.discard_shown(request, participant.pk)
         extra_context = {**(extra_context or {}), "workflows": self._available(request, participant)}
         return super().change_view(request, object_id, form_url, extra_context)
 

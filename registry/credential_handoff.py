@@ -104,3 +104,16 @@ def take_for_download(request: HttpRequest, handle: str, participant_pk: int) ->
     if handoff is None or handoff.participant_pk != participant_pk:
         return None
     return handoff
+
+
+def discard_shown(request: HttpRequest, participant_pk: int) -> None:
+    """Back on the participant's page: the secrets already shown for it, and every
+    expired hand-off, leave the session now rather than when it ends."""
+    if SESSION_KEY not in request.session:
+        return
+    entries = {}
+    for handle, entry in _entries(request).items():
+        handoff = _open(entry["token"])
+        if handoff is not None and not (entry["shown"] and handoff.participant_pk == participant_pk):
+            entries[handle] = entry
+    _save(request, entries)

@@ -115,6 +115,15 @@ def test_another_session_cannot_open_the_hand_off(browser, approved, admin_user)
     assert browser.get(posted["Location"]).status_code == 200  # its own session still gets it, once
 
 
+def test_going_back_to_the_participant_ends_the_hand_off(browser, approved):
+    posted = browser.post(workflow_url(approved.participant, "rotate-secret"), {"grace_seconds": "0"})
+    secret_on(browser.get(posted["Location"]))
+    browser.get(change_url(approved.participant))
+    session = SessionStore(session_key=browser.cookies["sessionid"].value).load()
+    assert "registry_credential_handoffs" not in session
+    assert browser.post(posted["Location"] + "download/", {"include_secret": "1"}).status_code == 303
+
+
 def test_an_unseen_hand_off_expires(browser, approved, monkeypatch):
     posted = browser.post(workflow_url(approved.participant, "rotate-secret"), {"grace_seconds": "0"})
     later = time.time() + 301
