@@ -115,7 +115,7 @@ def _is_private_key_material(text: str) -> bool:
         return True
     try:
         data = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return False
     return isinstance(data, dict) and bool(PRIVATE_JWK_MEMBERS & set(data))
 

@@ -262,6 +262,11 @@ def test_a_refused_private_key_is_not_echoed_back(browser, approved, material):
     assert private_parts and not [part for part in private_parts if part in html]
 
 
+def test_deeply_nested_key_material_is_an_error_not_a_500(browser, approved):
+    response = browser.post(workflow_url(approved.participant, "add-key"), {"public_key": "[" * 30000})
+    assert response.status_code == 400
+
+
 def test_onboarding_with_a_private_key_does_not_echo_it(browser, signing_key):
     response = browser.post("/admin/registry/participant/onboard/", {
         "new_organisation_name": "Leaky Bank", "role": "LENDER", "base_url": "https://leaky.example",
