@@ -45,7 +45,8 @@ SECRET_KEY = _secret_key()
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # django.contrib.admin, with the registry's admin site (header, dashboard, navigation).
+    "registry.admin_site.RegistryAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -91,6 +92,11 @@ AXES_COOLOFF_TIME = float(os.environ.get("AXES_COOLOFF_HOURS", "0.25"))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_VERBOSE = False
+# The lockout page looks like the admin it guards.
+AXES_LOCKOUT_TEMPLATE = "registry/admin/lockout.html"
+
+# The admin's site header and title.
+AUTHSERVICE_ADMIN_TITLE = os.environ.get("AUTHSERVICE_ADMIN_TITLE", "").strip() or "OCEN Registry"
 
 ROOT_URLCONF = "authservice.urls"
 WSGI_APPLICATION = "authservice.wsgi.application"
@@ -169,6 +175,8 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+# Times in the admin read "2026-11-29 13:05 UTC": ISO dates, and the zone named.
+FORMAT_MODULE_PATH = ["registry.formats"]
 
 STATIC_URL = "static/"
 # `manage.py collectstatic` fills it on every deployment (a system check warns until then).

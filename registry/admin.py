@@ -12,32 +12,53 @@ offboard_participant, which only superusers hold unless granted explicitly.
 """
 
 import contextlib
+import csv
+import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from urllib.parse import urljoin
 
 from django.contrib import admin, messages
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models
 from django.db.models import Q
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseRedirect,
+    JsonResponse,
+    StreamingHttpResponse,
+)
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.utils import timezone
+from django.utils.dateparse import parse_date
+from django.utils.formats import date_format
+from django.utils.html import format_html, format_html_join
 
 from authservice import not_before
 from authservice.admin import ReadOnlyAdmin
-from registry import services
+from authservice.conf import authservice_settings
+from authservice.views import server_metadata
+from registry import credential_handoff, services
 from registry.admin_forms import (
     AddEndpointForm,
     AddKeyForm,
+    BulkOffboardForm,
     ConfirmForm,
     GrantMappingForm,
+    OffboardForm,
     OnboardForm,
     ReasonForm,
     RotateSecretForm,
 )
+from registry.audit_status import chain_state
+from registry.key_material import PRIVATE_JWK_MEMBERS
 from registry.models import (
     AuditEvent,
     Endpoint,
@@ -51,20 +72,59 @@ from registry.models import (
 from registry.selectors import offboarding_plan
 
 
-def credentials_response(request: HttpRequest, admin_site, credentials: services.Credentials,
-                         title: str) -> HttpResponse:
-    """The one and only display of a client secret."""
-    response = TemplateResponse(request, "registry/admin/credentials.html", {
-        **admin_site.each_context(request),
-        "title": title,
-        "participant": credentials.participant,
-        "client_id": credentials.client_id,
-        "client_secret": credentials.client_secret,
-        "back_url": reverse("admin:registry_participant_change", args=[credentials.participant.pk]),
-    })
+class SeeOther(HttpResponseRedirect):
+    """303: after a POST that changed something, the browser GETs the next page, so a
+    reload or the back button repeats nothing."""
+
+    status_code = 303
+
+
+def credentials_redirect(request: HttpRequest, credentials: services.Credentials, title: str) -> HttpResponse:
+    """Hand the new secret to its one-time page (see ``registry.credential_handoff``)."""
+    handle = credential_handoff.store(request, credentials, title)
+    return SeeOther(reverse("admin:registry_participant_credentials", args=[credentials.participant.pk, handle]))
+
+
+def participant_configuration(participant: Participant, client_secret: str | None = None) -> dict:
+    """What a participant's developers configure: the client id, the service's URLs and,
+    only when the operator asks on the one-time page, the secret."""
+    metadata = server_metadata()
+    origin = authservice_settings.issuer_origin
+    configuration = {
+        "participant_id": str(participant.participant_id),
+        "client_id": participant.client.client_id if participant.client_id else None,
+        "issuer": metadata["issuer"],
+        "token_endpoint": metadata["token_endpoint"],
+        "jwks_uri": metadata["jwks_uri"],
+        "registry_url": urljoin(origin + reverse("registry-api:participant-list"), "./"),
+    }
+    if client_secret is not None:
+        configuration["client_secret"] = client_secret
+    return configuration
+
+
+def _configuration_download(participant: Participant, client_secret: str | None = None) -> JsonResponse:
+    response = JsonResponse(participant_configuration(participant, client_secret), json_dumps_params={"indent": 2})
+    response["Content-Disposition"] = f'attachment; filename="ocen-participant-{participant.participant_id}.json"'
     response["Cache-Control"] = "no-store"
-    response["Pragma"] = "no-cache"
     return response
+
+
+def _is_private_key_material(text: str) -> bool:
+    if "PRIVATE KEY" in text:
+        return True
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(data, dict) and bool(PRIVATE_JWK_MEMBERS & set(data))
+
+
+def _forget_private_key(form) -> None:
+    """A refused private key is never echoed back into the page (nor its history)."""
+    if form.is_bound and "public_key" in form.fields and _is_private_key_material(form.data.get("public_key", "")):
+        form.data = form.data.copy()
+        form.data["public_key"] = ""
 
 
 class ServiceBackedAdmin(admin.ModelAdmin):
@@ -97,6 +157,16 @@ class OrganisationAdmin(ServiceBackedAdmin):
     def has_delete_permission(self, request, obj=None):
         return False
 
+    def history_view(self, request, object_id, extra_context=None):
+        """"History" is the organisation's audit events: Django's own log is never written."""
+        organisation = self.get_object(request, object_id)
+        if organisation is None:
+            raise Http404("No such organisation.")
+        if not self.has_view_permission(request, organisation):
+            raise PermissionDenied
+        return HttpResponseRedirect(f"{reverse('admin:registry_auditevent_changelist')}"
+                                    f"?organisation__id__exact={organisation.pk}")
+
 
 class ReadOnlyInline(admin.TabularInline):
     extra = 0
@@ -123,8 +193,18 @@ class EndpointInline(ReadOnlyInline):
 
 class PublicKeyInline(ReadOnlyInline):
     model = PublicKey
-    fields = ["kid", "thumbprint", "alg", "source_format", "not_before", "not_after", "status", "revoke_link"]
+    fields = ["kid_display", "thumbprint_display", "alg", "source_format", "not_before", "not_after", "status",
+              "revoke_link"]
     readonly_fields = fields
+
+    # Thumbprint-sized ids, shortened with a copy button, keep the table inside 1280 px.
+    @admin.display(description="Kid")
+    def kid_display(self, key):
+        return _short_with_copy(key.kid, 16) if len(key.kid) > 20 else key.kid
+
+    @admin.display(description="Thumbprint")
+    def thumbprint_display(self, key):
+        return _short_with_copy(key.thumbprint, 16)
 
     @admin.display(description="")
     def revoke_link(self, key):
@@ -158,6 +238,37 @@ class MappingAsProviderInline(MappingAsClientInline):
     verbose_name_plural = "participants allowed to call this one (as provider)"
     fields = ["client", "scopes", "created_at", "remove_link"]
     readonly_fields = fields
+
+
+SHORT_ID_CHARS = 8
+EMPTY_PLAN = {"client_id": None, "keys": [], "endpoints": [], "mappings": []}
+
+
+def _short_with_copy(value: str, chars: int = SHORT_ID_CHARS):
+    """The first characters of a long id, the whole id in its title, and a copy button
+    (registry/admin/copy.js): lists stay one line wide at 1280 px."""
+    return format_html('<span class="short-id"><code title="{}">{}</code>'
+                       '<button type="button" class="copy-id" data-copy-value="{}" title="Copy {}">'
+                       'Copy</button></span>', value, value[:chars] + ("…" if len(value) > chars else ""), value,
+                       value)
+
+
+def _breakable_time(value):
+    """A time in the admin's format, allowed to break between its date and its time."""
+    if value is None:
+        return "—"
+    text = date_format(timezone.localtime(value), "DATETIME_FORMAT")
+    day, _, rest = text.partition(" ")
+    return format_html('<span class="nowrap">{}</span> <span class="nowrap">{}</span>', day, rest)
+
+
+def last_activity(participant: Participant):
+    """When the participant last did or had something done.
+
+    TODO(activity counters): use the participant's last token issued once the
+    per-participant activity counters land; until then, its record's last change.
+    """
+    return participant.updated_at
 
 
 def _grant(participant: Participant, data: dict, user):
@@ -237,7 +348,7 @@ WORKFLOWS = [
     Workflow("offboard", "Offboard", "offboard_participant", LIVE,
              lambda p, data, user: services.participant_offboard(participant=p, reason=data["reason"],
                                                                  acting_user=user),
-             ReasonForm, danger=True, shows_removals=True,
+             OffboardForm, danger=True, shows_removals=True,
              explanation="Offboarding is final. The participant's status becomes OFFBOARDED; its organisation and "
                          "audit history stay."),
 ]
@@ -246,7 +357,11 @@ WORKFLOWS_BY_SLUG = {workflow.slug: workflow for workflow in WORKFLOWS}
 
 @admin.register(Participant)
 class ParticipantAdmin(ServiceBackedAdmin):
-    list_display = ["organisation", "role", "status_badge", "participant_id", "client_id_display", "approved_at"]
+    # Fits 1280 px: the role under the name, both ids in one column, times that may break
+    # between date and time, the base URL cut with an ellipsis (whole in its title).
+    list_display = ["participant_display", "status_badge", "ids", "base_url", "approved_at_display",
+                    "last_activity_display"]
+    list_display_links = ["participant_display"]
     list_filter = ["status", "role"]
     list_select_related = ["organisation", "client"]
     search_fields = ["organisation__legal_name"]
@@ -257,6 +372,8 @@ class ParticipantAdmin(ServiceBackedAdmin):
 
     class Media:
         css = {"all": ["registry/admin/registry.css"]}
+        js = ["registry/admin/copy.js"]
+
     fields = ["participant_id", "organisation", "role", "status_badge", "status_reason", "status_changed_at",
               "client_id_display", "tokens_not_before_display", "approved_by", "approved_at", "created_at",
               "updated_at"]
@@ -274,6 +391,36 @@ class ParticipantAdmin(ServiceBackedAdmin):
     def client_id_display(self, participant):
         return participant.client.client_id if participant.client_id else "—"
 
+    @admin.display(description="Participant", ordering="organisation__legal_name")
+    def participant_display(self, participant):
+        return format_html('{}<span class="list-role">{}</span>', participant.organisation.legal_name,
+                           participant.get_role_display())
+
+    @admin.display(description="Ids (participant, client)")
+    def ids(self, participant):
+        client = _short_with_copy(participant.client.client_id) if participant.client_id else "—"
+        return format_html('<span class="id-line"><abbr title="participant id">P</abbr> {}</span>'
+                           '<span class="id-line"><abbr title="client id">C</abbr> {}</span>',
+                           _short_with_copy(str(participant.participant_id)), client)
+
+    @admin.display(description="Base URL")
+    def base_url(self, participant):
+        endpoints = participant.endpoints.all()  # prefetched by get_queryset
+        if not endpoints:
+            return "—"
+        return format_html('<span class="base-url" title="{}">{}</span>', endpoints[0].url, endpoints[0].url)
+
+    @admin.display(description="Approved at", ordering="approved_at")
+    def approved_at_display(self, participant):
+        return _breakable_time(participant.approved_at)
+
+    @admin.display(description="Last activity", ordering="updated_at")
+    def last_activity_display(self, participant):
+        return _breakable_time(last_activity(participant))
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("endpoints")
+
     @admin.display(description="Tokens issued before this are refused")
     def tokens_not_before_display(self, participant):
         cutoff = participant.client.tokens_not_before if participant.client_id else None
@@ -285,7 +432,8 @@ class ParticipantAdmin(ServiceBackedAdmin):
         if term:
             extra = Q(client__client_id=term)
             with contextlib.suppress(ValueError):
-                extra |= Q(participant_id=uuid.UUID(term))
+                term_uuid = uuid.UUID(term)
+                extra |= Q(participant_id=term_uuid) | Q(organisation__org_id=term_uuid)
             queryset |= self.model.objects.filter(extra)
         return queryset, may_have_duplicates
 
@@ -311,6 +459,12 @@ class ParticipantAdmin(ServiceBackedAdmin):
             path("<int:pk>/mappings/<int:mapping_pk>/remove/", wrap(self.remove_mapping_view),
                  name="registry_participant_mapping_remove"),
             path("<int:pk>/workflow/<slug:slug>/", wrap(self.workflow_view), name="registry_participant_workflow"),
+            path("<int:pk>/credentials/<str:handle>/", wrap(self.credentials_view),
+                 name="registry_participant_credentials"),
+            path("<int:pk>/credentials/<str:handle>/download/", wrap(self.credentials_download_view),
+                 name="registry_participant_credentials_download"),
+            path("<int:pk>/configuration.json", wrap(self.configuration_view),
+                 name="registry_participant_configuration"),
         ]
         return custom + super().get_urls()
 
@@ -319,8 +473,20 @@ class ParticipantAdmin(ServiceBackedAdmin):
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         participant = self.get_object(request, object_id)
+        if participant is not None:
+            credential_handoff.discard_shown(request, participant.pk)
         extra_context = {**(extra_context or {}), "workflows": self._available(request, participant)}
         return super().change_view(request, object_id, form_url, extra_context)
+
+    def history_view(self, request, object_id, extra_context=None):
+        """"History" is the participant's audit events: Django's own log is never written."""
+        participant = self.get_object(request, object_id)
+        if participant is None:
+            raise Http404("No such participant.")
+        if not self.has_view_permission(request, participant):
+            raise PermissionDenied
+        return HttpResponseRedirect(f"{reverse('admin:registry_auditevent_changelist')}"
+                                    f"?participant__id__exact={participant.pk}")
 
     def _available(self, request, participant) -> list[Workflow]:
         if participant is None:
@@ -332,6 +498,7 @@ class ParticipantAdmin(ServiceBackedAdmin):
 
     def _page(self, request, *, participant, title, form, explanation="", removes=None, danger=False,
               submit="Confirm", status=200) -> HttpResponse:
+        _forget_private_key(form)
         return TemplateResponse(request, "registry/admin/workflow.html", {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
@@ -339,7 +506,9 @@ class ParticipantAdmin(ServiceBackedAdmin):
             "participant": participant,
             "form": form,
             "explanation": explanation,
-            "removes": removes,
+            # Every list present, so the template never falls back to a dict's own attributes
+            # (``removes.keys`` on a plan without "keys" was the dict's keys() method).
+            "removes": {**EMPTY_PLAN, **removes} if removes else None,
             "danger": danger,
             "submit": submit,
             "cancel_url": (reverse("admin:registry_participant_change", args=[participant.pk])
@@ -358,7 +527,7 @@ class ParticipantAdmin(ServiceBackedAdmin):
 
     def _back_to(self, request, participant, message: str) -> HttpResponse:
         self.message_user(request, message, messages.SUCCESS)
-        return HttpResponseRedirect(reverse("admin:registry_participant_change", args=[participant.pk]))
+        return SeeOther(reverse("admin:registry_participant_change", args=[participant.pk]))
 
     def onboard_view(self, request):
         if not request.user.has_perm("registry.onboard_participant"):
@@ -384,7 +553,8 @@ class ParticipantAdmin(ServiceBackedAdmin):
         participant = get_object_or_404(Participant.objects.select_related("organisation", "client"), pk=pk)
         if not request.user.has_perm(f"registry.{workflow.permission}"):
             raise PermissionDenied
-        kwargs = {"participant": participant} if workflow.form_class is GrantMappingForm else {}
+        takes_participant = workflow.form_class in (GrantMappingForm, OffboardForm)
+        kwargs = {"participant": participant} if takes_participant else {}
         form = workflow.form_class(request.POST or None, **kwargs)
         page = {"participant": participant, "title": f"{workflow.label}: {participant}",
                 "explanation": workflow.explanation, "danger": workflow.danger, "submit": workflow.label,
@@ -394,11 +564,56 @@ class ParticipantAdmin(ServiceBackedAdmin):
 
         def done(result):
             if isinstance(result, services.Credentials):
-                return credentials_response(request, self.admin_site, result, workflow.credentials_title)
+                return credentials_redirect(request, result, workflow.credentials_title)
             return self._back_to(request, participant, f"{workflow.label}: done.")
 
         return self._run(request, form, lambda: workflow.run(participant, form.cleaned_data, request.user), done,
                          **page)
+
+    # --- the one-time secret and the participant's configuration ---------------------------------
+
+    def credentials_view(self, request, pk: int, handle: str):
+        """Shows a new secret once; a reload finds it already shown and changes nothing."""
+        participant = get_object_or_404(Participant.objects.select_related("organisation", "client"), pk=pk)
+        handoff = credential_handoff.take_for_display(request, handle, participant.pk)
+        response = TemplateResponse(request, "registry/admin/credentials.html", {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": handoff.title if handoff else "Client credentials",
+            "participant": participant,
+            "handoff": handoff,
+            "configuration": participant_configuration(participant),
+            "handle": handle,
+            "back_url": reverse("admin:registry_participant_change", args=[participant.pk]),
+        }, status=200 if handoff else 410)
+        response["Cache-Control"] = "no-store"
+        response["Pragma"] = "no-cache"
+        return response
+
+    def credentials_download_view(self, request, pk: int, handle: str):
+        """The configuration file; with the secret only if asked, once, from the hand-off."""
+        if request.method != "POST":
+            return HttpResponse("Use the button on the credentials page.", status=405, headers={"Allow": "POST"})
+        participant = get_object_or_404(Participant.objects.select_related("client"), pk=pk)
+        if not request.POST.get("include_secret"):
+            return _configuration_download(participant)
+        handoff = credential_handoff.take_for_download(request, handle, participant.pk)
+        current_client_id = participant.client.client_id if participant.client_id else None
+        if handoff is None or handoff.client_id != current_client_id:
+            self.message_user(request, "The secret is no longer available for download: it is handed out once "
+                                       "and only for a few minutes. Rotate the secret again if it was lost.",
+                              messages.ERROR)
+            return SeeOther(reverse("admin:registry_participant_change", args=[participant.pk]))
+        return _configuration_download(participant, handoff.client_secret)
+
+    def configuration_view(self, request, pk: int):
+        """The configuration file without the secret, at any time."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        participant = get_object_or_404(Participant.objects.select_related("client"), pk=pk)
+        if not participant.client_id:
+            raise Http404("This participant has no client (it is not approved).")
+        return _configuration_download(participant)
 
     def _removal_view(self, request, *, participant, permission, title, removes, action):
         if not request.user.has_perm(f"registry.{permission}"):
@@ -440,7 +655,7 @@ class ParticipantAdmin(ServiceBackedAdmin):
     def offboard_selected(self, request, queryset):
         participants = list(queryset.select_related("organisation", "client"))
         confirming = request.POST.get("post") == "yes"
-        form = ReasonForm(request.POST if confirming else None)
+        form = BulkOffboardForm(request.POST if confirming else None, count=len(participants))
         if confirming and form.is_valid():
             for participant in participants:
                 try:
@@ -450,7 +665,7 @@ class ParticipantAdmin(ServiceBackedAdmin):
                     self.message_user(request, f"{participant}: {' '.join(exc.messages)}", messages.ERROR)
                 else:
                     self.message_user(request, f"Offboarded {participant}.", messages.SUCCESS)
-            return None
+            return SeeOther(request.get_full_path())
         return TemplateResponse(request, "registry/admin/offboard_selected.html", {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
@@ -464,17 +679,168 @@ class ParticipantAdmin(ServiceBackedAdmin):
         return request.user.has_perm("registry.offboard_participant")
 
 
+class OccurredBetweenFilter(admin.ListFilter):
+    """Audit events from one day to another, inclusive (UTC dates, ``YYYY-MM-DD``)."""
+
+    title = "date (UTC)"
+    template = "registry/admin/date_range_filter.html"
+    FROM, TO = "occurred_from", "occurred_to"
+
+    def __init__(self, request, params, model, model_admin):
+        super().__init__(request, params, model, model_admin)
+        self.values = {}
+        for name in (self.FROM, self.TO):
+            if name in params:
+                value = params.pop(name)
+                self.values[name] = (value[-1] if isinstance(value, list) else value).strip()
+        self.bounds = {name: self._parse(value) for name, value in self.values.items() if value}
+
+    @staticmethod
+    def _parse(value: str) -> datetime:
+        try:
+            day = parse_date(value) if len(value) == 10 else None
+        except ValueError:  # well formed, but no such day
+            day = None
+        if day is None:
+            raise IncorrectLookupParameters(f"{value!r} is not a date (YYYY-MM-DD).")
+        return datetime.combine(day, time.min, tzinfo=timezone.get_current_timezone())
+
+    def has_output(self) -> bool:
+        return True
+
+    def expected_parameters(self) -> list[str]:
+        return [self.FROM, self.TO]
+
+    def queryset(self, request, queryset):
+        if self.FROM in self.bounds:
+            queryset = queryset.filter(occurred_at__gte=self.bounds[self.FROM])
+        if self.TO in self.bounds:
+            queryset = queryset.filter(occurred_at__lt=self.bounds[self.TO] + timedelta(days=1))
+        return queryset
+
+    def choices(self, changelist):
+        keep = [(name, value) for name, value in changelist.get_filters_params().items()
+                if name not in (self.FROM, self.TO)]
+        yield {
+            "from": self.values.get(self.FROM, ""),
+            "to": self.values.get(self.TO, ""),
+            "hidden": [(name, item) for name, values in keep
+                       for item in (values if isinstance(values, list) else [values])],
+            "search": changelist.query,
+            "clear_url": changelist.get_query_string(remove=[self.FROM, self.TO]),
+            "active": bool(self.bounds),
+        }
+
+
+CSV_COLUMNS = ["sequence", "occurred_at", "action", "actor", "participant_id", "organisation", "before", "after",
+               "key_id", "prev_hash", "hash"]
+# The audit records no secret; should a future event carry one by mistake, the export drops it.
+SECRET_KEYS = {"client_secret", "secret", "password", "private_key"}
+
+
+def _redacted(data: dict) -> dict:
+    return {key: "[redacted]" if key.lower() in SECRET_KEYS else value for key, value in data.items()}
+
+
+def _csv_cell(value) -> str:
+    """Text a spreadsheet shows as text: a leading =, +, - or @ would start a formula."""
+    text = "" if value is None else str(value)
+    return f"'{text}" if text[:1] in ("=", "+", "-", "@") else text
+
+
+class _Echo:
+    def write(self, value: str) -> str:
+        return value
+
+
+def audit_csv_rows(queryset) -> Iterator[str]:
+    writer = csv.writer(_Echo())
+    yield writer.writerow(CSV_COLUMNS)
+    for event in queryset.iterator(chunk_size=2000):
+        participant_id = event.participant.participant_id if event.participant_id else ""
+        yield writer.writerow([_csv_cell(value) for value in (
+            event.sequence, event.occurred_at.isoformat(), event.action, event.actor_label, participant_id,
+            event.organisation.legal_name if event.organisation_id else "",
+            json.dumps(_redacted(event.before), sort_keys=True, default=str),
+            json.dumps(_redacted(event.after), sort_keys=True, default=str),
+            event.key_id, event.prev_hash, event.hash)])
+
+
+def audit_changes(before: dict, after: dict) -> list[tuple[str, object, object]]:
+    """(field, old, new) for every field whose value differs, in name order."""
+    missing = object()
+    rows = []
+    for name in sorted(set(before) | set(after)):
+        old, new = before.get(name, missing), after.get(name, missing)
+        if old != new:
+            rows.append((name, None if old is missing else old, None if new is missing else new))
+    return rows
+
+
+def _shown(value) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, dict | list):
+        return json.dumps(value, sort_keys=True, default=str)
+    return str(value)
+
+
 @admin.register(AuditEvent)
 class AuditEventAdmin(ReadOnlyAdmin):
     """Read-only for everyone, superusers included: the log is append-only."""
 
     list_display = ["sequence", "occurred_at", "action", "actor_label", "participant", "organisation"]
-    list_filter = ["action", "actor_label", ("participant", admin.RelatedOnlyFieldListFilter)]
+    list_filter = [OccurredBetweenFilter, "action", "actor_label", ("participant", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["organisation__legal_name", "actor_label"]
     list_select_related = ["participant__organisation", "organisation"]
+    change_list_template = "registry/admin/auditevent_change_list.html"
+    change_form_template = "registry/admin/auditevent_change_form.html"
     fields = ["sequence", "occurred_at", "action", "actor", "actor_label", "participant", "organisation",
-              "before", "after", "prev_hash", "hash", "key_id"]
+              "changes", "before", "after", "prev_hash", "hash", "key_id"]
     readonly_fields = fields
+
+    class Media:
+        css = {"all": ["registry/admin/registry.css"]}
+
+    @admin.display(description="Changes")
+    def changes(self, event):
+        rows = audit_changes(event.before or {}, event.after or {})
+        if not rows:
+            return "—"
+        return format_html('<table class="audit-diff"><thead><tr><th>Field</th><th>Before</th><th></th>'
+                           '<th>After</th></tr></thead><tbody>{}</tbody></table>',
+                           format_html_join("", '<tr><th>{}</th><td class="old">{}</td><td>→</td>'
+                                                '<td class="new">{}</td></tr>',
+                                            ((name, _shown(old), _shown(new)) for name, old, new in rows)))
+
+    def lookup_allowed(self, lookup, value, request=None):
+        # An organisation's "History" link filters by organisation; no filter is shown for it.
+        return lookup == "organisation__id__exact" or super().lookup_allowed(lookup, value, request)
+
+    def get_urls(self):
+        export = path("export.csv", self.admin_site.admin_view(self.export_csv_view),
+                      name="registry_auditevent_export")
+        return [export, *super().get_urls()]
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {**(extra_context or {}), "chain": chain_state(),
+                         "export_url": f"{reverse('admin:registry_auditevent_export')}?{request.GET.urlencode()}"}
+        return super().changelist_view(request, extra_context)
+
+    def export_csv_view(self, request):
+        """The changelist's events, filtered and searched as shown, as CSV (streamed)."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        try:
+            changelist = self.get_changelist_instance(request)
+        except IncorrectLookupParameters as exc:
+            return HttpResponse(f"Bad filter: {exc}", status=400, content_type="text/plain; charset=utf-8")
+        queryset = changelist.queryset.select_related("participant", "organisation")
+        stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
+        response = StreamingHttpResponse(audit_csv_rows(queryset), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="audit-events-{stamp}.csv"'
+        response["Cache-Control"] = "no-store"
+        return response
 
     def get_search_results(self, request, queryset, search_term):
         term = search_term.strip()

@@ -75,3 +75,40 @@ class GrantMappingForm(forms.Form):
         if data.get("direction") == self.AS_PROVIDER and not data.get("other"):
             raise forms.ValidationError("Choose the participant that will call this one.")
         return data
+
+
+class OffboardForm(ReasonForm):
+    """Offboarding is final: the operator types the organisation's name to confirm."""
+
+    confirm_name = forms.CharField(max_length=200, label="Type the organisation's name to confirm",
+                                   help_text="Exactly as shown above; letter case and extra spaces do not matter.")
+
+    def __init__(self, *args, participant: Participant, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.expected_name = participant.organisation.legal_name
+        self.fields["confirm_name"].help_text = f"Type “{self.expected_name}”. " + self.fields[
+            "confirm_name"].help_text
+
+    def clean_confirm_name(self):
+        typed = " ".join(self.cleaned_data["confirm_name"].split())
+        if typed.casefold() != " ".join(self.expected_name.split()).casefold():
+            raise forms.ValidationError(f"That is not the organisation's name. Type “{self.expected_name}” "
+                                        f"to confirm offboarding.")
+        return typed
+
+
+class BulkOffboardForm(ReasonForm):
+    """Offboarding several participants at once: the operator types how many."""
+
+    confirm_count = forms.IntegerField(label="Type the number of participants to confirm", min_value=0)
+
+    def __init__(self, *args, count: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.count = count
+
+    def clean_confirm_count(self):
+        typed = self.cleaned_data["confirm_count"]
+        if typed != self.count:
+            raise forms.ValidationError(f"Type {self.count} (the number of participants selected) to confirm "
+                                        f"offboarding them.")
+        return typed

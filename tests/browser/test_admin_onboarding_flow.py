@@ -134,6 +134,7 @@ def test_onboard_and_offboard_through_the_admin(live_server, settings, chromium_
         page.wait_for_selector(".removal-plan")
         assert client_id in page.inner_text(".removal-plan")
         page.fill("#id_reason", "Licence withdrawn by the regulator")
+        page.fill("#id_confirm_name", "Browser Bank")  # offboarding asks for the organisation's name
         shot(page, "04-offboard-confirmation")
         page.click("input[name=confirm]")
         page.wait_for_selector("text=Offboard: done.")

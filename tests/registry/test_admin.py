@@ -56,7 +56,7 @@ def test_onboard_form_records_an_application(admin_client, signing_key):
         "base_url": "https://api.form.example", "public_key": ec_key().public_pem(), "confirm": "1",
     })
     participant = Participant.objects.get()
-    assert response.status_code == 302
+    assert response.status_code == 303
     assert response["Location"] == reverse("admin:registry_participant_change", args=[participant.pk])
     assert participant.status == Status.APPLIED
     assert participant.organisation.legal_name == "Form Bank"
@@ -80,8 +80,8 @@ def test_onboard_form_shows_errors_and_writes_nothing(admin_client, signing_key,
 def test_approve_shows_the_secret_once(admin_client, applied, token_for):
     page = admin_client.get(workflow_url(applied, "approve"))
     assert page.status_code == 200 and b"shows the client secret once" in page.content
-    response = admin_client.post(workflow_url(applied, "approve"), {"confirm": "1"})
-    assert response.status_code == 200
+    response = admin_client.post(workflow_url(applied, "approve"), {"confirm": "1"}, follow=True)
+    assert response.status_code == 200 and response.redirect_chain[0][1] == 303
     assert "no-store" in response["Cache-Control"]
     html = response.content.decode()
     applied.refresh_from_db()
@@ -106,8 +106,9 @@ def test_offboarding_confirmation_lists_what_goes(admin_client, onboard):
     assert missing_reason.status_code == 400
     participant.refresh_from_db()
     assert participant.status == Status.APPROVED
-    done = admin_client.post(workflow_url(participant, "offboard"), {"confirm": "1", "reason": "licence ended"})
-    assert done.status_code == 302
+    done = admin_client.post(workflow_url(participant, "offboard"), {"confirm": "1", "reason": "licence ended",
+                                                                     "confirm_name": "Exit Bank"})
+    assert done.status_code == 303
     participant.refresh_from_db()
     assert participant.status == Status.OFFBOARDED
 
@@ -129,7 +130,7 @@ def test_bulk_offboard_asks_first(admin_client, onboard):
     assert confirm.status_code == 200 and b"Yes, offboard them" in confirm.content
     assert Participant.objects.filter(status=Status.OFFBOARDED).count() == 0
     admin_client.post("/admin/registry/participant/", {"action": "offboard_selected", "_selected_action": ids,
-                                                      "post": "yes", "reason": "wind-down"})
+                                                      "post": "yes", "reason": "wind-down", "confirm_count": "2"})
     assert Participant.objects.filter(status=Status.OFFBOARDED).count() == 2
 
 
@@ -159,7 +160,7 @@ def test_list_has_badges_filters_and_search(admin_client, onboard):
 
 def test_operator_may_approve_but_not_offboard(staff, applied):
     operator = staff("Registry operators")
-    assert operator.post(workflow_url(applied, "approve"), {"confirm": "1"}).status_code == 200
+    assert operator.post(workflow_url(applied, "approve"), {"confirm": "1"}).status_code == 303
     assert operator.get(workflow_url(applied, "offboard")).status_code == 403
     assert b"offboard_selected" not in operator.get("/admin/registry/participant/").content
 

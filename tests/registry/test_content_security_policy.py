@@ -49,7 +49,7 @@ def test_admin_pages_have_no_inline_script_handler_or_style(onboard, admin_user)
         browser.get(reverse("admin:registry_auditevent_changelist")),
         browser.get(reverse("admin:registry_participant_workflow", args=[participant.pk, "offboard"])),
         browser.post(reverse("admin:registry_participant_workflow", args=[participant.pk, "rotate-secret"]),
-                     {"grace_seconds": "0"}),  # the one-time secret page
+                     {"grace_seconds": "0"}, follow=True),  # the one-time secret page, after the redirect
     ]
     assert 'id="client-secret"' in pages[-1].content.decode()
     for response in pages:

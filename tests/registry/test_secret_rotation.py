@@ -90,11 +90,11 @@ def test_admin_rotation_is_refused_twice_in_a_row_unless_force_is_ticked(onboard
     browser.force_login(admin_user)
     url = reverse("admin:registry_participant_workflow", args=[creds.participant.pk, "rotate-secret"])
     assert 'name="force"' in browser.get(url).content.decode()
-    first = _secret_on(browser.post(url, {"grace_seconds": "0"}))
+    first = _secret_on(browser.post(url, {"grace_seconds": "0"}, follow=True))
     refused = browser.post(url, {"grace_seconds": "0"})
     assert refused.status_code == 400 and "Force the rotation" in refused.content.decode()
     assert token_for(creds.participant.client, first).status_code == 200
-    forced = _secret_on(browser.post(url, {"grace_seconds": "0", "force": "on"}))
+    forced = _secret_on(browser.post(url, {"grace_seconds": "0", "force": "on"}, follow=True))
     assert token_for(creds.participant.client, forced).status_code == 200
     assert token_for(creds.participant.client, first).status_code == 401
 

@@ -4,6 +4,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from registry.audit import Checkpoint, CheckpointInvalid, checkpoint_verify, verify_chain
+from registry.audit_status import record_verification
 
 # A checkpoint is a few hundred bytes; anything much larger is not one.
 MAX_CHECKPOINT_BYTES = 4096
@@ -20,6 +21,8 @@ class Command(BaseCommand):
     def handle(self, *args, checkpoint=None, **options):
         expected = read_checkpoint(checkpoint) if checkpoint else None
         report = verify_chain(expected)
+        record_verification(report, checkpoint_sequence=expected.sequence if expected else None,
+                            checkpoint_issued_at=expected.issued_at if expected else "")
         if not report.ok:
             raise CommandError(f"Audit log chain broken at event #{report.broken_at}: {report.reason} "
                                f"({report.checked} events verified before it).")
