@@ -28,7 +28,9 @@ from django.utils.html import format_html
 
 from authservice import not_before
 from authservice.admin import ReadOnlyAdmin
+from authservice.conf import authservice_settings
 from registry import services
+from registry.activity import participant_activity
 from registry.admin_forms import (
     AddEndpointForm,
     AddKeyForm,
@@ -37,7 +39,9 @@ from registry.admin_forms import (
     OnboardForm,
     ReasonForm,
     RotateSecretForm,
+    ScopeForm,
 )
+from registry.four_eyes import pending_action
 from registry.models import (
     AuditEvent,
     Endpoint,
@@ -46,6 +50,7 @@ from registry.models import (
     Participant,
     PublicKey,
     ResourceMapping,
+    Scope,
     Status,
 )
 from registry.selectors import offboarding_plan
@@ -161,11 +166,25 @@ class MappingAsProviderInline(MappingAsClientInline):
 
 
 def _grant(participant: Participant, data: dict, user):
+    scopes = [scope.name for scope in data["scopes"]]
     if data["direction"] == GrantMappingForm.AS_CLIENT:
-        return services.mapping_grant(client=participant, provider=data["other"], scopes=data["scopes"],
-                                      acting_user=user)
-    return services.mapping_grant(client=data["other"], provider=participant, scopes=data["scopes"],
-                                  acting_user=user)
+        return services.mapping_grant(client=participant, provider=data["other"], scopes=scopes,
+                                      acting_user=user, replace=data["replace"])
+    return services.mapping_grant(client=data["other"], provider=participant, scopes=scopes,
+                                  acting_user=user, replace=data["replace"])
+
+
+def _granted(mapping) -> str:
+    if not mapping.scopes_before:
+        return f"Granted {mapping.scopes}."
+    if mapping.scopes_before == mapping.scopes:
+        return f"Nothing changed: the mapping already holds {mapping.scopes}."
+    verb = "Replaced" if not set(mapping.scopes_before.split()) <= set(mapping.scopes.split()) else "Added"
+    return f"{verb}: before {mapping.scopes_before}; after {mapping.scopes}."
+
+
+def _four_eyes_on(participant: Participant) -> bool:
+    return authservice_settings.FOUR_EYES
 
 
 @dataclass(frozen=True)
@@ -187,6 +206,10 @@ class Workflow:
     explanation: str = ""
     shows_removals: bool = False
     credentials_title: str = "Client credentials"
+    # Shown only when this also holds (four-eyes steps); None: always.
+    available: Callable[[Participant], bool] | None = None
+    # The success message from the service's result; None: "<label>: done."
+    describe: Callable[[object], str] | None = None
 
 
 LIVE = (Status.APPLIED, Status.UNDER_REVIEW, Status.APPROVED, Status.SUSPENDED)
@@ -225,7 +248,9 @@ WORKFLOWS = [
     Workflow("add-endpoint", "Add endpoint", "manage_participant_keys", LIVE,
              lambda p, data, user: services.endpoint_add(participant=p, url=data["url"], acting_user=user),
              AddEndpointForm),
-    Workflow("grant-access", "Grant access", "manage_resource_mappings", LIVE, _grant, GrantMappingForm),
+    Workflow("grant-access", "Grant access", "manage_resource_mappings", LIVE, _grant, GrantMappingForm,
+             explanation="The scopes are added to those the mapping holds, unless you tick “Replace”.",
+             describe=_granted),
     Workflow("suspend", "Suspend", "suspend_participant", (Status.APPROVED,),
              lambda p, data, user: services.participant_suspend(participant=p, reason=data["reason"],
                                                                 acting_user=user),
@@ -239,7 +264,25 @@ WORKFLOWS = [
                                                                  acting_user=user),
              ReasonForm, danger=True, shows_removals=True,
              explanation="Offboarding is final. The participant's status becomes OFFBOARDED; its organisation and "
-                         "audit history stay."),
+                         "audit history stay.",
+             available=lambda p: not _four_eyes_on(p)),
+    # Four-eyes offboarding (AUTHSERVICE["FOUR_EYES"]): one operator requests, another confirms.
+    Workflow("request-offboard", "Request offboarding", "offboard_participant", LIVE,
+             lambda p, data, user: services.participant_offboard_request(participant=p, reason=data["reason"],
+                                                                         acting_user=user),
+             ReasonForm, danger=True, shows_removals=True,
+             explanation="Nothing is removed yet: another operator must confirm the offboarding. Offboarding is "
+                         "final once confirmed.",
+             available=lambda p: _four_eyes_on(p) and not p.offboarding_requested),
+    Workflow("confirm-offboard", "Confirm offboarding", "offboard_participant", LIVE,
+             lambda p, data, user: services.participant_offboard_confirm(participant=p, acting_user=user),
+             danger=True, shows_removals=True,
+             explanation="Offboarding is final. The participant's status becomes OFFBOARDED; its organisation and "
+                         "audit history stay. The operator who requested it cannot confirm it.",
+             available=lambda p: p.offboarding_requested),
+    Workflow("cancel-offboard", "Withdraw offboarding request", "offboard_participant", LIVE,
+             lambda p, data, user: services.participant_offboard_cancel(participant=p, acting_user=user),
+             available=lambda p: p.offboarding_requested),
 ]
 WORKFLOWS_BY_SLUG = {workflow.slug: workflow for workflow in WORKFLOWS}
 
@@ -320,12 +363,16 @@ class ParticipantAdmin(ServiceBackedAdmin):
     def change_view(self, request, object_id, form_url="", extra_context=None):
         participant = self.get_object(request, object_id)
         extra_context = {**(extra_context or {}), "workflows": self._available(request, participant)}
+        if participant is not None:
+            extra_context.update(pending_action=pending_action(participant),
+                                 activity=participant_activity(participant))
         return super().change_view(request, object_id, form_url, extra_context)
 
     def _available(self, request, participant) -> list[Workflow]:
         if participant is None:
             return []
         return [w for w in WORKFLOWS if participant.status in w.statuses
+                and (w.available is None or w.available(participant))
                 and request.user.has_perm(f"registry.{w.permission}")]
 
     # --- pages -------------------------------------------------------------------------------
@@ -395,7 +442,8 @@ class ParticipantAdmin(ServiceBackedAdmin):
         def done(result):
             if isinstance(result, services.Credentials):
                 return credentials_response(request, self.admin_site, result, workflow.credentials_title)
-            return self._back_to(request, participant, f"{workflow.label}: done.")
+            return self._back_to(request, participant,
+                                 workflow.describe(result) if workflow.describe else f"{workflow.label}: done.")
 
         return self._run(request, form, lambda: workflow.run(participant, form.cleaned_data, request.user), done,
                          **page)
@@ -438,23 +486,33 @@ class ParticipantAdmin(ServiceBackedAdmin):
 
     @admin.action(description="Offboard selected participants", permissions=["offboard"])
     def offboard_selected(self, request, queryset):
+        """Offboards them; with four-eyes, requests their offboarding (another operator confirms each)."""
         participants = list(queryset.select_related("organisation", "client"))
         confirming = request.POST.get("post") == "yes"
         form = ReasonForm(request.POST if confirming else None)
+        four_eyes = authservice_settings.FOUR_EYES
         if confirming and form.is_valid():
             for participant in participants:
                 try:
-                    services.participant_offboard(participant=participant, reason=form.cleaned_data["reason"],
-                                                  acting_user=request.user)
+                    if four_eyes:
+                        services.participant_offboard_request(participant=participant,
+                                                              reason=form.cleaned_data["reason"],
+                                                              acting_user=request.user)
+                    else:
+                        services.participant_offboard(participant=participant, reason=form.cleaned_data["reason"],
+                                                      acting_user=request.user)
                 except ValidationError as exc:
                     self.message_user(request, f"{participant}: {' '.join(exc.messages)}", messages.ERROR)
                 else:
-                    self.message_user(request, f"Offboarded {participant}.", messages.SUCCESS)
+                    self.message_user(request, f"Requested offboarding of {participant}; another operator must "
+                                               f"confirm it." if four_eyes else f"Offboarded {participant}.",
+                                      messages.SUCCESS)
             return None
         return TemplateResponse(request, "registry/admin/offboard_selected.html", {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
-            "title": "Offboard participants",
+            "title": "Request offboarding" if four_eyes else "Offboard participants",
+            "four_eyes": four_eyes,
             "plans": [(participant, offboarding_plan(participant)) for participant in participants],
             "form": form,
             "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
@@ -482,3 +540,36 @@ class AuditEventAdmin(ReadOnlyAdmin):
             return queryset.filter(participant__participant_id=uuid.UUID(term)), False
         except ValueError:
             return super().get_search_results(request, queryset, search_term)
+
+
+@admin.register(Scope)
+class ScopeAdmin(ServiceBackedAdmin):
+    """The scope catalogue: grants pick from it. Changes go through ``scope_define``
+    (audited); a scope is never deleted, mappings may hold it."""
+
+    form = ScopeForm
+    list_display = ["name", "description", "provider_roles_display", "updated_at"]
+    search_fields = ["name", "description"]
+    fields = ["name", "description", "provider_roles"]
+
+    @admin.display(description="Provider roles")
+    def provider_roles_display(self, scope):
+        return ", ".join(scope.provider_roles) or "any"
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["name"] if obj is not None else []
+
+    def has_add_permission(self, request):
+        return request.user.has_perm("registry.manage_scopes")
+
+    def has_change_permission(self, request, obj=None):
+        return request.user.has_perm("registry.manage_scopes")
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        saved, _ = services.scope_define(name=obj.name, description=form.cleaned_data.get("description", ""),
+                                         provider_roles=form.cleaned_data.get("provider_roles", []),
+                                         acting_user=request.user)
+        obj.pk = saved.pk

@@ -2,9 +2,11 @@
 validate and act, and their ValidationErrors come back here as form errors."""
 
 from django import forms
+from django.contrib import admin
+from django.contrib.admin.widgets import AutocompleteSelect
 
 from authservice.services import MAX_SECRET_GRACE_SECONDS
-from registry.models import HOLDING_STATUSES, Organisation, Participant, Role
+from registry.models import HOLDING_STATUSES, Organisation, Participant, ResourceMapping, Role, Scope
 
 KEY_HELP = "A PEM X.509 certificate, a PEM public key, or a JWK (JSON). Never a private key."
 
@@ -58,10 +60,17 @@ class GrantMappingForm(forms.Form):
     AS_CLIENT, AS_PROVIDER = "client", "provider"
     direction = forms.ChoiceField(choices=[(AS_CLIENT, "This participant calls the other one (client)"),
                                            (AS_PROVIDER, "The other one calls this participant (provider)")])
-    other = forms.ModelChoiceField(queryset=Participant.objects.none(), required=False,
-                                   label="Other participant",
-                                   help_text="Leave empty to grant scopes at the registry itself (client only).")
-    scopes = forms.CharField(max_length=500, help_text="Space-separated, e.g. ocen.loan ocen.offer")
+    # Searched as you type (the participant list's search), not a list of every participant.
+    other = forms.ModelChoiceField(
+        queryset=Participant.objects.none(), required=False, label="Other participant",
+        widget=AutocompleteSelect(ResourceMapping._meta.get_field("provider"), admin.site),
+        help_text="Type a name, client id or participant id. Leave empty to grant scopes at the registry itself "
+                  "(client only).")
+    scopes = forms.ModelMultipleChoiceField(queryset=Scope.objects.all(), to_field_name="name",
+                                            widget=forms.CheckboxSelectMultiple,
+                                            help_text="From the scope catalogue.")
+    replace = forms.BooleanField(required=False, label="Replace",
+                                 help_text="Replace the scopes the mapping holds instead of adding to them.")
 
     def __init__(self, *args, participant: Participant, **kwargs):
         super().__init__(*args, **kwargs)
@@ -75,3 +84,13 @@ class GrantMappingForm(forms.Form):
         if data.get("direction") == self.AS_PROVIDER and not data.get("other"):
             raise forms.ValidationError("Choose the participant that will call this one.")
         return data
+
+
+class ScopeForm(forms.ModelForm):
+    provider_roles = forms.MultipleChoiceField(
+        choices=Role.choices, required=False, widget=forms.CheckboxSelectMultiple,
+        help_text="Roles of the providers that offer this scope; none ticked: any.")
+
+    class Meta:
+        model = Scope
+        fields = ["name", "description", "provider_roles"]
