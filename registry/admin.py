@@ -183,7 +183,7 @@ def _granted(mapping) -> str:
     return f"{verb}: before {mapping.scopes_before}; after {mapping.scopes}."
 
 
-def _four_eyes_on(participant: Participant) -> bool:
+def _four_eyes_on() -> bool:
     return authservice_settings.FOUR_EYES
 
 
@@ -265,7 +265,7 @@ WORKFLOWS = [
              ReasonForm, danger=True, shows_removals=True,
              explanation="Offboarding is final. The participant's status becomes OFFBOARDED; its organisation and "
                          "audit history stay.",
-             available=lambda p: not _four_eyes_on(p)),
+             available=lambda p: not _four_eyes_on()),
     # Four-eyes offboarding (AUTHSERVICE["FOUR_EYES"]): one operator requests, another confirms.
     Workflow("request-offboard", "Request offboarding", "offboard_participant", LIVE,
              lambda p, data, user: services.participant_offboard_request(participant=p, reason=data["reason"],
@@ -273,7 +273,7 @@ WORKFLOWS = [
              ReasonForm, danger=True, shows_removals=True,
              explanation="Nothing is removed yet: another operator must confirm the offboarding. Offboarding is "
                          "final once confirmed.",
-             available=lambda p: _four_eyes_on(p) and not p.offboarding_requested),
+             available=lambda p: _four_eyes_on() and not p.offboarding_requested),
     Workflow("confirm-offboard", "Confirm offboarding", "offboard_participant", LIVE,
              lambda p, data, user: services.participant_offboard_confirm(participant=p, acting_user=user),
              danger=True, shows_removals=True,
@@ -490,7 +490,7 @@ class ParticipantAdmin(ServiceBackedAdmin):
         participants = list(queryset.select_related("organisation", "client"))
         confirming = request.POST.get("post") == "yes"
         form = ReasonForm(request.POST if confirming else None)
-        four_eyes = authservice_settings.FOUR_EYES
+        four_eyes = _four_eyes_on()
         if confirming and form.is_valid():
             for participant in participants:
                 try:
