@@ -15,8 +15,8 @@ from tests.conftest import FORM, basic, form
 
 
 @pytest.fixture(autouse=True)
-def _no_leftover_counts():
-    activity.flush()  # counts another test left in this process go to its (gone) rows, not ours
+def _no_leftover_counts(db):
+    activity.flush()  # counts other tests left in this process name clients gone with their rows: dropped
     yield
     activity.flush()
 
