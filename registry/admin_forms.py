@@ -56,6 +56,11 @@ class AddEndpointForm(forms.Form):
     url = forms.CharField(label="API base URL", max_length=500)
 
 
+class CatalogueScopesField(forms.ModelMultipleChoiceField):
+    def label_from_instance(self, scope: Scope) -> str:
+        return f"{scope.name} — {scope.description}" if scope.description else scope.name
+
+
 class GrantMappingForm(forms.Form):
     AS_CLIENT, AS_PROVIDER = "client", "provider"
     direction = forms.ChoiceField(choices=[(AS_CLIENT, "This participant calls the other one (client)"),
@@ -66,9 +71,8 @@ class GrantMappingForm(forms.Form):
         widget=AutocompleteSelect(ResourceMapping._meta.get_field("provider"), admin.site),
         help_text="Type a name, client id or participant id. Leave empty to grant scopes at the registry itself "
                   "(client only).")
-    scopes = forms.ModelMultipleChoiceField(queryset=Scope.objects.all(), to_field_name="name",
-                                            widget=forms.CheckboxSelectMultiple,
-                                            help_text="From the scope catalogue.")
+    scopes = CatalogueScopesField(queryset=Scope.objects.all(), to_field_name="name",
+                                  widget=forms.CheckboxSelectMultiple, help_text="From the scope catalogue.")
     replace = forms.BooleanField(required=False, label="Replace",
                                  help_text="Replace the scopes the mapping holds instead of adding to them.")
 

@@ -5,6 +5,8 @@ describes it."""
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.db.models import Q
+
 from authservice.conf import authservice_settings
 from registry.models import Participant, Status
 
@@ -52,3 +54,12 @@ def pending_action(participant: Participant) -> PendingAction | None:
         return _pending("approval", participant.status_changed_at,
                         [participant.recorded_by, participant.reviewed_by], "Waiting for approval")
     return None
+
+
+def pending_actions() -> list[tuple[Participant, PendingAction]]:
+    """Every participant a step waits on, oldest first, in one query: the dashboard's queue."""
+    waiting = (Participant.objects.filter(Q(status__in=[Status.APPLIED, Status.UNDER_REVIEW])
+                                          | Q(offboarding_requested_at__isnull=False))
+               .select_related("organisation", "recorded_by", "reviewed_by", "offboarding_requested_by"))
+    pairs = [(participant, pending_action(participant)) for participant in waiting]
+    return sorted(pairs, key=lambda pair: pair[1].since)

@@ -4,7 +4,11 @@ and confirmed by another. Through the admin over HTTP with two (or three) operat
 accounts, and at the services; the management commands stay single-step."""
 
 import json
+import os
+import subprocess
+import sys
 from io import StringIO
+from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -14,7 +18,7 @@ from django.test import Client
 from django.urls import reverse
 
 from registry import services
-from registry.four_eyes import pending_action
+from registry.four_eyes import pending_action, pending_actions
 from registry.models import AuditAction, AuditEvent, Participant, Status
 from tests.audit import AuditTrail
 from tests.keymaterial import ec_key
@@ -227,3 +231,40 @@ def test_commands_onboard_and_offboard_in_one_step_with_four_eyes_on(operators, 
     call_command("offboard", participant_id, "--reason", "scripted exit", "--actor", "alice", stdout=StringIO())
     participant.refresh_from_db()
     assert participant.status == Status.OFFBOARDED
+
+
+# --- the queue and the setting ------------------------------------------------------------------
+
+def test_pending_actions_lists_what_waits_oldest_first(operators, approved, django_assert_max_num_queries):
+    alice, bob, _ = operators
+    applied = _record(bob, "Second Bank")
+    alice.http.post(workflow_url(approved, "request-offboard"), {"confirm": "1", "reason": "exit"})
+    with django_assert_max_num_queries(1):
+        queue = [(participant.organisation.legal_name, action.step, action.excluded_usernames)
+                 for participant, action in pending_actions()]
+    assert queue == [("Second Bank", "review or approval", ("bob",)),
+                     ("Four Eyes Bank", "offboarding confirmation", ("alice",))]
+    assert applied.status == Status.APPLIED
+
+
+def test_four_eyes_must_be_a_boolean(settings):
+    from django.core.exceptions import ImproperlyConfigured
+
+    from authservice.conf import authservice_settings
+
+    settings.AUTHSERVICE = {**settings.AUTHSERVICE, "FOUR_EYES": "no"}
+    with pytest.raises(ImproperlyConfigured, match="FOUR_EYES must be True or False"):
+        authservice_settings.FOUR_EYES  # noqa: B018
+
+
+@pytest.mark.parametrize(("value", "expected"), [(None, "True"), ("false", "False"), ("true", "True")])
+def test_the_environment_variable_sets_four_eyes(value, expected):
+    environment = {name: text for name, text in os.environ.items() if name != "AUTHSERVICE_FOUR_EYES"}
+    if value is not None:
+        environment["AUTHSERVICE_FOUR_EYES"] = value
+    result = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup(); from authservice.conf import authservice_settings; "
+                               "print(authservice_settings.FOUR_EYES)"],
+        env={**environment, "DJANGO_SETTINGS_MODULE": "authservice.settings"}, capture_output=True, text=True,
+        check=True, cwd=Path(__file__).resolve().parents[2], timeout=60)
+    assert result.stdout.strip() == expected
