@@ -6,13 +6,12 @@ Cheap on the token endpoint: ``record_token_request`` (the service's
 ``AUTHSERVICE["TOKEN_ACTIVITY_RECORDER"]``) only adds to counters in this process's
 memory. They are added to hourly rows (``ParticipantActivity``: one per participant and
 hour, never one per token) by one UPSERT batch, run by the first request that finds them
-older than ``FLUSH_SECONDS``, when too many client ids are held, at process exit, and
-before they are read here. Client ids that belong to no participant are dropped then,
-so guessed client_ids add no rows. Counts are best-effort: a worker killed outright
-loses at most its last few seconds.
+older than ``FLUSH_SECONDS``, when too many client ids are held, when a gunicorn worker
+exits (``worker_exit`` in gunicorn.conf.py), and before they are read here. Client
+ids that belong to no participant are dropped then, so guessed client_ids add no rows.
+Counts are best-effort: a worker killed outright loses at most its last few seconds.
 """
 
-import atexit
 import logging
 import threading
 import time
@@ -89,16 +88,6 @@ def _write(batch: dict[tuple[str, datetime], list]) -> None:
            f"THEN excluded.last_token_at ELSE {table}.last_token_at END")
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.executemany(sql, rows)
-
-
-def _flush_at_exit() -> None:
-    try:
-        flush()
-    except Exception:  # the interpreter is going away; there is nobody left to tell
-        logger.warning("could not write the token activity counters at exit", exc_info=True)
-
-
-atexit.register(_flush_at_exit)
 
 
 def participant_activity(participant: Participant) -> dict:
