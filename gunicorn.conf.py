@@ -38,3 +38,10 @@ def child_exit(server, worker):
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def worker_exit(server, worker):
+    # The worker's last few seconds of token activity counters (registry.activity).
+    from registry.activity import flush
+
+    flush()

@@ -76,12 +76,21 @@ DEFAULTS: dict[str, Any] = {
     # Hook: function(*, lockout: authservice.auth_limits.Lockout), told once when a
     # lockout starts. The project's settings name the registry's (an audit event).
     "LOCKOUT_AUDITOR": "authservice.auth_limits.no_lockout_audit",
+    # Four-eyes in the registry admin: who recorded or reviewed an application cannot
+    # approve it, and an offboarding one operator requests another must confirm.
+    # Management commands stay single-step.
+    "FOUR_EYES": True,
+    # Hook: function(*, client_id: str, issued: bool), told of every token request whose
+    # client authenticated (issued) or failed to (not issued; client_id as presented).
+    # Must be cheap: it runs on the token endpoint. The project's settings name the
+    # registry's activity counters.
+    "TOKEN_ACTIVITY_RECORDER": "authservice.conf.no_token_activity",
 }
 
 
 # Settings holding a dotted path, imported once and served as the object itself.
 IMPORT_STRINGS = frozenset({"GRANTS_PROVIDER", "CLIENT_KEYS_PROVIDER", "SIGNING_KEY_EVENT_RECORDER",
-                            "LOCKOUT_AUDITOR"})
+                            "LOCKOUT_AUDITOR", "TOKEN_ACTIVITY_RECORDER"})
 POSITIVE_INTEGERS = ("AUTH_FAILURE_LIMIT", "AUTH_FAILURE_LIMIT_PER_ADDRESS", "AUTH_FAILURE_WINDOW",
                      "AUTH_LOCKOUT_SECONDS")
 
@@ -109,6 +118,8 @@ class AuthServiceSettings:
             raise ImproperlyConfigured("AUTHSERVICE AUDIT_KEYS must be a list of non-empty strings")
         merged["KEY_ENCRYPTION_KEYS"] = _key_encryption_keys(merged["KEY_ENCRYPTION_KEYS"])
         _check_auth_limits(merged)
+        if not isinstance(merged["FOUR_EYES"], bool):
+            raise ImproperlyConfigured("AUTHSERVICE FOUR_EYES must be True or False")
         merged["TRUSTED_PROXIES"] = _networks(merged["TRUSTED_PROXIES"])
         for name in IMPORT_STRINGS:
             merged[name] = _imported(name, merged[name])
@@ -170,6 +181,10 @@ def _imported(name: str, value: Any) -> Any:
         return import_string(value)
     except ImportError as exc:
         raise ImproperlyConfigured(f"AUTHSERVICE {name} names {value!r}, which cannot be imported: {exc}") from exc
+
+
+def no_token_activity(*, client_id: str, issued: bool) -> None:
+    """The default ``TOKEN_ACTIVITY_RECORDER``: nothing is counted."""
 
 
 authservice_settings = AuthServiceSettings()

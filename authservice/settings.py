@@ -269,6 +269,10 @@ AUTHSERVICE = {
     "TRUSTED_PROXIES": env_list("AUTHSERVICE_TRUSTED_PROXIES", ""),
     # The start of every lockout is an audit event in the registry's log.
     "LOCKOUT_AUDITOR": "registry.services.client_auth_lockout_record",
+    # Four-eyes approval and offboarding in the registry admin (on unless "false").
+    "FOUR_EYES": env_bool("AUTHSERVICE_FOUR_EYES", True),
+    # Token requests per participant: the registry's cheap activity counters.
+    "TOKEN_ACTIVITY_RECORDER": "registry.activity.record_token_request",
 }
 
 # Text for `make run` (the default); LOG_FORMAT=json for a log pipeline. Either way each

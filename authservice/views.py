@@ -207,7 +207,11 @@ class OAuthEndpointView(View):
             realm = authservice_settings.ISSUER
             response["WWW-Authenticate"] = f'Basic realm="{realm}", error="invalid_client"'
         response["Cache-Control"] = "no-store"
+        self.record_activity(attempt.client_id, status)
         return response
+
+    def record_activity(self, client_id: str, status: int) -> None:
+        """Activity counters (the token endpoint's; see TokenView)."""
 
     def respond(self, uri: str, body: str, headers: dict) -> tuple[dict, str, int]:
         raise NotImplementedError
@@ -227,6 +231,16 @@ class TokenView(OAuthEndpointView):
         except ValueError:
             reason = "unknown"
         TOKENS_REFUSED.labels(reason if reason in ERROR_DESCRIPTIONS or reason == "invalid_target" else "other").inc()
+
+    def record_activity(self, client_id: str, status: int) -> None:
+        """Tell ``AUTHSERVICE["TOKEN_ACTIVITY_RECORDER"]`` of a token issued or a failed
+        client authentication; a failing recorder never fails the request."""
+        if status not in (200, 401) or not client_id:
+            return
+        try:
+            authservice_settings.TOKEN_ACTIVITY_RECORDER(client_id=client_id, issued=status == 200)
+        except Exception:
+            logger.exception("the token activity recorder failed")
 
     def respond(self, uri, body, headers):
         return oauth_server().create_token_response(uri, "POST", body, headers)

@@ -90,6 +90,7 @@ def run(base: str) -> int:
                                          acting_user=None)
     lender = services.participant_onboard(org_name="Demo Lender", role="LENDER", base_url="https://lender.example",
                                           public_key=public_pem(lender_key), acting_user=None)
+    services.scope_define(name="ocen.loan", description="Loan applications", acting_user=None)
     services.mapping_grant(client=agent.participant, provider=lender.participant, scopes="ocen.loan",
                            acting_user=None)
     lender_audience = lender.participant.audience

@@ -24,7 +24,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models
-from django.db.models import Q
+from django.db.models import OuterRef, Q, Subquery
 from django.http import (
     Http404,
     HttpRequest,
@@ -46,18 +46,22 @@ from authservice.admin import ReadOnlyAdmin
 from authservice.conf import authservice_settings
 from authservice.views import server_metadata
 from registry import credential_handoff, services
+from registry.activity import participant_activity
 from registry.admin_forms import (
     AddEndpointForm,
     AddKeyForm,
     BulkOffboardForm,
     ConfirmForm,
+    ConfirmNameForm,
     GrantMappingForm,
     OffboardForm,
     OnboardForm,
     ReasonForm,
     RotateSecretForm,
+    ScopeForm,
 )
 from registry.audit_status import chain_state
+from registry.four_eyes import pending_action
 from registry.key_material import PRIVATE_JWK_MEMBERS
 from registry.models import (
     AuditEvent,
@@ -65,8 +69,10 @@ from registry.models import (
     KeyStatus,
     Organisation,
     Participant,
+    ParticipantActivity,
     PublicKey,
     ResourceMapping,
+    Scope,
     Status,
 )
 from registry.selectors import offboarding_plan
@@ -263,20 +269,32 @@ def _breakable_time(value):
 
 
 def last_activity(participant: Participant):
-    """When the participant last did or had something done.
-
-    TODO(activity counters): use the participant's last token issued once the
-    per-participant activity counters land; until then, its record's last change.
-    """
-    return participant.updated_at
+    """When the participant last did or had something done: its last token (the
+    activity counters, annotated by the list's queryset) or its record's last change."""
+    moments = [participant.updated_at, getattr(participant, "last_token_at", None)]
+    return max(moment for moment in moments if moment is not None)
 
 
 def _grant(participant: Participant, data: dict, user):
+    scopes = [scope.name for scope in data["scopes"]]
     if data["direction"] == GrantMappingForm.AS_CLIENT:
-        return services.mapping_grant(client=participant, provider=data["other"], scopes=data["scopes"],
-                                      acting_user=user)
-    return services.mapping_grant(client=data["other"], provider=participant, scopes=data["scopes"],
-                                  acting_user=user)
+        return services.mapping_grant(client=participant, provider=data["other"], scopes=scopes,
+                                      acting_user=user, replace=data["replace"])
+    return services.mapping_grant(client=data["other"], provider=participant, scopes=scopes,
+                                  acting_user=user, replace=data["replace"])
+
+
+def _granted(mapping) -> str:
+    if not mapping.scopes_before:
+        return f"Granted {mapping.scopes}."
+    if mapping.scopes_before == mapping.scopes:
+        return f"Nothing changed: the mapping already holds {mapping.scopes}."
+    verb = "Replaced" if not set(mapping.scopes_before.split()) <= set(mapping.scopes.split()) else "Added"
+    return f"{verb}: before {mapping.scopes_before}; after {mapping.scopes}."
+
+
+def _four_eyes_on() -> bool:
+    return authservice_settings.FOUR_EYES
 
 
 @dataclass(frozen=True)
@@ -298,6 +316,10 @@ class Workflow:
     explanation: str = ""
     shows_removals: bool = False
     credentials_title: str = "Client credentials"
+    # Shown only when this also holds (four-eyes steps); None: always.
+    available: Callable[[Participant], bool] | None = None
+    # The success message from the service's result; None: "<label>: done."
+    describe: Callable[[object], str] | None = None
 
 
 LIVE = (Status.APPLIED, Status.UNDER_REVIEW, Status.APPROVED, Status.SUSPENDED)
@@ -336,7 +358,9 @@ WORKFLOWS = [
     Workflow("add-endpoint", "Add endpoint", "manage_participant_keys", LIVE,
              lambda p, data, user: services.endpoint_add(participant=p, url=data["url"], acting_user=user),
              AddEndpointForm),
-    Workflow("grant-access", "Grant access", "manage_resource_mappings", LIVE, _grant, GrantMappingForm),
+    Workflow("grant-access", "Grant access", "manage_resource_mappings", LIVE, _grant, GrantMappingForm,
+             explanation="The scopes are added to those the mapping holds, unless you tick “Replace”.",
+             describe=_granted),
     Workflow("suspend", "Suspend", "suspend_participant", (Status.APPROVED,),
              lambda p, data, user: services.participant_suspend(participant=p, reason=data["reason"],
                                                                 acting_user=user),
@@ -350,7 +374,25 @@ WORKFLOWS = [
                                                                  acting_user=user),
              OffboardForm, danger=True, shows_removals=True,
              explanation="Offboarding is final. The participant's status becomes OFFBOARDED; its organisation and "
-                         "audit history stay."),
+                         "audit history stay.",
+             available=lambda p: not _four_eyes_on()),
+    # Four-eyes offboarding (AUTHSERVICE["FOUR_EYES"]): one operator requests, another confirms.
+    Workflow("request-offboard", "Request offboarding", "offboard_participant", LIVE,
+             lambda p, data, user: services.participant_offboard_request(participant=p, reason=data["reason"],
+                                                                         acting_user=user),
+             ReasonForm, danger=True, shows_removals=True,
+             explanation="Nothing is removed yet: another operator must confirm the offboarding. Offboarding is "
+                         "final once confirmed.",
+             available=lambda p: _four_eyes_on() and not p.offboarding_requested),
+    Workflow("confirm-offboard", "Confirm offboarding", "offboard_participant", LIVE,
+             lambda p, data, user: services.participant_offboard_confirm(participant=p, acting_user=user),
+             ConfirmNameForm, danger=True, shows_removals=True,
+             explanation="Offboarding is final. The participant's status becomes OFFBOARDED; its organisation and "
+                         "audit history stay. The operator who requested it cannot confirm it.",
+             available=lambda p: p.offboarding_requested),
+    Workflow("cancel-offboard", "Withdraw offboarding request", "offboard_participant", LIVE,
+             lambda p, data, user: services.participant_offboard_cancel(participant=p, acting_user=user),
+             available=lambda p: p.offboarding_requested),
 ]
 WORKFLOWS_BY_SLUG = {workflow.slug: workflow for workflow in WORKFLOWS}
 
@@ -419,7 +461,11 @@ class ParticipantAdmin(ServiceBackedAdmin):
         return _breakable_time(last_activity(participant))
 
     def get_queryset(self, request):
-        return super().get_queryset(request).prefetch_related("endpoints")
+        # The last token from the newest hourly activity row: one indexed lookup per listed row.
+        last_token = (ParticipantActivity.objects.filter(participant=OuterRef("pk")).order_by("-hour")
+                      .values("last_token_at")[:1])
+        return (super().get_queryset(request).prefetch_related("endpoints")
+                .annotate(last_token_at=Subquery(last_token)))
 
     @admin.display(description="Tokens issued before this are refused")
     def tokens_not_before_display(self, participant):
@@ -476,6 +522,9 @@ class ParticipantAdmin(ServiceBackedAdmin):
         if participant is not None:
             credential_handoff.discard_shown(request, participant.pk)
         extra_context = {**(extra_context or {}), "workflows": self._available(request, participant)}
+        if participant is not None:
+            extra_context.update(pending_action=pending_action(participant),
+                                 activity=participant_activity(participant))
         return super().change_view(request, object_id, form_url, extra_context)
 
     def history_view(self, request, object_id, extra_context=None):
@@ -492,6 +541,7 @@ class ParticipantAdmin(ServiceBackedAdmin):
         if participant is None:
             return []
         return [w for w in WORKFLOWS if participant.status in w.statuses
+                and (w.available is None or w.available(participant))
                 and request.user.has_perm(f"registry.{w.permission}")]
 
     # --- pages -------------------------------------------------------------------------------
@@ -553,7 +603,7 @@ class ParticipantAdmin(ServiceBackedAdmin):
         participant = get_object_or_404(Participant.objects.select_related("organisation", "client"), pk=pk)
         if not request.user.has_perm(f"registry.{workflow.permission}"):
             raise PermissionDenied
-        takes_participant = workflow.form_class in (GrantMappingForm, OffboardForm)
+        takes_participant = issubclass(workflow.form_class, (GrantMappingForm, ConfirmNameForm))
         kwargs = {"participant": participant} if takes_participant else {}
         form = workflow.form_class(request.POST or None, **kwargs)
         page = {"participant": participant, "title": f"{workflow.label}: {participant}",
@@ -565,7 +615,8 @@ class ParticipantAdmin(ServiceBackedAdmin):
         def done(result):
             if isinstance(result, services.Credentials):
                 return credentials_redirect(request, result, workflow.credentials_title)
-            return self._back_to(request, participant, f"{workflow.label}: done.")
+            return self._back_to(request, participant,
+                                 workflow.describe(result) if workflow.describe else f"{workflow.label}: done.")
 
         return self._run(request, form, lambda: workflow.run(participant, form.cleaned_data, request.user), done,
                          **page)
@@ -653,23 +704,33 @@ class ParticipantAdmin(ServiceBackedAdmin):
 
     @admin.action(description="Offboard selected participants", permissions=["offboard"])
     def offboard_selected(self, request, queryset):
+        """Offboards them; with four-eyes, requests their offboarding (another operator confirms each)."""
         participants = list(queryset.select_related("organisation", "client"))
         confirming = request.POST.get("post") == "yes"
         form = BulkOffboardForm(request.POST if confirming else None, count=len(participants))
+        four_eyes = _four_eyes_on()
         if confirming and form.is_valid():
             for participant in participants:
                 try:
-                    services.participant_offboard(participant=participant, reason=form.cleaned_data["reason"],
-                                                  acting_user=request.user)
+                    if four_eyes:
+                        services.participant_offboard_request(participant=participant,
+                                                              reason=form.cleaned_data["reason"],
+                                                              acting_user=request.user)
+                    else:
+                        services.participant_offboard(participant=participant, reason=form.cleaned_data["reason"],
+                                                      acting_user=request.user)
                 except ValidationError as exc:
                     self.message_user(request, f"{participant}: {' '.join(exc.messages)}", messages.ERROR)
                 else:
-                    self.message_user(request, f"Offboarded {participant}.", messages.SUCCESS)
+                    self.message_user(request, f"Requested offboarding of {participant}; another operator must "
+                                               f"confirm it." if four_eyes else f"Offboarded {participant}.",
+                                      messages.SUCCESS)
             return SeeOther(request.get_full_path())
         return TemplateResponse(request, "registry/admin/offboard_selected.html", {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
-            "title": "Offboard participants",
+            "title": "Request offboarding" if four_eyes else "Offboard participants",
+            "four_eyes": four_eyes,
             "plans": [(participant, offboarding_plan(participant)) for participant in participants],
             "form": form,
             "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
@@ -848,3 +909,36 @@ class AuditEventAdmin(ReadOnlyAdmin):
             return queryset.filter(participant__participant_id=uuid.UUID(term)), False
         except ValueError:
             return super().get_search_results(request, queryset, search_term)
+
+
+@admin.register(Scope)
+class ScopeAdmin(ServiceBackedAdmin):
+    """The scope catalogue: grants pick from it. Changes go through ``scope_define``
+    (audited); a scope is never deleted, mappings may hold it."""
+
+    form = ScopeForm
+    list_display = ["name", "description", "provider_roles_display", "updated_at"]
+    search_fields = ["name", "description"]
+    fields = ["name", "description", "provider_roles"]
+
+    @admin.display(description="Provider roles")
+    def provider_roles_display(self, scope):
+        return ", ".join(scope.provider_roles) or "any"
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["name"] if obj is not None else []
+
+    def has_add_permission(self, request):
+        return request.user.has_perm("registry.manage_scopes")
+
+    def has_change_permission(self, request, obj=None):
+        return request.user.has_perm("registry.manage_scopes")
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        saved, _ = services.scope_define(name=obj.name, description=form.cleaned_data.get("description", ""),
+                                         provider_roles=form.cleaned_data.get("provider_roles", []),
+                                         acting_user=request.user)
+        obj.pk = saved.pk

@@ -2,9 +2,11 @@
 validate and act, and their ValidationErrors come back here as form errors."""
 
 from django import forms
+from django.contrib import admin
+from django.contrib.admin.widgets import AutocompleteSelect
 
 from authservice.services import MAX_SECRET_GRACE_SECONDS
-from registry.models import HOLDING_STATUSES, Organisation, Participant, Role
+from registry.models import HOLDING_STATUSES, Organisation, Participant, ResourceMapping, Role, Scope
 
 KEY_HELP = "A PEM X.509 certificate, a PEM public key, or a JWK (JSON). Never a private key."
 
@@ -54,14 +56,25 @@ class AddEndpointForm(forms.Form):
     url = forms.CharField(label="API base URL", max_length=500)
 
 
+class CatalogueScopesField(forms.ModelMultipleChoiceField):
+    def label_from_instance(self, scope: Scope) -> str:
+        return f"{scope.name} — {scope.description}" if scope.description else scope.name
+
+
 class GrantMappingForm(forms.Form):
     AS_CLIENT, AS_PROVIDER = "client", "provider"
     direction = forms.ChoiceField(choices=[(AS_CLIENT, "This participant calls the other one (client)"),
                                            (AS_PROVIDER, "The other one calls this participant (provider)")])
-    other = forms.ModelChoiceField(queryset=Participant.objects.none(), required=False,
-                                   label="Other participant",
-                                   help_text="Leave empty to grant scopes at the registry itself (client only).")
-    scopes = forms.CharField(max_length=500, help_text="Space-separated, e.g. ocen.loan ocen.offer")
+    # Searched as you type (the participant list's search), not a list of every participant.
+    other = forms.ModelChoiceField(
+        queryset=Participant.objects.none(), required=False, label="Other participant",
+        widget=AutocompleteSelect(ResourceMapping._meta.get_field("provider"), admin.site),
+        help_text="Type a name, client id or participant id. Leave empty to grant scopes at the registry itself "
+                  "(client only).")
+    scopes = CatalogueScopesField(queryset=Scope.objects.all(), to_field_name="name",
+                                  widget=forms.CheckboxSelectMultiple, help_text="From the scope catalogue.")
+    replace = forms.BooleanField(required=False, label="Replace",
+                                 help_text="Replace the scopes the mapping holds instead of adding to them.")
 
     def __init__(self, *args, participant: Participant, **kwargs):
         super().__init__(*args, **kwargs)
@@ -77,8 +90,8 @@ class GrantMappingForm(forms.Form):
         return data
 
 
-class OffboardForm(ReasonForm):
-    """Offboarding is final: the operator types the organisation's name to confirm."""
+class ConfirmNameForm(forms.Form):
+    """Final steps (offboarding): the operator types the organisation's name to confirm."""
 
     confirm_name = forms.CharField(max_length=200, label="Type the organisation's name to confirm",
                                    help_text="Exactly as shown above; letter case and extra spaces do not matter.")
@@ -97,6 +110,12 @@ class OffboardForm(ReasonForm):
         return typed
 
 
+class OffboardForm(ReasonForm, ConfirmNameForm):
+    """Offboarding in one step (four-eyes off): a reason, and the typed name."""
+
+    field_order = ["reason", "confirm_name"]
+
+
 class BulkOffboardForm(ReasonForm):
     """Offboarding several participants at once: the operator types how many."""
 
@@ -112,3 +131,13 @@ class BulkOffboardForm(ReasonForm):
             raise forms.ValidationError(f"Type {self.count} (the number of participants selected) to confirm "
                                         f"offboarding them.")
         return typed
+
+
+class ScopeForm(forms.ModelForm):
+    provider_roles = forms.MultipleChoiceField(
+        choices=Role.choices, required=False, widget=forms.CheckboxSelectMultiple,
+        help_text="Roles of the providers that offer this scope; none ticked: any.")
+
+    class Meta:
+        model = Scope
+        fields = ["name", "description", "provider_roles"]

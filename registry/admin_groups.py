@@ -4,12 +4,12 @@ from django.contrib.auth.models import Group, Permission
 from django.db import transaction
 
 VIEW = ["view_organisation", "view_participant", "view_endpoint", "view_publickey", "view_resourcemapping",
-        "view_auditevent"]
+        "view_auditevent", "view_scope"]
 GROUPS = {
     "Registry auditors": VIEW,
     "Registry operators": [
         *VIEW, "add_organisation", "change_organisation", "onboard_participant", "manage_participant_keys",
-        "manage_resource_mappings", "rotate_participant_secret", "suspend_participant",
+        "manage_resource_mappings", "rotate_participant_secret", "suspend_participant", "manage_scopes",
     ],
 }
 

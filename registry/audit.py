@@ -91,9 +91,25 @@ def _same(a: str, b: str) -> bool:
 
 # --- Links -------------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class ProcessActor:
+    """A person acting without a user account of the service, such as the operating-system
+    user who runs a management command without ``--actor`` (label ``"os:alice"``). Passed
+    as ``acting_user``; the event records the label and no user."""
+
+    label: str
+
+
+def actor_user(acting_user):
+    """The user account behind ``acting_user``, or None (the system, a ``ProcessActor``)."""
+    return None if isinstance(acting_user, ProcessActor) else acting_user
+
+
 def actor_label_for(user) -> str:
     if user is None:
         return "system"
+    if isinstance(user, ProcessActor):
+        return user.label
     return getattr(user, "get_username", lambda: str(user))() or str(user.pk)
 
 
@@ -134,7 +150,7 @@ def record_event(*, action: str, acting_user, participant=None, organisation=Non
     event = AuditEvent(
         sequence=head.sequence + 1,
         occurred_at=timezone.now(),
-        actor=acting_user,
+        actor=actor_user(acting_user),
         actor_label=actor_label or actor_label_for(acting_user),
         action=action,
         participant=participant,

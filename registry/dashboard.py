@@ -13,6 +13,7 @@ from django.utils import timezone
 from authservice.conf import authservice_settings
 from authservice.models import AuthFailureCounter
 from registry.audit_status import ChainState, chain_state
+from registry.four_eyes import pending_actions
 from registry.models import (
     HOLDING_STATUSES,
     AuditAction,
@@ -31,21 +32,13 @@ RECENT_EVENTS = 10
 LOCKOUT_LIMIT = 10
 
 
-def _waiting_for(participant: Participant) -> str:
-    """Who must act next on an application ("" when anyone with the permission may).
-
-    TODO(four-eyes): return ``registry.four_eyes.pending_action(participant)`` once the
-    four-eyes module lands; the dashboard's queue shows whatever it returns.
-    """
-    return ""
-
-
 @dataclass(frozen=True)
 class QueueEntry:
     participant: Participant
     waiting_since: datetime
     age: timedelta
-    waiting_for: str
+    waiting_for: str  # the four-eyes sentence: what waits, and who may not take it
+    step: str
 
 
 @dataclass(frozen=True)
@@ -81,8 +74,6 @@ def registry_dashboard() -> Dashboard:
     now = timezone.now()
     by_status = _counts("status", Participant.objects.all())
     by_role = _counts("role", Participant.objects.filter(status__in=HOLDING_STATUSES))
-    applications = (Participant.objects.filter(status__in=[Status.APPLIED, Status.UNDER_REVIEW])
-                    .select_related("organisation").order_by("created_at", "pk")[:QUEUE_LIMIT])
     expiring = (PublicKey.objects.filter(status=KeyStatus.ACTIVE, not_after__lte=now + EXPIRY_HORIZON,
                                          participant__status__in=HOLDING_STATUSES)
                 .select_related("participant__organisation").order_by("not_after", "pk")[:EXPIRING_LIMIT])
@@ -96,8 +87,9 @@ def registry_dashboard() -> Dashboard:
         now=now,
         by_status=[(value, label, by_status.get(value, 0)) for value, label in Status.choices],
         by_role=[(value, label, by_role[value]) for value, label in Role.choices if by_role.get(value)],
-        queue=[QueueEntry(participant=p, waiting_since=p.created_at, age=now - p.created_at,
-                          waiting_for=_waiting_for(p)) for p in applications],
+        queue=[QueueEntry(participant=p, waiting_since=pending.since, age=now - pending.since,
+                          waiting_for=pending.sentence, step=pending.step)
+               for p, pending in pending_actions(limit=QUEUE_LIMIT)],
         expiring_keys=list(expiring),
         recent_events=list(events),
         client_lockouts=AuthFailureCounter.objects.filter(locked_until__gt=time.time()).count(),

@@ -5,9 +5,11 @@ Models hold data and invariants the database can enforce; every change goes
 through ``registry.services``.
 """
 
+import re
 import uuid
 
 from django.conf import settings
+from django.core.validators import RegexValidator
 from django.db import models
 from django.utils import timezone
 
@@ -75,6 +77,16 @@ class Participant(models.Model):
                                     related_name="+")
     client = models.OneToOneField(settings.OAUTH2_PROVIDER_APPLICATION_MODEL, null=True, blank=True,
                                   on_delete=models.SET_NULL, related_name="participant")
+    # Four-eyes (registry.four_eyes): who recorded the application and who started its
+    # review may not approve it; an offboarding requested by one operator waits for another.
+    recorded_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                    related_name="+")
+    reviewed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                    related_name="+")
+    offboarding_requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                                 on_delete=models.SET_NULL, related_name="+")
+    offboarding_requested_at = models.DateTimeField(null=True, blank=True)
+    offboarding_reason = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -107,6 +119,10 @@ class Participant(models.Model):
     @property
     def is_active(self) -> bool:
         return self.status == Status.APPROVED
+
+    @property
+    def offboarding_requested(self) -> bool:
+        return self.offboarding_requested_at is not None
 
 
 def participant_audience(participant_id) -> str:
@@ -201,6 +217,47 @@ class ResourceMapping(models.Model):
         return frozenset(self.scopes.split())
 
 
+# RFC 6749 §3.3 scope-token: printable ASCII except space, double quote and backslash.
+SCOPE_TOKEN = re.compile(r"\A[\x21\x23-\x5B\x5D-\x7E]{1,64}\Z")
+
+
+class Scope(models.Model):
+    """A scope of the catalogue: grants may name only these."""
+
+    name = models.CharField(max_length=64, unique=True, validators=[RegexValidator(
+        SCOPE_TOKEN, "A scope is an RFC 6749 scope token: 1 to 64 printable ASCII characters, no space, "
+                     "double quote or backslash.")])
+    description = models.TextField(blank=True)
+    # Role values of the providers that offer this scope (informational; empty: any).
+    provider_roles = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        permissions = [("manage_scopes", "Can define scopes in the catalogue")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ParticipantActivity(models.Model):
+    """Token endpoint activity of one participant's client in one hour (registry.activity):
+    a row per participant and hour, never a row per token."""
+
+    participant = models.ForeignKey(Participant, on_delete=models.CASCADE, related_name="activity")
+    hour = models.DateTimeField()
+    issued = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    last_token_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["participant", "hour"], name="unique_activity_hour")]
+
+    def __str__(self) -> str:
+        return f"{self.participant_id} @ {self.hour:%Y-%m-%d %H}:00: {self.issued} issued, {self.failed} failed"
+
+
 class AuditAction(models.TextChoices):
     ORGANISATION_CREATED = "ORGANISATION_CREATED", "Organisation created"
     ORGANISATION_UPDATED = "ORGANISATION_UPDATED", "Organisation updated"
@@ -211,6 +268,10 @@ class AuditAction(models.TextChoices):
     PARTICIPANT_SUSPENDED = "PARTICIPANT_SUSPENDED", "Participant suspended"
     PARTICIPANT_REINSTATED = "PARTICIPANT_REINSTATED", "Participant reinstated"
     PARTICIPANT_OFFBOARDED = "PARTICIPANT_OFFBOARDED", "Participant offboarded"
+    OFFBOARDING_REQUESTED = "OFFBOARDING_REQUESTED", "Offboarding requested"
+    OFFBOARDING_CANCELLED = "OFFBOARDING_CANCELLED", "Offboarding request withdrawn"
+    SCOPE_DEFINED = "SCOPE_DEFINED", "Scope defined"
+    SCOPE_UPDATED = "SCOPE_UPDATED", "Scope updated"
     CLIENT_SECRET_ROTATED = "CLIENT_SECRET_ROTATED", "Client secret rotated"
     TOKENS_REVOKED = "TOKENS_REVOKED", "All tokens revoked"
     CLIENT_AUTH_LOCKOUT = "CLIENT_AUTH_LOCKOUT", "Client authentication locked out"

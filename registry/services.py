@@ -3,7 +3,8 @@ one audit event written inside that transaction. The admin, the management
 commands, the API and the tests all come through here; nothing else writes models.
 
 Functions take keyword-only arguments and an explicit ``acting_user`` (``None``
-for the system), validate everything before writing, and raise
+for the system, a ``registry.audit.ProcessActor`` for a person without an account,
+such as the operating-system user running a command), validate everything before writing, and raise
 ``django.core.exceptions.ValidationError`` with a readable message on refusal.
 
 Side effects, each once and in this order (the lock order every writer keeps, so
@@ -13,8 +14,8 @@ service from ``authservice.services`` that does it); append the audit event, whi
 locks the chain head.
 """
 
+import difflib
 import json
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlsplit, urlunsplit
@@ -36,9 +37,10 @@ from authservice.services import (
     client_revoke_tokens,
     client_rotate_secret,
 )
-from registry.audit import record_event
+from registry.audit import actor_user, record_event
 from registry.key_material import parse_public_key
 from registry.models import (
+    SCOPE_TOKEN,
     TRANSITIONS,
     AuditAction,
     Endpoint,
@@ -48,12 +50,19 @@ from registry.models import (
     PublicKey,
     ResourceMapping,
     Role,
+    Scope,
     Status,
 )
 
-# RFC 6749 §3.3 scope-token: printable ASCII except space, double quote and backslash.
-SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5B\x5D-\x7E]{1,64}$")
 MAX_SCOPES = 32
+
+
+class FourEyesRequired(ValidationError):
+    """Refused because a second operator must act (``AUTHSERVICE["FOUR_EYES"]``)."""
+
+
+def _four_eyes(four_eyes: bool | None) -> bool:
+    return authservice_settings.FOUR_EYES if four_eyes is None else four_eyes
 
 
 # --- Validation helpers -------------------------------------------------------------------
@@ -195,7 +204,8 @@ def participant_apply(*, organisation: Organisation, role: str, base_url: str, p
     if role not in Role.values:
         raise ValidationError(f"{role!r} is not a role; choose one of {', '.join(Role.values)}.")
     url = normalise_endpoint_url(base_url)
-    participant = Participant(organisation=organisation, role=role, status=Status.APPLIED)
+    participant = Participant(organisation=organisation, role=role, status=Status.APPLIED,
+                              recorded_by=actor_user(acting_user))
     key = _make_key(participant, public_key, kid)
     participant.full_clean(exclude=["client"])
     _save(participant)
@@ -212,9 +222,12 @@ def participant_apply(*, organisation: Organisation, role: str, base_url: str, p
 
 @transaction.atomic
 def participant_start_review(*, participant: Participant, acting_user) -> Participant:
+    """Mark the application under review; the reviewer may then not approve it (four-eyes)."""
     participant = _locked(participant)
     before = _snapshot(participant)
     _transition(participant, Status.UNDER_REVIEW)
+    participant.reviewed_by = actor_user(acting_user)
+    participant.save(update_fields=["reviewed_by"])
     bump_generation()
     return _set_status(participant, status=Status.UNDER_REVIEW, reason="",
                        action=AuditAction.PARTICIPANT_UNDER_REVIEW, acting_user=acting_user, before=before)
@@ -233,14 +246,23 @@ class Credentials:
 
 
 @transaction.atomic
-def participant_approve(*, participant: Participant, acting_user) -> Credentials:
+def participant_approve(*, participant: Participant, acting_user, four_eyes: bool | None = None) -> Credentials:
     """Validate again, create the OAuth client, grant registry.read, set APPROVED.
 
-    The secret is returned once; only its hash is kept.
+    With four-eyes (``four_eyes``, by default ``AUTHSERVICE["FOUR_EYES"]``) the user who
+    recorded the application or started its review may not approve it. The secret is
+    returned once; only its hash is kept.
     """
     participant = _locked(participant)
     before = _snapshot(participant)
     _transition(participant, Status.APPROVED)
+    user = actor_user(acting_user)
+    if _four_eyes(four_eyes) and user is not None:
+        doing = ("recorded" if participant.recorded_by_id == user.pk
+                 else "reviewed" if participant.reviewed_by_id == user.pk else "")
+        if doing:
+            raise FourEyesRequired(f"Four-eyes approval: you {doing} this application, so another operator "
+                                   f"must approve it.")
     if participant.client_id is not None:
         raise ValidationError("This participant already has an OAuth client.")
     if not participant.endpoints.exists():
@@ -256,7 +278,7 @@ def participant_approve(*, participant: Participant, acting_user) -> Credentials
     now = timezone.now()
     participant.client = client
     participant.status, participant.status_changed_at = Status.APPROVED, now
-    participant.approved_at, participant.approved_by = now, acting_user
+    participant.approved_at, participant.approved_by = now, actor_user(acting_user)
     participant.status_reason = ""
     participant.save()
     ResourceMapping.objects.get_or_create(client=participant, provider=None,
@@ -331,12 +353,25 @@ def participant_reinstate(*, participant: Participant, acting_user) -> Participa
 
 
 @transaction.atomic
-def participant_offboard(*, participant: Participant, reason: str, acting_user) -> dict:
-    """The four offboarding steps, all or nothing. Returns what was removed."""
+def participant_offboard(*, participant: Participant, reason: str, acting_user,
+                         four_eyes: bool | None = None) -> dict:
+    """The four offboarding steps, all or nothing. Returns what was removed.
+
+    With four-eyes (``four_eyes``, by default ``AUTHSERVICE["FOUR_EYES"]``) one operator
+    cannot offboard alone: ``participant_offboard_request`` then, by another operator,
+    ``participant_offboard_confirm``. Scripts (the ``offboard`` command) pass False.
+    """
+    reason = _required_reason(reason, "offboard a participant")
+    if _four_eyes(four_eyes):
+        raise FourEyesRequired("Four-eyes offboarding: request the offboarding; another operator confirms it.")
+    participant = _locked(participant)
+    return _offboard(participant, reason=reason, acting_user=acting_user)
+
+
+def _offboard(participant: Participant, *, reason: str, acting_user, details: dict | None = None) -> dict:
+    """Offboard a participant the caller has locked."""
     from registry.selectors import offboarding_plan
 
-    reason = _required_reason(reason, "offboard a participant")
-    participant = _locked(participant)
     before = _snapshot(participant)
     _transition(participant, Status.OFFBOARDED)
     plan = offboarding_plan(participant)
@@ -348,9 +383,72 @@ def participant_offboard(*, participant: Participant, reason: str, acting_user) 
         participant.client = None
     else:
         bump_generation()
+    _clear_offboarding_request(participant)
     _set_status(participant, status=Status.OFFBOARDED, reason=reason, action=AuditAction.PARTICIPANT_OFFBOARDED,
-                acting_user=acting_user, before=before, details={"removed": plan})
+                acting_user=acting_user, before=before, details={"removed": plan, **(details or {})})
     return plan
+
+
+def _clear_offboarding_request(participant: Participant) -> None:
+    participant.offboarding_requested_by = participant.offboarding_requested_at = None
+    participant.offboarding_reason = ""
+    participant.save(update_fields=["offboarding_requested_by", "offboarding_requested_at", "offboarding_reason"])
+
+
+def _requester_label(participant: Participant) -> str:
+    user = participant.offboarding_requested_by
+    return user.get_username() if user is not None else "system"
+
+
+@transaction.atomic
+def participant_offboard_request(*, participant: Participant, reason: str, acting_user) -> Participant:
+    """First of the two four-eyes offboarding steps: record who asks and why. Nothing
+    is removed until another operator confirms (``participant_offboard_confirm``)."""
+    reason = _required_reason(reason, "request offboarding")
+    participant = _locked(participant)
+    _transition(participant, Status.OFFBOARDED)  # refuses what cannot be offboarded, before anything is written
+    if participant.offboarding_requested:
+        raise ValidationError(f"Offboarding was already requested by {_requester_label(participant)}; "
+                              f"confirm or withdraw that request.")
+    participant.offboarding_requested_by = actor_user(acting_user)
+    participant.offboarding_requested_at = timezone.now()
+    participant.offboarding_reason = reason
+    participant.save(update_fields=["offboarding_requested_by", "offboarding_requested_at", "offboarding_reason"])
+    record_event(action=AuditAction.OFFBOARDING_REQUESTED, acting_user=acting_user, participant=participant,
+                 after={"status": participant.status, "reason": reason,
+                        "requested_at": participant.offboarding_requested_at.isoformat()})
+    return participant
+
+
+@transaction.atomic
+def participant_offboard_confirm(*, participant: Participant, acting_user, four_eyes: bool | None = None) -> dict:
+    """Second step: another operator than the requester offboards, for the requested
+    reason. Returns what was removed."""
+    participant = _locked(participant)
+    if not participant.offboarding_requested:
+        raise ValidationError("No offboarding has been requested for this participant.")
+    user = actor_user(acting_user)
+    if _four_eyes(four_eyes) and user is not None and participant.offboarding_requested_by_id == user.pk:
+        raise FourEyesRequired("Four-eyes offboarding: you requested this offboarding, so another operator "
+                               "must confirm it.")
+    requested = {"requested_by": _requester_label(participant),
+                 "requested_at": participant.offboarding_requested_at.isoformat()}
+    return _offboard(participant, reason=participant.offboarding_reason, acting_user=acting_user,
+                     details={"offboarding_request": requested})
+
+
+@transaction.atomic
+def participant_offboard_cancel(*, participant: Participant, acting_user) -> Participant:
+    """Withdraw a pending offboarding request (the requester or another operator)."""
+    participant = _locked(participant)
+    if not participant.offboarding_requested:
+        raise ValidationError("No offboarding has been requested for this participant.")
+    before = {"reason": participant.offboarding_reason, "requested_by": _requester_label(participant),
+              "requested_at": participant.offboarding_requested_at.isoformat()}
+    _clear_offboarding_request(participant)
+    record_event(action=AuditAction.OFFBOARDING_CANCELLED, acting_user=acting_user, participant=participant,
+                 before=before)
+    return participant
 
 
 def _require_client(participant: Participant, doing: str) -> None:
@@ -478,14 +576,35 @@ def endpoint_remove(*, endpoint: Endpoint, acting_user) -> None:
 
 # --- Resource mappings ---------------------------------------------------------------------------
 
+def _require_catalogued(scope_list: list[str]) -> None:
+    """Refuse any scope the catalogue does not hold, naming the closest one it does."""
+    known = set(Scope.objects.filter(name__in=scope_list).values_list("name", flat=True))
+    unknown = [scope for scope in scope_list if scope not in known]
+    if not unknown:
+        return
+    catalogue = list(Scope.objects.values_list("name", flat=True))
+    described = []
+    for scope in unknown:
+        closest = difflib.get_close_matches(scope, catalogue, n=1, cutoff=0.6)
+        described.append(f"{scope!r}" + (f" (did you mean {closest[0]!r}?)" if closest else ""))
+    raise ValidationError(f"Unknown scope{'s' if len(unknown) > 1 else ''} {', '.join(described)}: grants name "
+                          f"scopes of the catalogue (define one with manage.py define_scope or the admin).")
+
+
 @transaction.atomic
 def mapping_grant(*, client: Participant, provider: Participant | None, scopes: str | list[str],
-                  acting_user) -> ResourceMapping:
-    """Allow ``client`` to use ``scopes`` at ``provider`` (None: the registry). Replaces
-    the scopes of an existing mapping; a no-op change writes nothing."""
+                  acting_user, replace: bool = False) -> ResourceMapping:
+    """Allow ``client`` to use ``scopes`` at ``provider`` (None: the registry).
+
+    Every scope must be in the catalogue (``Scope``). The scopes are added to those of
+    an existing mapping; with ``replace`` they replace them. A no-op change writes
+    nothing. The returned mapping's ``scopes_before`` holds its scopes before the call
+    ("" for a new mapping).
+    """
     scope_list = parse_scopes(scopes)
     if provider is not None and provider.pk == client.pk:
         raise ValidationError("A participant cannot be mapped to itself.")
+    _require_catalogued(scope_list)
     # Lock both ends in primary-key order: A→B and B→A granted at once cannot deadlock.
     ends = sorted([p for p in (client, provider) if p is not None], key=lambda p: p.pk)
     locked = {p.pk: _locked(p) for p in ends}
@@ -494,10 +613,13 @@ def mapping_grant(*, client: Participant, provider: Participant | None, scopes: 
     if provider is not None:
         provider = locked[provider.pk]
         _require_live(provider)
-    scope_text = " ".join(scope_list)
     mapping = ResourceMapping.objects.select_for_update().filter(client=client, provider=provider).first()
-    before = {"scopes": mapping.scopes} if mapping else {}
+    scopes_before = mapping.scopes if mapping else ""
+    if not replace:
+        scope_list = parse_scopes(sorted(set(scopes_before.split()) | set(scope_list)))
+    scope_text = " ".join(scope_list)
     if mapping is not None and mapping.scopes == scope_text:
+        mapping.scopes_before = scopes_before
         return mapping
     if mapping is None:
         mapping = ResourceMapping(client=client, provider=provider, scopes=scope_text)
@@ -505,8 +627,10 @@ def mapping_grant(*, client: Participant, provider: Participant | None, scopes: 
     _save(mapping)
     bump_generation()
     record_event(action=AuditAction.MAPPING_GRANTED, acting_user=acting_user, participant=client,
-                 before=before, after={"provider": _provider_label(provider), "audience": mapping.audience,
-                                       "scopes": scope_text})
+                 before={"scopes": scopes_before} if scopes_before else {},
+                 after={"provider": _provider_label(provider), "audience": mapping.audience, "scopes": scope_text,
+                        **({"replaced": True} if replace and scopes_before else {})})
+    mapping.scopes_before = scopes_before
     return mapping
 
 
@@ -555,4 +679,43 @@ def participant_onboard(*, org_name: str, role: str, base_url: str, public_key: 
         organisation = Organisation.objects.filter(legal_name=(org_name or "").strip()).first()
     participant = application_submit(organisation=organisation, new_organisation_name="" if organisation else org_name,
                                      role=role, base_url=base_url, public_key=public_key, acting_user=acting_user)
-    return participant_approve(participant=participant, acting_user=acting_user)
+    return participant_approve(participant=participant, acting_user=acting_user, four_eyes=False)
+
+
+# --- Scope catalogue -------------------------------------------------------------------------
+
+@transaction.atomic
+def scope_define(*, name: str, description: str | None = None, provider_roles: list[str] | None = None,
+                 acting_user) -> tuple[Scope, str]:
+    """Create a catalogue scope, or update the description and provider roles given
+    (None: unchanged). Idempotent: a no-op writes nothing. Returns the scope and what
+    happened: "created", "updated" or "unchanged"."""
+    name = (name or "").strip()
+    if not SCOPE_TOKEN.match(name):
+        raise ValidationError(f"{name!r} is not a valid scope (RFC 6749 scope token, at most 64 characters).")
+    if provider_roles is not None:
+        bad = [role for role in provider_roles if role not in Role.values]
+        if bad:
+            raise ValidationError(f"{bad[0]!r} is not a role; choose from {', '.join(Role.values)}.")
+        provider_roles = sorted(set(provider_roles))
+    scope = Scope.objects.select_for_update().filter(name=name).first()
+    if scope is None:
+        scope = Scope(name=name, description=(description or "").strip(), provider_roles=provider_roles or [])
+        _save(scope)
+        record_event(action=AuditAction.SCOPE_DEFINED, acting_user=acting_user,
+                     after={"name": name, "description": scope.description, "provider_roles": scope.provider_roles})
+        return scope, "created"
+    changes = {}
+    if description is not None and description.strip() != scope.description:
+        changes["description"] = description.strip()
+    if provider_roles is not None and provider_roles != scope.provider_roles:
+        changes["provider_roles"] = provider_roles
+    if not changes:
+        return scope, "unchanged"
+    before = {field: getattr(scope, field) for field in changes}
+    for field, value in changes.items():
+        setattr(scope, field, value)
+    _save(scope)
+    record_event(action=AuditAction.SCOPE_UPDATED, acting_user=acting_user, before={"name": name, **before},
+                 after={"name": name, **changes})
+    return scope, "updated"

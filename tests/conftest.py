@@ -87,6 +87,15 @@ def _fresh_caches():
 
 
 @pytest.fixture
+def scope_catalogue(db):
+    """The scopes the suites grant, in the scope catalogue (grants name catalogue scopes only)."""
+    from registry.models import Scope
+
+    for name in ("ocen.loan", "ocen.offer", "registry.audit"):
+        Scope.objects.get_or_create(name=name)
+
+
+@pytest.fixture
 def signing_key(db):
     key, _ = signing_key_ensure()
     return key

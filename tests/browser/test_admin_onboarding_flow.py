@@ -74,7 +74,8 @@ def shot(page, name: str) -> None:
 
 
 def test_onboard_and_offboard_through_the_admin(live_server, settings, chromium_page):
-    settings.AUTHSERVICE = {**settings.AUTHSERVICE, "ISSUER": live_server.url}
+    # One administrator's day: four-eyes (two operators) has its own tests.
+    settings.AUTHSERVICE = {**settings.AUTHSERVICE, "ISSUER": live_server.url, "FOUR_EYES": False}
     signing_key_ensure()
     get_user_model().objects.create_superuser("registrar", "r@example.org", PASSWORD)
     reader = services.participant_onboard(org_name="Reader Co", role="LOAN_AGENT", base_url="https://reader.example",

@@ -26,6 +26,22 @@ def admin_client(client, admin_user):
 
 
 @pytest.fixture
+def approver_client(db):
+    """A second administrator: four-eyes lets no one approve what they recorded."""
+    user = get_user_model().objects.create_superuser("approver", "approver@example.org", "x-Very-long-pass-2")
+    browser = Client()
+    browser.force_login(user)
+    return browser
+
+
+@pytest.fixture
+def one_operator(settings):
+    """For tests about a page, not four-eyes (tests/registry/test_four_eyes.py): one
+    administrator may act alone."""
+    settings.AUTHSERVICE = {**settings.AUTHSERVICE, "FOUR_EYES": False}
+
+
+@pytest.fixture
 def staff(db):
     call_command("create_admin_groups", verbosity=0)
 
@@ -77,10 +93,10 @@ def test_onboard_form_shows_errors_and_writes_nothing(admin_client, signing_key,
     assert not Participant.objects.exists() and not Organisation.objects.exists()
 
 
-def test_approve_shows_the_secret_once(admin_client, applied, token_for):
-    page = admin_client.get(workflow_url(applied, "approve"))
+def test_approve_shows_the_secret_once(admin_client, approver_client, applied, token_for):
+    page = approver_client.get(workflow_url(applied, "approve"))
     assert page.status_code == 200 and b"shows the client secret once" in page.content
-    response = admin_client.post(workflow_url(applied, "approve"), {"confirm": "1"}, follow=True)
+    response = approver_client.post(workflow_url(applied, "approve"), {"confirm": "1"}, follow=True)
     assert response.status_code == 200 and response.redirect_chain[0][1] == 303
     assert "no-store" in response["Cache-Control"]
     html = response.content.decode()
@@ -92,12 +108,12 @@ def test_approve_shows_the_secret_once(admin_client, applied, token_for):
     assert detail.status_code == 200
     assert applied.client.client_id in detail.content.decode()
     assert secret not in detail.content.decode()
-    again = admin_client.post(workflow_url(applied, "approve"), {"confirm": "1"})
+    again = approver_client.post(workflow_url(applied, "approve"), {"confirm": "1"})
     assert again.status_code == 400
     assert "cannot become approved" in again.content.decode()
 
 
-def test_offboarding_confirmation_lists_what_goes(admin_client, onboard):
+def test_offboarding_confirmation_lists_what_goes(admin_client, onboard, one_operator):
     creds, pair = onboard("LENDER", "Exit Bank")
     participant = creds.participant
     page = admin_client.get(workflow_url(participant, "offboard")).content.decode()
@@ -122,7 +138,7 @@ def test_service_refusals_are_readable_errors(admin_client, onboard):
     assert "must keep at least one active key" in response.content.decode()
 
 
-def test_bulk_offboard_asks_first(admin_client, onboard):
+def test_bulk_offboard_asks_first(admin_client, onboard, one_operator):
     (first, _), (second, _) = onboard(), onboard()
     ids = [first.participant.pk, second.participant.pk]
     confirm = admin_client.post("/admin/registry/participant/", {"action": "offboard_selected",
@@ -134,7 +150,7 @@ def test_bulk_offboard_asks_first(admin_client, onboard):
     assert Participant.objects.filter(status=Status.OFFBOARDED).count() == 2
 
 
-def test_bulk_offboard_without_a_reason_shows_the_page_again_with_the_error(admin_client, onboard):
+def test_bulk_offboard_without_a_reason_shows_the_page_again_with_the_error(admin_client, onboard, one_operator):
     (first, _), (second, _) = onboard(), onboard()
     ids = [first.participant.pk, second.participant.pk]
     count = AuditEvent.objects.count()

@@ -12,6 +12,9 @@ from authservice.services import client_create
 from registry import services
 from tests.conftest import basic
 
+# Grants name scopes of the catalogue.
+pytestmark = pytest.mark.usefixtures("scope_catalogue")
+
 
 @pytest.fixture
 def reader(onboard, token_for):
@@ -85,7 +88,7 @@ def test_token_without_registry_read_is_403_insufficient_scope(client, onboard, 
 
 def test_list_paginates_and_filters(api, lender, onboard, admin_user):
     services.participant_offboard(participant=onboard("KYC_PARTNER", "Gone Ltd")[0].participant, reason="x",
-                                  acting_user=admin_user)
+                                  acting_user=admin_user, four_eyes=False)
     body = api("/registry/v1/participants").json()
     assert body["count"] == 2
     names = [p["organisation"]["legal_name"] for p in body["results"]]
@@ -145,7 +148,7 @@ def test_unknown_offboarded_and_malformed_ids(api, lender, admin_user, suffix):
     participant, _ = lender
     assert api(f"/registry/v1/participants/{uuid.uuid4()}{suffix}").status_code == 404
     assert api(f"/registry/v1/participants/not-a-uuid{suffix}").status_code == 400
-    services.participant_offboard(participant=participant, reason="exit", acting_user=admin_user)
+    services.participant_offboard(participant=participant, reason="exit", acting_user=admin_user, four_eyes=False)
     response = api(f"/registry/v1/participants/{participant.participant_id}{suffix}")
     assert response.status_code == 404
     assert response.json()

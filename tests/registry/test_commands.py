@@ -10,6 +10,9 @@ from registry.models import AuditEvent, Organisation, Participant, ResourceMappi
 from tests.audit import AuditTrail
 from tests.keymaterial import ec_key, rsa_1024
 
+# Grants name scopes of the catalogue.
+pytestmark = pytest.mark.usefixtures("scope_catalogue")
+
 
 def _call(*args) -> str:
     out = StringIO()

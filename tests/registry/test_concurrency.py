@@ -20,6 +20,7 @@ from registry.models import AuditAction, AuditEvent, Participant, Status
 from tests.keymaterial import ec_key
 
 pytestmark = [
+    pytest.mark.usefixtures("scope_catalogue"),
     pytest.mark.postgres_only,
     pytest.mark.django_db(transaction=True),
     pytest.mark.skipif(connection.vendor != "postgresql",
@@ -66,7 +67,8 @@ def test_concurrent_double_approval_creates_one_client(applied):
 
 def test_concurrent_double_offboarding_is_all_or_nothing(applied):
     services.participant_approve(participant=applied, acting_user=None)
-    outcomes = _race(lambda: services.participant_offboard(participant=applied, reason="race", acting_user=None))
+    outcomes = _race(lambda: services.participant_offboard(participant=applied, reason="race", acting_user=None,
+                                                           four_eyes=False))
     assert sum(isinstance(o, dict) for o in outcomes) == 1
     participant = Participant.objects.get(pk=applied.pk)
     assert participant.status == Status.OFFBOARDED and participant.client is None

@@ -15,6 +15,13 @@ from tests.keymaterial import ec_key, rsa_key
 OAuthClient = get_application_model()
 
 
+@pytest.fixture(autouse=True)
+def _one_operator(settings, scope_catalogue):
+    """These tests are about each workflow, not four-eyes (tests/registry/test_four_eyes.py):
+    one administrator acts alone. The scopes granted here are in the catalogue."""
+    settings.AUTHSERVICE = {**settings.AUTHSERVICE, "FOUR_EYES": False}
+
+
 @pytest.fixture
 def applied(organisation, admin_user, signing_key):
     return services.participant_apply(organisation=organisation, role="LENDER",

@@ -10,6 +10,9 @@ from authservice.signing_keys import published_jwks
 from registry import services
 from tests.conftest import FORM, basic, form
 
+# Grants name scopes of the catalogue.
+pytestmark = pytest.mark.usefixtures("scope_catalogue")
+
 
 def _claims(response):
     assert response.status_code == 200, response.content
@@ -144,7 +147,7 @@ def test_secret_rotation_with_a_grace_period_keeps_the_old_secret_briefly(onboar
 def test_offboarded_client_cannot_get_token(onboard, admin_user, token_for):
     creds, _ = onboard()
     client = creds.participant.client
-    services.participant_offboard(participant=creds.participant, reason="exit", acting_user=admin_user)
+    services.participant_offboard(participant=creds.participant, reason="exit", acting_user=admin_user, four_eyes=False)
     response = token_for(client, creds.client_secret)
     assert response.status_code == 401
     assert response.json()["error"] == "invalid_client"
@@ -160,6 +163,6 @@ def test_offboarded_participants_tokens_are_inactive_at_once(agent_and_lender, a
 
     assert introspect()["active"] is True
     assert client.get("/registry/v1/participants", HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 200
-    services.participant_offboard(participant=agent.participant, reason="exit", acting_user=admin_user)
+    services.participant_offboard(participant=agent.participant, reason="exit", acting_user=admin_user, four_eyes=False)
     assert introspect() == {"active": False}
     assert client.get("/registry/v1/participants", HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 401

@@ -36,6 +36,7 @@ class Network:
                                                   public_key=public_pem(self.agent_key), acting_user=None)
         self.lender = services.participant_onboard(org_name="Lender", role="LENDER", base_url="https://l.example",
                                                    public_key=public_pem(self.lender_key), acting_user=None)
+        services.scope_define(name="ocen.loan", acting_user=None)
         services.mapping_grant(client=self.agent.participant, provider=self.lender.participant, scopes="ocen.loan",
                                acting_user=None)
         self.audience = self.lender.participant.audience

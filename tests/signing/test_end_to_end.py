@@ -83,7 +83,7 @@ def test_offboarded_participants_signed_request_is_refused(net):
     tokens = net.tokens()
     token = tokens.get()
     assert net.raw_post(BODY, token=token, signature=net.sign(BODY)).status_code == 200
-    services.participant_offboard(participant=net.agent.participant, reason="exit", acting_user=None)
+    services.participant_offboard(participant=net.agent.participant, reason="exit", acting_user=None, four_eyes=False)
     refused = net.raw_post(BODY, token=token, signature=net.sign(BODY))
     assert refused.status_code == 401
     assert refused.json()["error"] == "invalid_token"

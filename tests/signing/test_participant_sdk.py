@@ -35,6 +35,7 @@ def network(live_server, settings, tmp_path):
                                          public_key=public_pem(agent_key), acting_user=None)
     lender = services.participant_onboard(org_name="SDK Lender", role="LENDER", base_url=f"http://127.0.0.1:{port}",
                                           public_key=public_pem(lender_key), acting_user=None)
+    services.scope_define(name="ocen.loan", acting_user=None)
     services.mapping_grant(client=agent.participant, provider=lender.participant, scopes="ocen.loan",
                            acting_user=None)
     (tmp_path / "agent.pem").write_text(_pem(agent_key))

@@ -8,6 +8,7 @@ from registry.services import participant_onboard
 
 
 class Command(RegistryCommand):
+    permission = "onboard_participant"
     help = "Create (or reuse) an organisation and onboard and approve it in one role."
 
     def add_arguments(self, parser):
@@ -19,12 +20,13 @@ class Command(RegistryCommand):
         parser.add_argument("--json", action="store_true", help="print only the credentials as JSON")
 
     def handle(self, *args, org_name, role, base_url, public_key, org_id, json, **options):
+        actor = self.acting_user(options)
         try:
             material = Path(public_key).read_text()
         except (OSError, UnicodeDecodeError) as exc:
             raise CommandError(f"Cannot read the public key file {public_key}: {exc}") from exc
         credentials = self.run_service(lambda: participant_onboard(
-            org_name=org_name, role=role, base_url=base_url, public_key=material, org_id=org_id, acting_user=None))
+            org_name=org_name, role=role, base_url=base_url, public_key=material, org_id=org_id, acting_user=actor))
         participant = credentials.participant
         payload = {"participant_id": str(participant.participant_id), "client_id": credentials.client_id,
                    "client_secret": credentials.client_secret, "org_id": str(participant.organisation.org_id)}

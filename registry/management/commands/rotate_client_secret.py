@@ -3,6 +3,7 @@ from registry.services import participant_rotate_secret
 
 
 class Command(RegistryCommand):
+    permission = "rotate_participant_secret"
     help = "Issue a new client secret (shown once); the old one stops working at once or after --grace."
 
     def add_arguments(self, parser):
@@ -16,10 +17,11 @@ class Command(RegistryCommand):
         parser.add_argument("--json", action="store_true")
 
     def handle(self, *args, participant_id, grace, revoke_tokens, force, json, **options):
+        actor = self.acting_user(options)
         participant = self.participant(participant_id)
         credentials = self.run_service(lambda: participant_rotate_secret(
             participant=participant, grace_seconds=grace, revoke_tokens=revoke_tokens, force=force,
-            acting_user=None))
+            acting_user=actor))
         if json:
             self.emit_json({"participant_id": participant_id, "client_id": credentials.client_id,
                             "client_secret": credentials.client_secret})
