@@ -395,6 +395,9 @@ WORKFLOWS = [
              available=lambda p: p.offboarding_requested),
 ]
 WORKFLOWS_BY_SLUG = {workflow.slug: workflow for workflow in WORKFLOWS}
+# The steps four-eyes reserves for another operator than the one who recorded, reviewed
+# or requested (registry.four_eyes).
+FOUR_EYES_STEPS = {"approve", "confirm-offboard"}
 
 
 @admin.register(Participant)
@@ -540,8 +543,13 @@ class ParticipantAdmin(ServiceBackedAdmin):
     def _available(self, request, participant) -> list[Workflow]:
         if participant is None:
             return []
+        # Four-eyes: the steps this operator may not take are not offered to them (the
+        # services refuse them anyway); the page says who must act instead.
+        pending = pending_action(participant)
+        barred = set() if pending is None or pending.may_act(request.user) else FOUR_EYES_STEPS
         return [w for w in WORKFLOWS if participant.status in w.statuses
                 and (w.available is None or w.available(participant))
+                and w.slug not in barred
                 and request.user.has_perm(f"registry.{w.permission}")]
 
     # --- pages -------------------------------------------------------------------------------

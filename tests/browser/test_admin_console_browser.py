@@ -1,5 +1,6 @@
 """The registry console in a real headless Chromium at 1280x900: reloading the new-secret
-page rotates nothing, offboarding wants the organisation's name typed, the dashboard,
+page rotates nothing, four-eyes approval and offboarding with two operators (the
+organisation's name typed to confirm), the dashboard,
 the audit log's date filter and CSV export, and the lists' copy buttons — with no
 Content-Security-Policy violation on any page. Screenshots of every page land in
 test-artifacts/ (console-*.png).
@@ -22,7 +23,12 @@ from django.utils.text import slugify
 from authservice.signing_keys import signing_key_ensure
 from registry import services
 from registry.models import AuditAction, AuditEvent, Status
-from tests.browser.test_admin_onboarding_flow import ARTIFACTS, PASSWORD, chromium_page  # noqa: F401 (fixture)
+from tests.browser.test_admin_onboarding_flow import (  # noqa: F401 (chromium_page is a fixture)
+    ARTIFACTS,
+    PASSWORD,
+    _record_csp_violations,
+    chromium_page,
+)
 from tests.keymaterial import ec_key
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -108,32 +114,82 @@ def test_reload_after_rotate_changes_nothing(console):
     assert page.csp_violations == []
 
 
-def test_offboarding_needs_the_typed_name(console):
+def _second_operator(page, base: str, username: str = "checker"):
+    """Another operator in their own browser context (own session), logged in."""
+    get_user_model().objects.create_superuser(username, f"{username}@example.org", PASSWORD)
+    context = page.context.browser.new_context(viewport={"width": 1280, "height": 900})
+    other = context.new_page()
+    other.set_default_timeout(15_000)
+    other.csp_violations = _record_csp_violations(other)
+    other.goto(f"{base}/admin/login/")
+    other.fill("#id_username", username)
+    other.fill("#id_password", PASSWORD)
+    other.click("input[type=submit]")
+    other.wait_for_url(f"{base}/admin/")
+    return other
+
+
+def test_four_eyes_lifecycle_with_two_operators(console):
+    """registrar records, cannot approve; checker approves. registrar requests offboarding,
+    cannot confirm it; checker confirms, typing the organisation's name (red button)."""
     page, base = console
-    participant = _onboard("Danger Bank").participant
+    registrar = get_user_model().objects.get(username="registrar")
+    organisation = services.organisation_create(legal_name="Danger Bank", acting_user=registrar)
+    participant = services.participant_apply(organisation=organisation, role="LENDER",
+                                             base_url="https://api.danger-bank.example",
+                                             public_key=ec_key().public_pem(), acting_user=registrar)
+    checker = _second_operator(page, base)
+
     page.goto(_change_url(base, participant))
-    page.click("a.workflow-offboard")
-    page.wait_for_selector(".removal-plan")
-    background = page.eval_on_selector("input[name=confirm]", "el => getComputedStyle(el).backgroundColor")
-    assert background == "rgb(186, 33, 33)"  # red, not the admin's blue
+    assert "an operator other than registrar" in page.inner_text("#pending-action")
+    assert page.locator("a.workflow-approve").count() == 0  # not offered to the one who recorded it …
+    page.goto(f"{base}/admin/registry/participant/{participant.pk}/workflow/approve/")
+    page.click("input[name=confirm]")  # … and refused if asked for all the same
+    page.wait_for_selector(".errorlist, .errornote")
+    assert "you recorded this application, so another operator must approve it" in page.content()
+    shot(page, "10-four-eyes-self-approval-refused")
+    participant.refresh_from_db()
+    assert participant.status == Status.APPLIED
+
+    checker.goto(_change_url(base, participant))
+    checker.click("a.workflow-approve")
+    checker.click("input[name=confirm]")
+    checker.wait_for_selector("#client-secret")
+    shot(checker, "11-four-eyes-approved-by-checker")
+    participant.refresh_from_db()
+    assert participant.status == Status.APPROVED and participant.approved_by.username == "checker"
+
+    page.goto(_change_url(base, participant))
+    assert page.locator("a.workflow-offboard").count() == 0  # no one-person offboarding
+    page.click("a.workflow-request-offboard")
     page.fill("#id_reason", "Licence withdrawn")
-    page.fill("#id_confirm_name", "Danger Bnak")
     page.click("input[name=confirm]")
-    page.wait_for_selector(".errorlist")
-    assert "That is not the organisation's name" in page.inner_text(".errorlist")
-    shot(page, "04-offboard-wrong-name")
+    page.wait_for_selector("#pending-action")
+    assert "waiting for confirmation by an operator other than registrar" in page.inner_text("#pending-action")
+    shot(page, "12-offboarding-requested")
+    assert page.locator("a.workflow-confirm-offboard").count() == 0  # the requester cannot confirm
+
+    checker.goto(_change_url(base, participant))
+    checker.click("a.workflow-confirm-offboard")
+    checker.wait_for_selector(".removal-plan")
+    background = checker.eval_on_selector("input[name=confirm]", "el => getComputedStyle(el).backgroundColor")
+    assert background == "rgb(186, 33, 33)"  # red, not the admin's blue
+    checker.fill("#id_confirm_name", "Danger Bnak")
+    checker.click("input[name=confirm]")
+    checker.wait_for_selector(".errorlist")
+    assert "That is not the organisation's name" in checker.inner_text(".errorlist")
+    shot(checker, "04-offboard-wrong-name")
     participant.refresh_from_db()
     assert participant.status == Status.APPROVED
 
-    page.fill("#id_confirm_name", "danger bank")
-    page.fill("#id_reason", "Licence withdrawn")
-    page.click("input[name=confirm]")
-    page.wait_for_selector("text=Offboard: done.")
+    checker.fill("#id_confirm_name", "danger bank")
+    checker.click("input[name=confirm]")
+    checker.wait_for_selector("text=Confirm offboarding: done.")
     participant.refresh_from_db()
-    assert participant.status == Status.OFFBOARDED
-    page.reload()  # the redirect after POST: a reload asks nothing and changes nothing
-    page.wait_for_selector("text=Offboarded")
-    assert page.csp_violations == []
+    assert participant.status == Status.OFFBOARDED and participant.status_reason == "Licence withdrawn"
+    checker.reload()  # the redirect after POST: a reload asks nothing and changes nothing
+    checker.wait_for_selector("text=Offboarded")
+    assert page.csp_violations == [] and checker.csp_violations == []
 
 
 def test_dashboard(console):

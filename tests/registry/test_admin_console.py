@@ -25,6 +25,14 @@ from tests.keymaterial import ec_key
 
 pytestmark = pytest.mark.django_db
 
+
+@pytest.fixture(autouse=True)
+def one_operator(settings, scope_catalogue):
+    """These tests are about the pages, driven by one operator: four-eyes off (it has its
+    own tests in test_four_eyes.py, the typed name on confirm-offboard included), and
+    the scopes they grant in the catalogue."""
+    settings.AUTHSERVICE = {**settings.AUTHSERVICE, "FOUR_EYES": False}
+
 CHANGELIST = "/admin/registry/participant/"
 AUDIT = "/admin/registry/auditevent/"
 
@@ -332,7 +340,8 @@ def test_lockout_page_looks_like_the_admin(admin_user, settings):
 
 # --- The dashboard ---------------------------------------------------------------------------------------
 
-def test_dashboard_shows_the_registry_at_a_glance(browser, onboard, organisation, admin_user):
+def test_dashboard_shows_the_registry_at_a_glance(browser, onboard, organisation, admin_user, settings):
+    settings.AUTHSERVICE = {**settings.AUTHSERVICE, "FOUR_EYES": True}
     expiring_key = ec_key()
     soon = datetime.now(UTC) + timedelta(days=10)
     expiring, _ = onboard("LENDER", "Expiring Bank", material=expiring_key.certificate(not_after=soon))

@@ -57,12 +57,13 @@ def _record(operator: Operator, name: str = "Four Eyes Bank") -> Participant:
         "new_organisation_name": name, "role": "LENDER", "base_url": "https://api.four-eyes.example",
         "public_key": ec_key().public_pem(), "confirm": "1",
     })
-    assert response.status_code == 302
+    assert response.status_code == 303
     return Participant.objects.get(organisation__legal_name=name)
 
 
 def _approved(participant: Participant, operator: Operator) -> Participant:
-    response = operator.http.post(workflow_url(participant, "approve"), {"confirm": "1"})
+    response = operator.http.post(workflow_url(participant, "approve"), {"confirm": "1"}, follow=True)
+    assert response.redirect_chain[0][1] == 303  # to the one-time secret page
     assert response.status_code == 200 and b'id="client-secret"' in response.content
     participant.refresh_from_db()
     return participant
@@ -90,7 +91,7 @@ def test_the_operator_who_recorded_an_application_cannot_approve_it(operators):
 def test_the_reviewer_cannot_approve_either_a_third_operator_can(operators):
     alice, bob, carol = operators
     participant = _record(alice)
-    assert bob.http.post(workflow_url(participant, "review"), {"confirm": "1"}).status_code == 302
+    assert bob.http.post(workflow_url(participant, "review"), {"confirm": "1"}).status_code == 303
     participant.refresh_from_db()
     assert participant.status == Status.UNDER_REVIEW and participant.reviewed_by == bob.user
     for operator, did in ((bob, "reviewed"), (alice, "recorded")):
@@ -132,6 +133,11 @@ def test_the_service_refuses_self_approval_with_a_dedicated_error(organisation, 
     assert action.excluded_usernames == ("registrar",)
 
 
+def _confirm(participant: Participant) -> dict:
+    """The confirm-offboard form: the organisation's name typed."""
+    return {"confirm": "1", "confirm_name": participant.organisation.legal_name}
+
+
 # --- offboarding ------------------------------------------------------------------------------
 
 @pytest.fixture
@@ -144,14 +150,15 @@ def test_offboarding_is_requested_by_one_operator_and_confirmed_by_another(opera
     alice, bob, _ = operators
     client_id = approved.client.client_id
     assert bob.http.get(workflow_url(approved, "offboard")).status_code == 200  # the page still answers …
-    direct = bob.http.post(workflow_url(approved, "offboard"), {"confirm": "1", "reason": "alone"})
+    direct = bob.http.post(workflow_url(approved, "offboard"), {"confirm": "1", "reason": "alone",
+                                                                "confirm_name": approved.organisation.legal_name})
     assert direct.status_code == 400 and "another operator confirms it" in direct.content.decode()  # … but refuses
     page = alice.http.get(change_url(approved)).content.decode()
     assert workflow_url(approved, "request-offboard") in page and workflow_url(approved, "offboard") not in page
 
     trail = AuditTrail()
     requested = alice.http.post(workflow_url(approved, "request-offboard"), {"confirm": "1", "reason": "licence ended"})
-    assert requested.status_code == 302
+    assert requested.status_code == 303
     approved.refresh_from_db()
     assert approved.status == Status.APPROVED and approved.offboarding_requested_by == alice.user
     (event,) = trail.new_events()
@@ -163,7 +170,7 @@ def test_offboarding_is_requested_by_one_operator_and_confirmed_by_another(opera
     assert "workflow-confirm-offboard" in page and "workflow-request-offboard" not in page
 
     trail = AuditTrail()
-    refused = alice.http.post(workflow_url(approved, "confirm-offboard"), {"confirm": "1"})
+    refused = alice.http.post(workflow_url(approved, "confirm-offboard"), _confirm(approved))
     assert refused.status_code == 400
     assert "you requested this offboarding, so another operator must confirm it" in refused.content.decode()
     approved.refresh_from_db()
@@ -172,7 +179,7 @@ def test_offboarding_is_requested_by_one_operator_and_confirmed_by_another(opera
 
     confirmation = bob.http.get(workflow_url(approved, "confirm-offboard")).content.decode()
     assert client_id in confirmation  # the confirmation page lists what goes
-    assert bob.http.post(workflow_url(approved, "confirm-offboard"), {"confirm": "1"}).status_code == 302
+    assert bob.http.post(workflow_url(approved, "confirm-offboard"), _confirm(approved)).status_code == 303
     approved.refresh_from_db()
     assert approved.status == Status.OFFBOARDED and approved.status_reason == "licence ended"
     assert not approved.offboarding_requested
@@ -187,12 +194,12 @@ def test_an_offboarding_request_can_be_withdrawn(operators, approved):
     again = bob.http.post(workflow_url(approved, "request-offboard"), {"confirm": "1", "reason": "again"})
     assert again.status_code == 400 and "already requested by alice" in again.content.decode()
     trail = AuditTrail()
-    assert alice.http.post(workflow_url(approved, "cancel-offboard"), {"confirm": "1"}).status_code == 302
+    assert alice.http.post(workflow_url(approved, "cancel-offboard"), {"confirm": "1"}).status_code == 303
     approved.refresh_from_db()
     assert not approved.offboarding_requested and approved.status == Status.APPROVED
     (event,) = trail.new_events()
     assert event.action == AuditAction.OFFBOARDING_CANCELLED and event.before["requested_by"] == "alice"
-    late = bob.http.post(workflow_url(approved, "confirm-offboard"), {"confirm": "1"})
+    late = bob.http.post(workflow_url(approved, "confirm-offboard"), _confirm(approved))
     assert late.status_code == 400 and "No offboarding has been requested" in late.content.decode()
     approved.refresh_from_db()
     assert approved.status == Status.APPROVED
@@ -206,13 +213,13 @@ def test_bulk_offboarding_only_requests_under_four_eyes(operators, onboard):
     page = alice.http.post("/admin/registry/participant/", {"action": "offboard_selected", "_selected_action": ids})
     assert b"Yes, request their offboarding" in page.content
     alice.http.post("/admin/registry/participant/", {"action": "offboard_selected", "_selected_action": ids,
-                                                     "post": "yes", "reason": "wind-down"})
+                                                     "post": "yes", "reason": "wind-down", "confirm_count": 2})
     participants = Participant.objects.filter(pk__in=ids)
     assert {p.status for p in participants} == {Status.APPROVED}
     assert {p.offboarding_requested_by for p in participants} == {alice.user}
     for participant in participants:
-        assert alice.http.post(workflow_url(participant, "confirm-offboard"), {"confirm": "1"}).status_code == 400
-        assert bob.http.post(workflow_url(participant, "confirm-offboard"), {"confirm": "1"}).status_code == 302
+        assert alice.http.post(workflow_url(participant, "confirm-offboard"), _confirm(participant)).status_code == 400
+        assert bob.http.post(workflow_url(participant, "confirm-offboard"), _confirm(participant)).status_code == 303
     assert {p.status for p in Participant.objects.filter(pk__in=ids)} == {Status.OFFBOARDED}
 
 
@@ -268,3 +275,20 @@ def test_the_environment_variable_sets_four_eyes(value, expected):
         env={**environment, "DJANGO_SETTINGS_MODULE": "authservice.settings"}, capture_output=True, text=True,
         check=True, cwd=Path(__file__).resolve().parents[2], timeout=60)
     assert result.stdout.strip() == expected
+
+
+def test_confirming_an_offboarding_needs_the_organisation_name_typed(operators, approved):
+    alice, bob, _ = operators
+    alice.http.post(workflow_url(approved, "request-offboard"), {"confirm": "1", "reason": "licence ended"})
+    trail = AuditTrail()
+    for typed in ("", "Four Eyes"):
+        refused = bob.http.post(workflow_url(approved, "confirm-offboard"), {"confirm": "1", "confirm_name": typed})
+        assert refused.status_code == 400
+    assert "That is not the organisation" in refused.content.decode()
+    approved.refresh_from_db()
+    assert approved.status == Status.APPROVED and approved.offboarding_requested
+    trail.assert_none()
+    typed = {"confirm": "1", "confirm_name": "  four eyes   BANK "}  # case and spacing do not matter
+    assert bob.http.post(workflow_url(approved, "confirm-offboard"), typed).status_code == 303
+    approved.refresh_from_db()
+    assert approved.status == Status.OFFBOARDED
