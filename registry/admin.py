@@ -64,6 +64,7 @@ from registry.audit_status import chain_state
 from registry.four_eyes import pending_action
 from registry.key_material import PRIVATE_JWK_MEMBERS
 from registry.models import (
+    HOLDING_STATUSES,
     AuditEvent,
     Endpoint,
     KeyStatus,
@@ -484,6 +485,9 @@ class ParticipantAdmin(ServiceBackedAdmin):
                 term_uuid = uuid.UUID(term)
                 extra |= Q(participant_id=term_uuid) | Q(organisation__org_id=term_uuid)
             queryset |= self.model.objects.filter(extra)
+        if request.GET.get("field_name"):
+            # The grant form's autocomplete: only participants a mapping may name.
+            queryset = queryset.filter(status__in=HOLDING_STATUSES)
         return queryset, may_have_duplicates
 
     def has_add_permission(self, request):

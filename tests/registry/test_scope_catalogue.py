@@ -205,3 +205,13 @@ def test_the_migration_catalogues_granted_scopes_so_existing_mappings_keep_worki
 def test_a_migrated_database_holds_the_registry_scope(db):
     """The test database was migrated: approval's scope is in the catalogue."""
     assert Scope.objects.filter(name="registry.read").exists()
+
+
+def test_the_search_offers_no_offboarded_participant(admin_client, pair):
+    lender, _ = pair
+    services.participant_offboard(participant=lender, reason="gone", acting_user=None, four_eyes=False)
+    response = admin_client.get("/admin/autocomplete/", {"app_label": "registry", "model_name": "resourcemapping",
+                                                         "field_name": "provider", "term": "Lender"})
+    assert response.status_code == 200 and response.json()["results"] == []
+    listing = admin_client.get("/admin/registry/participant/", {"q": "Lender"}).content.decode()
+    assert f"/admin/registry/participant/{lender.pk}/change/" in listing  # the list itself still finds it
