@@ -18,8 +18,9 @@ migrate: install
 	$(PY) manage.py migrate --noinput
 
 ## Serve on http://127.0.0.1:8000 (embedded SQLite unless DATABASE_URL is set).
-run: migrate
+run: install
 	$(PY) manage.py collectstatic --noinput --verbosity 0
+	$(PY) manage.py migrate --noinput
 	$(PY) manage.py bootstrap
 	$(VENV)/bin/gunicorn authservice.wsgi --config gunicorn.conf.py
 

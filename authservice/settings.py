@@ -238,6 +238,16 @@ OAUTH2_PROVIDER = {
 }
 
 # --- This service -------------------------------------------------------------------------
+def _local_issuer() -> str:
+    """Without AUTHSERVICE_ISSUER: where ``make run`` listens (GUNICORN_BIND), so that a
+    service started on another port announces itself there, not on port 8000."""
+    host, _, port = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000").rpartition(":")
+    if not port.isdigit() or host.startswith("unix"):
+        return "http://127.0.0.1:8000"
+    every_interface = host in ("", "[::]") or (host.count(".") == 3 and not host.strip("0."))
+    return f"http://{'127.0.0.1' if every_interface else host}:{port}"
+
+
 # A comma-separated list: the first key encrypts, every key decrypts (so the
 # key-encryption key itself can be rotated). Items are trimmed and empty ones dropped
 # ("new, old" and a trailing newline mean what they look like). Unset: derived from
@@ -245,7 +255,7 @@ OAUTH2_PROVIDER = {
 _auth_failure_limit = int(os.environ.get("AUTHSERVICE_AUTH_FAILURE_LIMIT", "20"))
 _auth_lockout_seconds = int(os.environ.get("AUTHSERVICE_AUTH_LOCKOUT_SECONDS", "300"))
 AUTHSERVICE = {
-    "ISSUER": os.environ.get("AUTHSERVICE_ISSUER", "http://127.0.0.1:8000"),
+    "ISSUER": os.environ.get("AUTHSERVICE_ISSUER") or _local_issuer(),
     "ACCESS_TOKEN_TTL": int(os.environ.get("AUTHSERVICE_ACCESS_TOKEN_TTL", "900")),
     "ACCESS_TOKEN_TYP": os.environ.get("AUTHSERVICE_ACCESS_TOKEN_TYP", "at+jwt"),
     "SIGNING_ALG": os.environ.get("AUTHSERVICE_SIGNING_ALG", "RS256"),

@@ -79,7 +79,8 @@ def normalise_endpoint_url(url: str) -> str:
         raise ValidationError(f"{url!r} is not a valid URL.") from exc
     parts = urlsplit(url)
     if parts.scheme.lower() not in allowed:
-        raise ValidationError(f"API base URLs must use https ({url!r}).")
+        raise ValidationError(f"API base URLs must use https ({url!r}); for local development only, "
+                              f"AUTHSERVICE_ALLOW_HTTP_ENDPOINTS=1 accepts http.")
     if parts.username or parts.password:
         raise ValidationError("API base URLs must not carry credentials.")
     if parts.query or parts.fragment:

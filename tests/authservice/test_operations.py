@@ -152,3 +152,20 @@ def test_a_manifest_collected_before_an_upgrade_is_warned_about(db, settings, tm
     assert "missing from the manifest" in warning.msg
     settings.DEBUG = True
     assert [message for message in checks.run_checks() if message.id == "authservice.W003"] == []
+
+
+@pytest.mark.parametrize(("bind", "issuer"), [
+    (None, "http://127.0.0.1:8000"),
+    ("127.0.0.1:18510", "http://127.0.0.1:18510"),
+    ("0.0.0.0:9000", "http://127.0.0.1:9000"),
+    ("localhost:8100", "http://localhost:8100"),
+    ("unix:/run/auth.sock", "http://127.0.0.1:8000"),
+])
+def test_without_an_issuer_setting_the_service_announces_where_it_listens(monkeypatch, bind, issuer):
+    from authservice.settings import _local_issuer
+
+    if bind is None:
+        monkeypatch.delenv("GUNICORN_BIND", raising=False)
+    else:
+        monkeypatch.setenv("GUNICORN_BIND", bind)
+    assert _local_issuer() == issuer

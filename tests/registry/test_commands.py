@@ -36,8 +36,10 @@ def test_onboard_json_prints_only_the_credentials(signing_key, key_file, token_f
     out = _call("onboard", "--org-name", "Cmd Bank", "--role", "LENDER", "--base-url", "https://cmd.example",
                 "--public-key", str(key_file), "--json")
     payload = json.loads(out)  # the whole of stdout is one JSON document
-    assert set(payload) == {"participant_id", "client_id", "client_secret", "org_id"}
+    # the stated four, and (added in a compatible way) the kid the participant signs with
+    assert set(payload) == {"participant_id", "client_id", "client_secret", "org_id", "kid"}
     participant = Participant.objects.get(participant_id=payload["participant_id"])
+    assert payload["kid"] == participant.keys.get().kid
     assert participant.status == Status.APPROVED
     assert token_for(participant.client, payload["client_secret"]).status_code == 200
 

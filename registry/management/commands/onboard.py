@@ -28,8 +28,11 @@ class Command(RegistryCommand):
         credentials = self.run_service(lambda: participant_onboard(
             org_name=org_name, role=role, base_url=base_url, public_key=material, org_id=org_id, acting_user=actor))
         participant = credentials.participant
+        key = participant.keys.order_by("pk").first()
         payload = {"participant_id": str(participant.participant_id), "client_id": credentials.client_id,
-                   "client_secret": credentials.client_secret, "org_id": str(participant.organisation.org_id)}
+                   "client_secret": credentials.client_secret, "org_id": str(participant.organisation.org_id),
+                   # the kid the participant signs with (its request signatures, private_key_jwt)
+                   "kid": key.kid if key else None}
         if json:
             self.emit_json(payload)
             return
