@@ -90,7 +90,7 @@ def test_actor_records_the_staff_user(signing_key, key_file, groups):
     operator = _staff("olivia")
     trail = AuditTrail()
     payload = json.loads(_call(*_onboard_args(key_file), "--actor", "olivia"))
-    assert set(payload) == {"participant_id", "client_id", "client_secret", "org_id"}  # --json unchanged
+    assert set(payload) == {"participant_id", "client_id", "client_secret", "org_id", "kid"}  # as without --actor
     assert {(event.actor_id, event.actor_label) for event in trail.new_events()} == {(operator.pk, "olivia")}
     assert Participant.objects.get().approved_by == operator
     assert verify_chain().ok
