@@ -287,6 +287,10 @@ LOGGING = {
 # /metrics is served to these addresses or networks only.
 AUTHSERVICE_METRICS_ALLOWED_IPS = env_list("AUTHSERVICE_METRICS_ALLOWED_IPS", "127.0.0.1,::1")
 
+# Per-worker caches, bounded by approximate bytes (least recently used entries leave first).
+REGISTRY_CACHE_MAX_BYTES = int(os.environ.get("REGISTRY_CACHE_MAX_BYTES", str(64 * 2**20)))
+AUTHSERVICE_CLIENT_CACHE_MAX_BYTES = int(os.environ.get("AUTHSERVICE_CLIENT_CACHE_MAX_BYTES", str(256 * 2**20)))
+
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],

@@ -126,7 +126,7 @@ def record_event(*, action: str, acting_user, participant=None, organisation=Non
     """Append one event. Must run inside the transaction of the change it records.
 
     Locks the chain head, so call it last: after the rows the change locks and the
-    client generation (``authservice.clientcache.bump_generation``).
+    generations (``registry.invalidation``).
     """
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("Audit events are written inside the transaction of the change they record.")

@@ -7,10 +7,9 @@ for the system), validate everything before writing, and raise
 ``django.core.exceptions.ValidationError`` with a readable message on refusal.
 
 Side effects, each once and in this order (the lock order every writer keeps, so
-none can deadlock another): lock the participant rows; change them; mark cached
-client records and registry responses stale (``bump_generation``, or a client
-service from ``authservice.services`` that does it); append the audit event, which
-locks the chain head.
+none can deadlock another): lock the participant rows; change them; mark stale the
+cached answers and client records showing what changed, and only those
+(``registry.invalidation``); append the audit event, which locks the chain head.
 """
 
 import json
@@ -26,7 +25,6 @@ from django.db.models import Q
 from django.utils import timezone
 
 from authservice import not_before
-from authservice.clientcache import bump_generation
 from authservice.conf import authservice_settings
 from authservice.services import (
     client_create,
@@ -37,6 +35,7 @@ from authservice.services import (
     client_rotate_secret,
 )
 from registry.audit import record_event
+from registry.invalidation import grants_changed, organisation_changed, participant_changed
 from registry.key_material import parse_public_key
 from registry.models import (
     TRANSITIONS,
@@ -182,7 +181,7 @@ def organisation_update(*, organisation: Organisation, acting_user, **changes: s
     for field, value in after.items():
         setattr(organisation, field, value)
     _save(organisation)
-    bump_generation()  # the registry API shows the organisation's details
+    organisation_changed(organisation)  # the registry API shows the organisation's details
     record_event(action=AuditAction.ORGANISATION_UPDATED, acting_user=acting_user, organisation=organisation,
                  before=before, after=after)
     return organisation
@@ -203,7 +202,7 @@ def participant_apply(*, organisation: Organisation, role: str, base_url: str, p
     _save(endpoint)
     key.participant = participant
     _save(key)
-    bump_generation()
+    participant_changed(participant)
     record_event(action=AuditAction.PARTICIPANT_APPLIED, acting_user=acting_user, participant=participant,
                  after={**_snapshot(participant), "base_url": url, "key": {"kid": key.kid,
                                                                           "thumbprint": key.thumbprint}})
@@ -215,7 +214,7 @@ def participant_start_review(*, participant: Participant, acting_user) -> Partic
     participant = _locked(participant)
     before = _snapshot(participant)
     _transition(participant, Status.UNDER_REVIEW)
-    bump_generation()
+    participant_changed(participant)
     return _set_status(participant, status=Status.UNDER_REVIEW, reason="",
                        action=AuditAction.PARTICIPANT_UNDER_REVIEW, acting_user=acting_user, before=before)
 
@@ -261,6 +260,7 @@ def participant_approve(*, participant: Participant, acting_user) -> Credentials
     participant.save()
     ResourceMapping.objects.get_or_create(client=participant, provider=None,
                                           defaults={"scopes": authservice_settings.REGISTRY_SCOPE})
+    participant_changed(participant)
     record_event(action=AuditAction.PARTICIPANT_APPROVED, acting_user=acting_user, participant=participant,
                  before=before, after={**_snapshot(participant),
                                        "granted": {"registry": authservice_settings.REGISTRY_SCOPE}})
@@ -281,8 +281,8 @@ def _required_reason(reason: str, doing: str) -> str:
 
 def _set_status(participant: Participant, *, status: str, reason: str, action: str, acting_user,
                 before: dict, details: dict | None = None) -> Participant:
-    """Write a lifecycle transition the caller has checked (and whose generation bump
-    it has made), then its audit event."""
+    """Write a lifecycle transition the caller has checked (and whose cached answers it
+    has marked stale), then its audit event."""
     participant.status, participant.status_changed_at = status, timezone.now()
     participant.status_reason = reason
     participant.save(update_fields=["status", "status_changed_at", "status_reason", "updated_at"])
@@ -297,7 +297,7 @@ def participant_reject(*, participant: Participant, reason: str, acting_user) ->
     participant = _locked(participant)
     before = _snapshot(participant)
     _transition(participant, Status.REJECTED)
-    bump_generation()
+    participant_changed(participant)
     return _set_status(participant, status=Status.REJECTED, reason=reason, action=AuditAction.PARTICIPANT_REJECTED,
                        acting_user=acting_user, before=before)
 
@@ -311,6 +311,7 @@ def participant_suspend(*, participant: Participant, reason: str, acting_user) -
     before = _snapshot(participant)
     _transition(participant, Status.SUSPENDED)
     cutoff = client_deactivate(client=participant.client)
+    participant_changed(participant, as_provider=True)  # also the grants of clients mapped to it
     return _set_status(participant, status=Status.SUSPENDED, reason=reason,
                        action=AuditAction.PARTICIPANT_SUSPENDED, acting_user=acting_user, before=before,
                        details={"tokens_not_before": not_before.as_text(cutoff)})
@@ -325,6 +326,7 @@ def participant_reinstate(*, participant: Participant, acting_user) -> Participa
     if not _active_keys(participant).exists():
         raise ValidationError("The participant has no valid, active public key; add one before reinstating.")
     cutoff = client_reactivate(client=participant.client)
+    participant_changed(participant, as_provider=True)
     return _set_status(participant, status=Status.APPROVED, reason="", action=AuditAction.PARTICIPANT_REINSTATED,
                        acting_user=acting_user, before=before,
                        details={"tokens_not_before": not_before.as_text(cutoff)})
@@ -340,14 +342,13 @@ def participant_offboard(*, participant: Participant, reason: str, acting_user) 
     before = _snapshot(participant)
     _transition(participant, Status.OFFBOARDED)
     plan = offboarding_plan(participant)
+    participant_changed(participant, as_provider=True)  # before its client and mappings go
     participant.keys.filter(status=KeyStatus.ACTIVE).update(status=KeyStatus.REVOKED, revoked_at=timezone.now())
     participant.endpoints.all().delete()
     ResourceMapping.objects.filter(Q(client=participant) | Q(provider=participant)).delete()
     if participant.client is not None:
         client_delete(client=participant.client)
         participant.client = None
-    else:
-        bump_generation()
     _set_status(participant, status=Status.OFFBOARDED, reason=reason, action=AuditAction.PARTICIPANT_OFFBOARDED,
                 acting_user=acting_user, before=before, details={"removed": plan})
     return plan
@@ -372,6 +373,8 @@ def participant_rotate_secret(*, participant: Participant, acting_user, grace_se
     _require_client(participant, "secret to rotate")
     secret = client_rotate_secret(client=participant.client, grace_seconds=grace_seconds,
                                   revoke_tokens=revoke_tokens, force=force)
+    if revoke_tokens:
+        participant_changed(participant)  # the registry shows its tokens-not-before
     record_event(action=AuditAction.CLIENT_SECRET_ROTATED, acting_user=acting_user, participant=participant,
                  after={"client_id": participant.client.client_id, "grace_seconds": grace_seconds,
                         "revoke_tokens": revoke_tokens, "force": force})
@@ -388,6 +391,7 @@ def participant_revoke_tokens(*, participant: Participant, reason: str, acting_u
     _require_client(participant, "whose tokens can be revoked")
     previous = participant.client.tokens_not_before
     cutoff = client_revoke_tokens(client=participant.client)
+    participant_changed(participant)
     record_event(action=AuditAction.TOKENS_REVOKED, acting_user=acting_user, participant=participant,
                  before={"tokens_not_before": not_before.as_text(previous)},
                  after={"tokens_not_before": not_before.as_text(cutoff), "reason": reason})
@@ -424,7 +428,7 @@ def public_key_add(*, participant: Participant, key_material: str, kid: str | No
     _require_live(participant)
     key = _make_key(participant, key_material, kid)
     _save(key)
-    bump_generation()
+    participant_changed(participant)
     record_event(action=AuditAction.KEY_ADDED, acting_user=acting_user, participant=participant,
                  after={"kid": key.kid, "thumbprint": key.thumbprint, "alg": key.alg,
                         "not_after": key.not_after.isoformat() if key.not_after else None})
@@ -443,7 +447,7 @@ def public_key_revoke(*, key: PublicKey, acting_user) -> PublicKey:
                               "before revoking the last one.")
     key.status, key.revoked_at = KeyStatus.REVOKED, timezone.now()
     key.save(update_fields=["status", "revoked_at"])
-    bump_generation()
+    participant_changed(participant)
     record_event(action=AuditAction.KEY_REVOKED, acting_user=acting_user, participant=participant,
                  before={"kid": key.kid, "status": KeyStatus.ACTIVE}, after={"kid": key.kid, "status": key.status})
     return key
@@ -458,7 +462,7 @@ def endpoint_add(*, participant: Participant, url: str, acting_user) -> Endpoint
         raise ValidationError(f"{normalised} is already registered for this participant.")
     endpoint = Endpoint(participant=participant, url=normalised)
     _save(endpoint)
-    bump_generation()
+    participant_changed(participant)
     record_event(action=AuditAction.ENDPOINT_ADDED, acting_user=acting_user, participant=participant,
                  after={"url": normalised})
     return endpoint
@@ -471,7 +475,7 @@ def endpoint_remove(*, endpoint: Endpoint, acting_user) -> None:
         raise ValidationError("An approved participant must keep at least one API base URL.")
     url = endpoint.url
     endpoint.delete()
-    bump_generation()
+    participant_changed(participant)
     record_event(action=AuditAction.ENDPOINT_REMOVED, acting_user=acting_user, participant=participant,
                  before={"url": url})
 
@@ -503,7 +507,7 @@ def mapping_grant(*, client: Participant, provider: Participant | None, scopes: 
         mapping = ResourceMapping(client=client, provider=provider, scopes=scope_text)
     mapping.scopes = scope_text
     _save(mapping)
-    bump_generation()
+    grants_changed(client)
     record_event(action=AuditAction.MAPPING_GRANTED, acting_user=acting_user, participant=client,
                  before=before, after={"provider": _provider_label(provider), "audience": mapping.audience,
                                        "scopes": scope_text})
@@ -517,7 +521,7 @@ def mapping_remove(*, mapping: ResourceMapping, acting_user) -> None:
                "scopes": mapping.scopes}
     client = mapping.client
     mapping.delete()
-    bump_generation()
+    grants_changed(client)
     record_event(action=AuditAction.MAPPING_REMOVED, acting_user=acting_user, participant=client,
                  before=details)
 
