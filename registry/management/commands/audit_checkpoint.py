@@ -1,6 +1,6 @@
 from django.core.management.base import CommandError
 
-from registry.audit import checkpoint_sign, verify_chain
+from registry.audit import checkpoint_sign, record_verified, verify_chain
 from registry.management.commands._base import RegistryCommand
 
 
@@ -15,4 +15,5 @@ class Command(RegistryCommand):
                                f"no checkpoint issued.")
         if not report.checked:
             raise CommandError("The audit log is empty: there is nothing to checkpoint.")
+        record_verified(report)
         self.emit_json(checkpoint_sign(report))
