@@ -45,7 +45,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.http import HttpRequest
 
-from authservice.clientcache import generation_sql
+from authservice.clientcache import generation_sql, lookup_value
 from authservice.conf import authservice_settings
 from authservice.models import AuthFailureCounter
 from authservice.validator import basic_credentials
@@ -195,7 +195,7 @@ def check(attempt: Attempt) -> Check:
               f"WHERE {quote('key')} = %s)")
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT ({generation_sql()}), {lookup}, {lookup}",
-                       [attempt.client_id, attempt.pair_key, attempt.address_key])
+                       [lookup_value(attempt.client_id), attempt.pair_key, attempt.address_key])
         generation, *locked_until = cursor.fetchone()
     now = time.time()
     until = max((value for value in locked_until if value is not None), default=0.0)

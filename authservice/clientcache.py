@@ -53,11 +53,24 @@ _pinned_generation: ContextVar[tuple[str, int | None] | None] = ContextVar("pinn
                                                                           default=None)
 
 
+MAX_CLIENT_ID_CHARS = 100  # django-oauth-toolkit's column
+
+
+def lookup_value(client_id: str) -> str:
+    """``client_id`` as a parameter of ``generation_sql``: one that cannot name a client
+    (too long, or with a NUL, which PostgreSQL refuses in text) becomes "", which names none."""
+    if len(client_id) > MAX_CLIENT_ID_CHARS or "\x00" in client_id:
+        return ""
+    return client_id
+
+
 def current_generation(client_id: str) -> int | None:
     """The client's generation now; None when no client has that client_id."""
     pinned = _pinned_generation.get()
     if pinned is not None and pinned[0] == client_id:
         return pinned[1]
+    if not lookup_value(client_id):
+        return None
     with connection.cursor() as cursor:
         cursor.execute(generation_sql(), [client_id])
         row = cursor.fetchone()
