@@ -35,7 +35,7 @@ from authservice.bounded_cache import BoundedCache, approximate_size
 from authservice.conf import authservice_settings
 from authservice.grants import ClientGrants
 
-DEFAULT_MAX_BYTES = 256 * 2**20
+DEFAULT_MAX_BYTES = 768 * 2**20
 
 
 def _client_table() -> str:

@@ -32,7 +32,7 @@ from authservice.signing_keys import active_signer
 from ocen_sdk.http import REGISTRY_BINDING
 from ocen_sdk.jws import sign_detached
 
-DEFAULT_MAX_BYTES = 64 * 2**20
+DEFAULT_MAX_BYTES = 128 * 2**20
 # An entry holds at most two signatures (of the body, of the ETag for 304s), each a
 # compact JWS header and signature: at most this many bytes each with RSA-4096.
 SIGNATURE_BYTES = 1200

@@ -215,3 +215,18 @@ def test_a_suspended_provider_leaves_the_grants_of_clients_mapped_to_it_in_every
             response = world["token_for"](reader.participant.client, reader.client_secret,
                                           resource=lender.participant.audience)
             assert response.status_code == 400 and response.json()["error"] == "invalid_target"
+
+
+def test_a_cached_answer_costs_two_small_queries(world):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    path = world["a_urls"][0]
+    served(world, [path])
+    with CaptureQueriesContext(connection) as queries:
+        assert served(world, [path])[path][0] == 200
+    sql = [query["sql"] for query in queries]
+    # The caller's client generation read with the revocation check, then the participant's.
+    assert len(sql) == 2, sql
+    assert '"generation"' in sql[0] and "revokedtoken" in sql[0]
+    assert '"generation"' in sql[1] and "registry_participant" in sql[1]
