@@ -290,6 +290,8 @@ def measure(args, service: Service, dsn: str, agent: dict, lender: dict, workdir
             "SELECT participant_id FROM registry_participant ORDER BY random() LIMIT 20000")]
         names = [row[0] for row in conn.execute(
             "SELECT legal_name FROM registry_organisation ORDER BY random() LIMIT 2000")]
+        figures["participants_listed"] = conn.execute(
+            "SELECT count(*) FROM registry_participant WHERE status <> 'OFFBOARDED'").fetchone()[0]
     paths = {"detail": [f"/registry/v1/participants/{pid}" for pid in ids],
              "jwks": [f"/registry/v1/participants/{pid}/jwks" for pid in ids],
              "search": [f"/registry/v1/participants?search={name.split()[-1][-5:]}" for name in names]}
