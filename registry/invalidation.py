@@ -8,8 +8,10 @@ was built: a participant's detail, JWKS and OCEN role with the participant's
 the generations of what it changed, so the next request in any worker sees it, and
 every other participant's answers and every other client's record stay cached.
 
-The services call these after changing rows and before the audit event, keeping the
-lock order of ``registry.services``: participant rows, client rows, the list
+The services call these before the audit event, keeping the lock order of
+``registry.services``: participant rows (in primary-key order when several), client
+rows (several at once, in primary-key order, before any of them is locked alone: a
+status change calls ``participant_changed`` before the client service), the list
 generation, the audit chain head.
 """
 
@@ -49,7 +51,10 @@ def grants_changed(participant: Participant) -> None:
 def organisation_changed(organisation: Organisation) -> None:
     """The organisation's details changed: every answer about its participants, and the
     lists. Client records hold no organisation details."""
-    Participant.objects.filter(organisation=organisation).update(generation=F("generation") + 1)
+    participants = Participant.objects.filter(organisation=organisation)
+    # Locked in primary-key order, as every writer locking two participants locks them.
+    list(participants.select_for_update().order_by("pk").values_list("pk", flat=True))
+    participants.update(generation=F("generation") + 1)
     _bump_lists()
 
 

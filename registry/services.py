@@ -310,8 +310,9 @@ def participant_suspend(*, participant: Participant, reason: str, acting_user) -
     participant = _locked(participant)
     before = _snapshot(participant)
     _transition(participant, Status.SUSPENDED)
+    # Also the grants of clients mapped to it; first, as it locks their rows and its own in order.
+    participant_changed(participant, as_provider=True)
     cutoff = client_deactivate(client=participant.client)
-    participant_changed(participant, as_provider=True)  # also the grants of clients mapped to it
     return _set_status(participant, status=Status.SUSPENDED, reason=reason,
                        action=AuditAction.PARTICIPANT_SUSPENDED, acting_user=acting_user, before=before,
                        details={"tokens_not_before": not_before.as_text(cutoff)})
@@ -325,8 +326,8 @@ def participant_reinstate(*, participant: Participant, acting_user) -> Participa
         raise ValidationError("Only a suspended participant can be reinstated.")
     if not _active_keys(participant).exists():
         raise ValidationError("The participant has no valid, active public key; add one before reinstating.")
-    cutoff = client_reactivate(client=participant.client)
     participant_changed(participant, as_provider=True)
+    cutoff = client_reactivate(client=participant.client)
     return _set_status(participant, status=Status.APPROVED, reason="", action=AuditAction.PARTICIPANT_REINSTATED,
                        acting_user=acting_user, before=before,
                        details={"tokens_not_before": not_before.as_text(cutoff)})
