@@ -195,6 +195,53 @@ def inside_writes_and_verify(samples: int) -> dict:
     return figures
 
 
+def inside_token(credentials_path: str, samples: int) -> dict:
+    """The token endpoint in this process (no HTTP server, no load from elsewhere in the
+    figure): µs per request for one client, for random clients whose records are cached,
+    and for random clients whose records are not (the miss path)."""
+    _django()
+    import random
+
+    from django.conf import settings
+    from django.test import Client
+
+    chooser = random.Random(0)  # noqa: S311 - picks test clients, not secrets
+
+    from authservice.clientcache import client_cache
+
+    settings.ALLOWED_HOSTS = ["*"]
+    lines = [line.strip() for line in Path(credentials_path).read_text().splitlines() if line.strip()]
+    headers = ["Basic " + base64.b64encode(line.encode()).decode() for line in lines]
+    http = Client()
+
+    def request(header: str) -> None:
+        response = http.post("/oauth2/token", "grant_type=client_credentials",
+                             content_type="application/x-www-form-urlencoded", HTTP_AUTHORIZATION=header)
+        assert response.status_code == 200, response.content
+
+    def timed(pick, *, cold: bool = False) -> float:
+        cpu = 0.0
+        for _ in range(samples):
+            header = pick()
+            if cold:
+                client_cache.clear()
+            tick = time.process_time()
+            request(header)
+            cpu += time.process_time() - tick
+        return cpu / samples * 1e6
+
+    cached = chooser.sample(headers, min(len(headers), samples))
+    for header in cached:
+        request(header)  # now in the cache
+    one, many, miss = [], [], []
+    for _ in range(3):  # alternating, medians
+        one.append(timed(lambda: cached[0]))
+        many.append(timed(lambda: chooser.choice(cached)))
+        miss.append(timed(lambda: chooser.choice(headers), cold=True))
+    return {"token_inproc_one_us": statistics.median(one), "token_inproc_random_cached_us": statistics.median(many),
+            "token_inproc_miss_us": statistics.median(miss)}
+
+
 def inside_writers(seconds: float, counts: list[int]) -> dict:
     """Registry writes per second (mapping_grant, each with its audit event) with N
     concurrent writers on distinct participants: all of them lock the one chain head."""
@@ -358,6 +405,9 @@ ROWS = [  # (figure, label, unit, kind) kind "rate": higher is better; "time": l
     ("token_one_client_rps", "token, one client", "req/s", "rate"),
     ("token_random_clients_rps", "token, random clients (first pass)", "req/s", "rate"),
     ("token_random_clients_warm_rps", "token, random clients (A/B with one)", "req/s", "rate"),
+    ("token_inproc_one_us", "token in-process CPU, one client", "µs", "time"),
+    ("token_inproc_random_cached_us", "token in-process CPU, random cached", "µs", "time"),
+    ("token_inproc_miss_us", "token in-process CPU, random uncached", "µs", "time"),
     ("verify_incremental_ms", "verify_audit_log, incremental", "ms", "time"),
     ("verify_full_ms", "verify_audit_log --full", "ms", "time"),
     ("audit_events", "audit events", "", "time"),
@@ -404,6 +454,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wrk-threads", type=int, default=2)
     parser.add_argument("--workers", type=int, default=int(os.environ.get("BENCH_WORKERS", str(os.cpu_count()))))
     parser.add_argument("--write-samples", type=int, default=20)
+    parser.add_argument("--token-samples", type=int, default=300, help="in-process token requests per figure")
     parser.add_argument("--writers", default="", help="e.g. 1,2,4,8: chain-head lock bench at the largest size")
     parser.add_argument("--writer-seconds", type=float, default=5.0)
     parser.add_argument("--output", default=str(ROOT / "bench" / "results"))
@@ -415,6 +466,8 @@ def main(argv: list[str] | None = None) -> int:
             result = inside_fill(int(rest[0]), rest[1])
         elif command == "writes":
             result = inside_writes_and_verify(int(rest[0]))
+        elif command == "token":
+            result = inside_token(rest[0], int(rest[1]))
         else:
             result = inside_writers(float(rest[0]), [int(n) for n in rest[1].split(",")])
         print(json.dumps(result))
@@ -447,6 +500,7 @@ def main(argv: list[str] | None = None) -> int:
                 restart(service)
                 figures = measure(args, service, dsn, agent, lender, workdir, size)
                 figures.update(run_inside(service, "writes", str(args.write_samples)))
+                figures.update(run_inside(service, "token", str(credentials), str(args.token_samples)))
                 figures["fill_seconds"] = fill["seconds"]
                 results[size] = figures
                 print(f"[{size:,}] {json.dumps({k: round(v, 2) for k, v in figures.items()})}", file=sys.stderr)

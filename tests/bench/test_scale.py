@@ -25,8 +25,8 @@ def test_scale_mode_fills_measures_and_prints_every_figure(tmp_path):
     database = f"{connection.settings_dict['NAME']}_scale"
     result = subprocess.run(
         [sys.executable, "bench/run.py", "--scale", "--participants", "20,50", "--duration", "1", "--rounds", "1",
-         "--write-samples", "3", "--writers", "1,2", "--writer-seconds", "0.5", "--workers", "1",
-         "--database", database, "--output", str(tmp_path)],
+         "--write-samples", "3", "--token-samples", "5", "--writers", "1,2", "--writer-seconds", "0.5",
+         "--workers", "1", "--database", database, "--output", str(tmp_path)],
         cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     payload = json.loads((tmp_path / "scale-latest.json").read_text())
@@ -39,7 +39,8 @@ def test_scale_mode_fills_measures_and_prints_every_figure(tmp_path):
         assert figures["audit_events"] >= 3 * int(size)
         assert figures["verify_incremental_events"] < figures["audit_events"]
         for key in ("detail_rps", "jwks_rps", "search_rps", "list_page1_rps", "revalidation_304_rps",
-                    "token_one_client_rps", "token_random_clients_rps", "mapping_grant_ms", "onboarding_ms"):
+                    "token_one_client_rps", "token_random_clients_rps", "mapping_grant_ms", "onboarding_ms",
+                    "token_inproc_one_us", "token_inproc_random_cached_us", "token_inproc_miss_us"):
             assert figures[key] > 0, key
     assert set(payload["meta"]["writers"]) == {"1", "2"}
     for label in ("detail, random participant", "crawl all pages", "token, random clients",
