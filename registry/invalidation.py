@@ -48,13 +48,20 @@ def grants_changed(participant: Participant) -> None:
                             .values_list("client_id", flat=True))
 
 
+def lock_participants_of(organisation: Organisation) -> None:
+    """Lock the organisation's participants in primary-key order, as every writer locking
+    two participants locks them. Call before locking the organisation row itself: a
+    participant's writer, holding its participant row, takes a key-share lock on that
+    row when it writes its audit event."""
+    list(Participant.objects.filter(organisation=organisation).select_for_update().order_by("pk")
+         .values_list("pk", flat=True))
+
+
 def organisation_changed(organisation: Organisation) -> None:
     """The organisation's details changed: every answer about its participants, and the
     lists. Client records hold no organisation details."""
-    participants = Participant.objects.filter(organisation=organisation)
-    # Locked in primary-key order, as every writer locking two participants locks them.
-    list(participants.select_for_update().order_by("pk").values_list("pk", flat=True))
-    participants.update(generation=F("generation") + 1)
+    lock_participants_of(organisation)
+    Participant.objects.filter(organisation=organisation).update(generation=F("generation") + 1)
     _bump_lists()
 
 

@@ -35,7 +35,12 @@ from authservice.services import (
     client_rotate_secret,
 )
 from registry.audit import record_event
-from registry.invalidation import grants_changed, organisation_changed, participant_changed
+from registry.invalidation import (
+    grants_changed,
+    lock_participants_of,
+    organisation_changed,
+    participant_changed,
+)
 from registry.key_material import parse_public_key
 from registry.models import (
     TRANSITIONS,
@@ -173,6 +178,7 @@ def organisation_update(*, organisation: Organisation, acting_user, **changes: s
     unknown = set(changes) - set(ORGANISATION_FIELDS)
     if unknown:
         raise ValidationError(f"Unknown organisation fields: {', '.join(sorted(unknown))}.")
+    lock_participants_of(organisation)  # before the organisation row: see registry.invalidation
     organisation = Organisation.objects.select_for_update().get(pk=organisation.pk)
     before = {field: getattr(organisation, field) for field in changes}
     after = {field: (value or "").strip() for field, value in changes.items()}

@@ -109,7 +109,7 @@ def test_opposite_mappings_granted_at_once_do_not_deadlock(signing_key):
     for name in ("Left", "Right"):
         organisation = services.organisation_create(legal_name=name, acting_user=None)
         ends.append(services.participant_apply(organisation=organisation, role="LENDER",
-                                               base_url=f"https://{name.lower()}.example",
+                                               base_url=f"https://{name.lower().replace(' ', '-')}.example",
                                                public_key=ec_key().public_pem(), acting_user=None))
     directions = [(ends[0], ends[1]), (ends[1], ends[0])] * 2
     lock = threading.Lock()
@@ -166,7 +166,8 @@ def test_concurrent_rotate_signing_key_commands_never_print_an_integrity_error(s
 
 
 def _approved(name: str) -> Participant:
-    return services.participant_onboard(org_name=name, role="LENDER", base_url=f"https://{name.lower()}.example",
+    url = f"https://{name.lower().replace(' ', '-')}.example"
+    return services.participant_onboard(org_name=name, role="LENDER", base_url=url,
                                         public_key=ec_key().public_pem(), acting_user=None).participant
 
 
@@ -212,7 +213,7 @@ def test_suspending_two_providers_mapped_to_each_other_at_once_cannot_deadlock(s
 def test_renaming_an_organisation_while_its_participants_are_mapped_cannot_deadlock(signing_key):
     organisation = services.organisation_create(legal_name="Two Roles Bank", acting_user=None)
     lender, agent = (services.participant_approve(participant=services.participant_apply(
-        organisation=organisation, role=role, base_url=f"https://{role.lower()}.two.example",
+        organisation=organisation, role=role, base_url=f"https://{role.lower().replace('_', '-')}.two.example",
         public_key=ec_key().public_pem(), acting_user=None), acting_user=None).participant
         for role in ("LENDER", "LOAN_AGENT"))
     for turn in range(5):
