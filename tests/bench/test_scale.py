@@ -43,6 +43,6 @@ def test_scale_mode_fills_measures_and_prints_every_figure(tmp_path):
                     "token_inproc_one_us", "token_inproc_random_cached_us", "token_inproc_miss_us"):
             assert figures[key] > 0, key
     assert set(payload["meta"]["writers"]) == {"1", "2"}
-    for label in ("detail, random participant", "crawl all pages", "token, random clients",
+    for label in ("detail, random of a hot set", "crawl all pages", "token, random hot-set clients",
                   "verify_audit_log, incremental", "verify_audit_log --full", "growth"):
         assert label in result.stdout
