@@ -24,8 +24,8 @@ failures + 1``); never in a per-process cache. A lockout starts with one conditi
 ``UPDATE`` (or ``INSERT``), which exactly one worker wins.
 
 Cost on the hot path: no query of its own. The lockout state of the attempt's two keys
-is a subquery of the query every request already makes, the client-generation check
-(``authservice.clientcache``), which the endpoint then pins for the request. A
+is a subquery of the query every request already makes, the presented client's
+generation check (``authservice.clientcache``), which the endpoint then pins for the request. A
 success writes nothing; only failures write.
 """
 
@@ -45,7 +45,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.http import HttpRequest
 
-from authservice.clientcache import GENERATION_SQL
+from authservice.clientcache import generation_sql, lookup_value
 from authservice.conf import authservice_settings
 from authservice.models import AuthFailureCounter
 from authservice.validator import basic_credentials
@@ -80,7 +80,7 @@ class Check:
     """What an endpoint learns before it authenticates anyone, in one query."""
 
     locked_for: int  # whole seconds until the attempt's lockout ends; 0: not locked out
-    client_generation: int | None  # for authservice.clientcache.generation_pinned
+    client_generation: int | None  # the presented client's, for authservice.clientcache.generation_pinned
 
 
 @dataclass(frozen=True)
@@ -188,13 +188,14 @@ def attempt_for(request: HttpRequest, params: Mapping[str, str]) -> Attempt:
 
 
 def check(attempt: Attempt) -> Check:
-    """Whether the attempt is locked out, and the client generation, in one query."""
+    """Whether the attempt is locked out, and the presented client's generation, in one query."""
     quote = connection.ops.quote_name
     # One primary-key lookup per key: cheaper to plan than MAX(...) WHERE key IN (...).
     lookup = (f"(SELECT {quote('locked_until')} FROM {quote(AuthFailureCounter._meta.db_table)} "  # noqa: S608
               f"WHERE {quote('key')} = %s)")
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT ({GENERATION_SQL}), {lookup}, {lookup}", [attempt.pair_key, attempt.address_key])
+        cursor.execute(f"SELECT ({generation_sql()}), {lookup}, {lookup}",
+                       [lookup_value(attempt.client_id), attempt.pair_key, attempt.address_key])
         generation, *locked_until = cursor.fetchone()
     now = time.time()
     until = max((value for value in locked_until if value is not None), default=0.0)

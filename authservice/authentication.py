@@ -27,8 +27,7 @@ class TokenCaller:
     """``request.user`` for a token-authenticated API call."""
 
     token: AccessToken
-    # The client generation read while authenticating: what the registry's response
-    # cache keys on, so a cached response never outlives a change to the registry.
+    # The caller's client generation read while authenticating (authservice.clientcache).
     generation: int
     is_authenticated: bool = True
     is_anonymous: bool = False

@@ -5,7 +5,9 @@ from datetime import timedelta
 
 from django.db import models
 from django.utils import timezone
-from oauth2_provider.models import AbstractApplication
+from django.utils.translation import gettext_lazy as _
+from oauth2_provider.generators import generate_client_secret
+from oauth2_provider.models import AbstractApplication, ClientSecretField
 
 from authservice.conf import authservice_settings
 
@@ -28,6 +30,14 @@ class OAuthClient(AbstractApplication):
     previous_secret_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
     # When the secret was last rotated: a second rotation soon after is refused unless forced.
     secret_rotated_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Changes with every change to the client or to what it may be granted; workers'
+    # cached records of this client are good while it stays the same (authservice.clientcache).
+    generation = models.PositiveBigIntegerField(default=0, editable=False)
+    # As django-oauth-toolkit declares it, less its index: a hashed secret is never
+    # looked up, only compared with after the client is found by client_id.
+    client_secret = ClientSecretField(max_length=255, blank=True, default=generate_client_secret,
+                                      help_text=_("Client secret for authentication"),
+                                      verbose_name=_("client secret"))
 
     class Meta(AbstractApplication.Meta):
         swappable = "OAUTH2_PROVIDER_APPLICATION_MODEL"
@@ -101,17 +111,6 @@ class UsedNonce(models.Model):
 
     def __str__(self) -> str:
         return f"used value {self.key} (until {self.expires_at:%Y-%m-%d %H:%M:%S}Z)"
-
-
-class ClientGeneration(models.Model):
-    """One row whose value changes with every change to a client or what it may be
-    granted. Workers cache client records and check this value on each request, so a
-    cached record never outlives the change that made it stale."""
-
-    value = models.PositiveBigIntegerField(default=0)
-
-    def __str__(self) -> str:
-        return f"client generation {self.value}"
 
 
 class RevokedToken(models.Model):

@@ -17,7 +17,7 @@ from ipaddress import ip_address, ip_network
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import REGISTRY as DEFAULT_REGISTRY
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -38,6 +38,14 @@ DEPENDENCY_ERRORS = Counter("authservice_dependency_errors_total", "Requests ans
                             ["endpoint"])
 REGISTRY_CACHE = Counter("authservice_registry_cache_total", "Registry answers served from the rendered cache",
                          ["result"])
+# The per-worker caches (authservice.bounded_cache): "registry_responses", "clients".
+CACHE_EVENTS = Counter("authservice_cache_events_total", "Per-worker cache lookups and removals, by cache and "
+                       "event (hit, miss, eviction: pushed out by the byte bound, expiry: swept when its time came)",
+                       ["cache", "event"])
+CACHE_ENTRIES = Gauge("authservice_cache_entries", "Entries held by a per-worker cache (summed over workers)",
+                      ["cache"], multiprocess_mode="livesum")
+CACHE_BYTES = Gauge("authservice_cache_bytes", "Approximate bytes held by a per-worker cache (summed over workers)",
+                    ["cache"], multiprocess_mode="livesum")
 
 
 def _endpoint(request: HttpRequest) -> str:

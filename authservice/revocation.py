@@ -10,11 +10,11 @@ tokens", a secret rotation that asks for it), or the token itself being revoked
 import uuid
 from datetime import UTC, datetime
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from authservice import not_before
-from authservice.clientcache import ClientRecord, client_cache
+from authservice.clientcache import ClientRecord, client_cache, generation_pinned, generation_sql, lookup_value
 from authservice.models import RevokedToken
 from authservice.tokens import AccessToken
 
@@ -28,14 +28,23 @@ def _jti(token: AccessToken) -> uuid.UUID | None:
 
 def live_client_record(token: AccessToken) -> ClientRecord | None:
     """The token's client record, if the client is still active, the token was issued
-    no earlier than the client's tokens-not-before, and it was not revoked."""
+    no earlier than the client's tokens-not-before, and it was not revoked.
+
+    One query: the client's generation (``authservice.clientcache``) and whether the
+    token is on the revocation list, read together."""
     jti = _jti(token)
     if jti is None:
         return None
-    record = client_cache.get(token.client_id)
-    if record is None or not_before.issued_before(token.issued_at, record.client):
-        return None
-    if RevokedToken.objects.filter(jti=jti).exists():
+    quote = connection.ops.quote_name
+    revoked_sql = (f"SELECT 1 FROM {quote(RevokedToken._meta.db_table)} "  # noqa: S608
+                   f"WHERE {quote('jti')} = %s")
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT ({generation_sql()}), EXISTS({revoked_sql})",
+                       [lookup_value(token.client_id), RevokedToken._meta.pk.get_db_prep_value(jti, connection)])
+        generation, revoked = cursor.fetchone()
+    with generation_pinned(token.client_id, generation):
+        record = client_cache.get(token.client_id)
+    if record is None or not_before.issued_before(token.issued_at, record.client) or revoked:
         return None
     return record
 

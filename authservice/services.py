@@ -1,8 +1,9 @@
 """Writes to OAuth clients. The registry's participant services call these; so do the
 management commands. Secrets are returned once, to the caller, and stored hashed.
 
-Each function bumps the client generation once (cached client records are stale from
-its commit on), so a caller that changes a client through one of these need not.
+Each function leaves the client's cached records stale from its commit on (it bumps the
+client's generation; a created or deleted client changes it by appearing or vanishing),
+so a caller that changes a client through one of these need not.
 Those that end the client's existing tokens set its tokens-not-before in the same
 transaction (``authservice.not_before``).
 """
@@ -16,7 +17,7 @@ from django.utils import timezone
 from oauth2_provider.models import get_application_model
 
 from authservice import not_before
-from authservice.clientcache import bump_generation
+from authservice.clientcache import bump_client_generation
 
 CLIENT_SECRET_BYTES = 32  # 256 bits
 
@@ -40,7 +41,6 @@ def client_create(*, name: str) -> tuple[object, str]:
     )
     client.full_clean(exclude=["client_secret"])
     client.save()
-    bump_generation()
     return client, secret
 
 
@@ -110,7 +110,7 @@ def client_rotate_secret(*, client, grace_seconds: int = 0, revoke_tokens: bool 
         locked.tokens_not_before = not_before.cutoff_now(locked.tokens_not_before)
         fields.append("tokens_not_before")
     locked.save(update_fields=fields)
-    bump_generation()
+    bump_client_generation(locked)
     return secret
 
 
@@ -121,7 +121,7 @@ def client_revoke_tokens(*, client) -> datetime:
     locked = _locked(client)
     locked.tokens_not_before = not_before.cutoff_now(locked.tokens_not_before)
     locked.save(update_fields=["tokens_not_before", "updated"])
-    bump_generation()
+    bump_client_generation(locked)
     return locked.tokens_not_before
 
 
@@ -132,7 +132,7 @@ def _set_active(client, *, active: bool) -> datetime:
     locked.deactivated_at = None if active else timezone.now()
     locked.tokens_not_before = not_before.cutoff_now(locked.tokens_not_before)
     locked.save(update_fields=["is_active", "deactivated_at", "tokens_not_before", "updated"])
-    bump_generation()
+    bump_client_generation(locked)
     return locked.tokens_not_before
 
 
@@ -159,4 +159,3 @@ def client_delete(*, client) -> None:
     holds is refused wherever it is presented."""
     Client = get_application_model()
     Client.objects.filter(pk=client.pk).delete()
-    bump_generation()

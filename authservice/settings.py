@@ -309,6 +309,13 @@ LOGGING = {
 # /metrics is served to these addresses or networks only.
 AUTHSERVICE_METRICS_ALLOWED_IPS = env_list("AUTHSERVICE_METRICS_ALLOWED_IPS", "127.0.0.1,::1")
 
+# Per-worker caches, bounded by approximate bytes (least recently used entries leave first).
+# A registry answer is ≈ 3.5 KB (body, two signatures, key): 128 MiB hold ≈ 38,000. A
+# participant's client record is ≈ 6.5 KB: 768 MiB hold ≈ 120,000 clients. Both are
+# ceilings, reached only when that many distinct answers or clients are asked for.
+REGISTRY_CACHE_MAX_BYTES = int(os.environ.get("REGISTRY_CACHE_MAX_BYTES", str(128 * 2**20)))
+AUTHSERVICE_CLIENT_CACHE_MAX_BYTES = int(os.environ.get("AUTHSERVICE_CLIENT_CACHE_MAX_BYTES", str(768 * 2**20)))
+
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],

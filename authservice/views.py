@@ -186,7 +186,7 @@ class OAuthEndpointView(View):
             headers["Authorization"] = request.META["HTTP_AUTHORIZATION"]
         uri = request.build_absolute_uri(request.path)
         try:
-            with generation_pinned(check.client_generation):  # read by the check: no second query
+            with generation_pinned(attempt.client_id, check.client_generation):  # read by the check
                 response_headers, response_body, status = self.respond(uri, body, headers)
         except SigningKeyUnavailable as exc:
             # A deployment mistake (wrong key-encryption key, no key), not the client's:

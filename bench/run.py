@@ -387,6 +387,10 @@ def print_table(rows: list[dict], verify_rows: list[dict], info: dict, meta: dic
 
 
 def main() -> int:
+    if "--scale" in sys.argv[1:]:  # the scale mode has its own options (bench/scale.py)
+        from bench.scale import main as scale_main
+
+        return scale_main([arg for arg in sys.argv[1:] if arg != "--scale"])
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--rounds", type=int, default=2, help="A/B rounds per case")

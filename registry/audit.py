@@ -13,6 +13,15 @@ head fixed to match. A checkpoint (``checkpoint_sign``), kept off the database, 
 the last event and its hash at one time, signed with the audit key; verifying the
 chain against it proves that event is still there, unchanged, and so is everything
 before it.
+
+Routine verification is incremental: each successful verification stores a signed
+checkpoint of the last event it found intact (``AuditVerification``), and the next
+one checks that this event still carries that hash and verifies only the events
+after it, so its cost grows with the new events, not with the log. It does not
+re-read the events before the checkpoint: a full verification (``--full``) does,
+and should run periodically too. A stored checkpoint whose signature does not verify
+(altered, or signed with a key no longer configured) is ignored: the verification is
+then full.
 """
 
 import hashlib
@@ -32,7 +41,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from authservice.conf import authservice_settings
-from registry.models import AuditAction, AuditChainHead, AuditEvent
+from registry.models import AuditAction, AuditChainHead, AuditEvent, AuditVerification
 
 GENESIS_HASH = "0" * 64
 CHECKPOINT_ALG = "HMAC-SHA256"
@@ -142,7 +151,7 @@ def record_event(*, action: str, acting_user, participant=None, organisation=Non
     """Append one event. Must run inside the transaction of the change it records.
 
     Locks the chain head, so call it last: after the rows the change locks and the
-    client generation (``authservice.clientcache.bump_generation``).
+    generations (``registry.invalidation``).
     """
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("Audit events are written inside the transaction of the change they record.")
@@ -192,6 +201,14 @@ class ChainReport:
     last_hash: str = GENESIS_HASH
     # How many verified links each audit key keyed, by key id: a key no link uses may go.
     links_by_key: dict[str, int] = field(default_factory=dict)
+    # Incremental verification: the verified checkpoint it started from (links up to it
+    # were not re-read this time); None for a full verification.
+    since: "Checkpoint | None" = None
+
+    @property
+    def recomputed(self) -> int:
+        """Links recomputed by this verification."""
+        return self.checked - (self.since.sequence if self.since else 0)
 
     @property
     def ok(self) -> bool:
@@ -218,11 +235,13 @@ def _link_fault(event: AuditEvent, expected_sequence: int, expected_prev: str,
     return ""
 
 
-def verify_chain(checkpoint: Checkpoint | None = None) -> ChainReport:
+def verify_chain(checkpoint: Checkpoint | None = None, *, since: Checkpoint | None = None) -> ChainReport:
     """Recompute every link in order; report the first broken one.
 
     With a ``checkpoint`` (from ``checkpoint_verify``), the chain must also still hold
-    the checkpoint's event with the checkpoint's hash.
+    the checkpoint's event with the checkpoint's hash. With ``since`` (a verified
+    checkpoint of an earlier verification), only the links after its event are
+    recomputed, once that event is found still carrying its hash.
     """
     # The head is read first, so events appended while the chain is read are no "deletion".
     head = AuditChainHead.objects.filter(pk=1).first()
@@ -231,9 +250,20 @@ def verify_chain(checkpoint: Checkpoint | None = None) -> ChainReport:
     links_by_key: Counter[str] = Counter()
 
     def broken(at: int, reason: str) -> ChainReport:
-        return ChainReport(checked, at, reason, expected_prev, dict(links_by_key))
+        return ChainReport(checked, at, reason, expected_prev, dict(links_by_key), since)
 
-    for event in AuditEvent.objects.order_by("sequence").iterator(chunk_size=2000):
+    events = AuditEvent.objects.order_by("sequence")
+    if since is not None:
+        anchor = AuditEvent.objects.filter(sequence=since.sequence).values_list("hash", flat=True).first()
+        if anchor is None:
+            return broken(since.sequence, f"the event of the last verified checkpoint (verified {since.issued_at}) "
+                                          f"is missing")
+        if not _same(anchor, since.hash):
+            return broken(since.sequence, f"its hash differs from the last verified checkpoint's (verified "
+                                          f"{since.issued_at}): the chain was rewritten up to it")
+        expected_prev, checked = since.hash, since.sequence
+        events = events.filter(sequence__gt=since.sequence)
+    for event in events.iterator(chunk_size=2000):
         fault = _link_fault(event, checked + 1, expected_prev, checkpoint)
         if fault:
             return broken(event.sequence, fault)
@@ -247,7 +277,7 @@ def verify_chain(checkpoint: Checkpoint | None = None) -> ChainReport:
         return broken(checked + 1, f"the checkpoint issued {checkpoint.issued_at} records event "
                                    f"#{checkpoint.sequence}; the chain ends at #{checked} "
                                    f"(events were deleted from the end)")
-    return ChainReport(checked, last_hash=expected_prev, links_by_key=dict(links_by_key))
+    return ChainReport(checked, last_hash=expected_prev, links_by_key=dict(links_by_key), since=since)
 
 
 # --- Checkpoints ----------------------------------------------------------------------------------
@@ -309,3 +339,24 @@ def checkpoint_verify(document: Any) -> Checkpoint:
     if not _same(value, _checkpoint_mac(key, checkpoint)):
         raise CheckpointInvalid("its signature does not match its content (the checkpoint was altered)")
     return checkpoint
+
+
+# --- The last verified checkpoint (incremental verification) ------------------------------------
+
+def last_verified() -> Checkpoint | None:
+    """The checkpoint the last successful verification stored, if its signature holds."""
+    stored = AuditVerification.objects.filter(pk=1).values_list("checkpoint", flat=True).first()
+    if stored is None:
+        return None
+    try:
+        return checkpoint_verify(stored)
+    except CheckpointInvalid:
+        return None
+
+
+def record_verified(report: ChainReport) -> None:
+    """Store a signed checkpoint of the last event an intact verification reached."""
+    if not report.ok or not report.checked:
+        return
+    AuditVerification.objects.update_or_create(pk=1, defaults={"checkpoint": checkpoint_sign(report),
+                                                               "verified_at": timezone.now()})

@@ -1,6 +1,8 @@
 """What the admin shows of the audit chain's state, cheaply: the chain head (one row)
-and the outcome of the last full verification, which ``verify_audit_log`` and
-``audit_checkpoint`` record in the shared cache. Pages never verify the chain
+and the outcome of the last verification, which ``verify_audit_log`` and
+``audit_checkpoint`` record in the shared cache (failures too); without that note
+(another cache per process, or expired), the last successful verification's stored
+checkpoint (``registry.audit.record_verified``). Pages never verify the chain
 themselves: that reads every event.
 """
 
@@ -11,7 +13,7 @@ from django.core.cache import cache
 from django.utils import timezone
 
 from registry.audit import ChainReport
-from registry.models import AuditChainHead
+from registry.models import AuditChainHead, AuditVerification
 
 CACHE_KEY = "registry:audit:last-verification"
 # Kept for a while after the last run; a dashboard that finds none says "not verified recently".
@@ -59,13 +61,22 @@ def last_verification() -> Verification | None:
     try:
         note = cache.get(CACHE_KEY)
     except Exception:  # the page then shows "unknown"
-        return None
+        note = None
     if not isinstance(note, dict):
-        return None
+        return _last_stored_verification()
     return Verification(ok=bool(note["ok"]), checked=int(note["checked"]), broken_at=note.get("broken_at"),
                         reason=note.get("reason", ""), at=datetime.fromisoformat(note["at"]),
                         checkpoint_sequence=note.get("checkpoint_sequence"),
                         checkpoint_issued_at=note.get("checkpoint_issued_at", ""))
+
+
+def _last_stored_verification() -> Verification | None:
+    stored = AuditVerification.objects.filter(pk=1).values_list("checkpoint", "verified_at").first()
+    if stored is None:
+        return None
+    checkpoint, verified_at = stored
+    return Verification(ok=True, checked=int(checkpoint.get("sequence", 0)), broken_at=None, reason="",
+                        at=verified_at)
 
 
 def chain_state() -> ChainState:

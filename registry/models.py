@@ -89,6 +89,9 @@ class Participant(models.Model):
     offboarding_reason = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
+    # Changes with every change to what the registry API shows of this participant;
+    # cached answers about it are good while it stays the same (registry.invalidation).
+    generation = models.PositiveBigIntegerField(default=0, editable=False)
 
     class Meta:
         ordering = ["organisation__legal_name", "role"]
@@ -293,24 +296,30 @@ class AuditEvent(models.Model):
     keyed with the audit key ``key_id`` names (see ``registry.audit``)."""
 
     sequence = models.PositiveBigIntegerField(unique=True, editable=False)
-    occurred_at = models.DateTimeField(default=timezone.now, editable=False, db_index=True)
+    occurred_at = models.DateTimeField(default=timezone.now, editable=False)
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                               related_name="+")
     actor_label = models.CharField(max_length=150)
-    action = models.CharField(max_length=32, choices=AuditAction.choices, db_index=True)
+    action = models.CharField(max_length=32, choices=AuditAction.choices)
+    # Indexed by (participant, -sequence) below, which also serves lookups by participant alone.
     participant = models.ForeignKey(Participant, null=True, blank=True, on_delete=models.PROTECT,
-                                    related_name="audit_events")
+                                    related_name="audit_events", db_index=False)
     organisation = models.ForeignKey(Organisation, null=True, blank=True, on_delete=models.PROTECT,
                                      related_name="audit_events")
     before = models.JSONField(default=dict, blank=True)
     after = models.JSONField(default=dict, blank=True)
     prev_hash = models.CharField(max_length=64, editable=False)
-    hash = models.CharField(max_length=64, unique=True, editable=False)
+    hash = models.CharField(max_length=64, editable=False)
     key_id = models.CharField(max_length=8, default="", editable=False)
 
     class Meta:
         ordering = ["-sequence"]
-        indexes = [models.Index(fields=["participant", "-sequence"]), models.Index(fields=["actor_label"])]
+        # What the admin filters on (action, actor_label, participant). A constraint or an index, not
+        # unique=True or db_index=True, keeps each column to one index: PostgreSQL adds a LIKE index
+        # to those, which no query here uses.
+        indexes = [models.Index(fields=["participant", "-sequence"]), models.Index(fields=["actor_label"]),
+                   models.Index(fields=["action"], name="registry_auditevent_action")]
+        constraints = [models.UniqueConstraint(fields=["hash"], name="registry_auditevent_hash_unique")]
 
     def __str__(self) -> str:
         return f"#{self.sequence} {self.action} by {self.actor_label}"
@@ -324,3 +333,25 @@ class AuditChainHead(models.Model):
 
     def __str__(self) -> str:
         return f"audit chain head #{self.sequence}"
+
+
+class AuditVerification(models.Model):
+    """One row: a signed checkpoint (``registry.audit.checkpoint_sign``) of the last event
+    a verification found intact, so the next one need only check the events after it.
+    Its signature is checked before it is trusted; one that does not verify is ignored."""
+
+    checkpoint = models.JSONField()
+    verified_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"audit log verified up to #{self.checkpoint.get('sequence')} at {self.verified_at:%Y-%m-%d %H:%M}"
+
+
+class ListGeneration(models.Model):
+    """One row whose value changes with every change to what any list of participants
+    shows; cached list pages are good while it stays the same (registry.invalidation)."""
+
+    value = models.PositiveBigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"participant list generation {self.value}"

@@ -8,10 +8,9 @@ such as the operating-system user running a command), validate everything before
 ``django.core.exceptions.ValidationError`` with a readable message on refusal.
 
 Side effects, each once and in this order (the lock order every writer keeps, so
-none can deadlock another): lock the participant rows; change them; mark cached
-client records and registry responses stale (``bump_generation``, or a client
-service from ``authservice.services`` that does it); append the audit event, which
-locks the chain head.
+none can deadlock another): lock the participant rows; change them; mark stale the
+cached answers and client records showing what changed, and only those
+(``registry.invalidation``); append the audit event, which locks the chain head.
 """
 
 import difflib
@@ -27,7 +26,6 @@ from django.db.models import Q
 from django.utils import timezone
 
 from authservice import not_before
-from authservice.clientcache import bump_generation
 from authservice.conf import authservice_settings
 from authservice.services import (
     client_create,
@@ -38,6 +36,12 @@ from authservice.services import (
     client_rotate_secret,
 )
 from registry.audit import actor_user, record_event
+from registry.invalidation import (
+    grants_changed,
+    lock_participants_of,
+    organisation_changed,
+    participant_changed,
+)
 from registry.key_material import parse_public_key
 from registry.models import (
     SCOPE_TOKEN,
@@ -184,6 +188,7 @@ def organisation_update(*, organisation: Organisation, acting_user, **changes: s
     unknown = set(changes) - set(ORGANISATION_FIELDS)
     if unknown:
         raise ValidationError(f"Unknown organisation fields: {', '.join(sorted(unknown))}.")
+    lock_participants_of(organisation)  # before the organisation row: see registry.invalidation
     organisation = Organisation.objects.select_for_update().get(pk=organisation.pk)
     before = {field: getattr(organisation, field) for field in changes}
     after = {field: (value or "").strip() for field, value in changes.items()}
@@ -192,7 +197,7 @@ def organisation_update(*, organisation: Organisation, acting_user, **changes: s
     for field, value in after.items():
         setattr(organisation, field, value)
     _save(organisation)
-    bump_generation()  # the registry API shows the organisation's details
+    organisation_changed(organisation)  # the registry API shows the organisation's details
     record_event(action=AuditAction.ORGANISATION_UPDATED, acting_user=acting_user, organisation=organisation,
                  before=before, after=after)
     return organisation
@@ -214,7 +219,7 @@ def participant_apply(*, organisation: Organisation, role: str, base_url: str, p
     _save(endpoint)
     key.participant = participant
     _save(key)
-    bump_generation()
+    participant_changed(participant)
     record_event(action=AuditAction.PARTICIPANT_APPLIED, acting_user=acting_user, participant=participant,
                  after={**_snapshot(participant), "base_url": url, "key": {"kid": key.kid,
                                                                           "thumbprint": key.thumbprint}})
@@ -229,7 +234,7 @@ def participant_start_review(*, participant: Participant, acting_user) -> Partic
     _transition(participant, Status.UNDER_REVIEW)
     participant.reviewed_by = actor_user(acting_user)
     participant.save(update_fields=["reviewed_by"])
-    bump_generation()
+    participant_changed(participant)
     return _set_status(participant, status=Status.UNDER_REVIEW, reason="",
                        action=AuditAction.PARTICIPANT_UNDER_REVIEW, acting_user=acting_user, before=before)
 
@@ -284,6 +289,7 @@ def participant_approve(*, participant: Participant, acting_user, four_eyes: boo
     participant.save()
     ResourceMapping.objects.get_or_create(client=participant, provider=None,
                                           defaults={"scopes": authservice_settings.REGISTRY_SCOPE})
+    participant_changed(participant)
     record_event(action=AuditAction.PARTICIPANT_APPROVED, acting_user=acting_user, participant=participant,
                  before=before, after={**_snapshot(participant),
                                        "granted": {"registry": authservice_settings.REGISTRY_SCOPE}})
@@ -304,8 +310,8 @@ def _required_reason(reason: str, doing: str) -> str:
 
 def _set_status(participant: Participant, *, status: str, reason: str, action: str, acting_user,
                 before: dict, details: dict | None = None) -> Participant:
-    """Write a lifecycle transition the caller has checked (and whose generation bump
-    it has made), then its audit event."""
+    """Write a lifecycle transition the caller has checked (and whose cached answers it
+    has marked stale), then its audit event."""
     participant.status, participant.status_changed_at = status, timezone.now()
     participant.status_reason = reason
     participant.save(update_fields=["status", "status_changed_at", "status_reason", "updated_at"])
@@ -320,7 +326,7 @@ def participant_reject(*, participant: Participant, reason: str, acting_user) ->
     participant = _locked(participant)
     before = _snapshot(participant)
     _transition(participant, Status.REJECTED)
-    bump_generation()
+    participant_changed(participant)
     return _set_status(participant, status=Status.REJECTED, reason=reason, action=AuditAction.PARTICIPANT_REJECTED,
                        acting_user=acting_user, before=before)
 
@@ -333,6 +339,8 @@ def participant_suspend(*, participant: Participant, reason: str, acting_user) -
     participant = _locked(participant)
     before = _snapshot(participant)
     _transition(participant, Status.SUSPENDED)
+    # Also the grants of clients mapped to it; first, as it locks their rows and its own in order.
+    participant_changed(participant, as_provider=True)
     cutoff = client_deactivate(client=participant.client)
     return _set_status(participant, status=Status.SUSPENDED, reason=reason,
                        action=AuditAction.PARTICIPANT_SUSPENDED, acting_user=acting_user, before=before,
@@ -347,6 +355,7 @@ def participant_reinstate(*, participant: Participant, acting_user) -> Participa
         raise ValidationError("Only a suspended participant can be reinstated.")
     if not _active_keys(participant).exists():
         raise ValidationError("The participant has no valid, active public key; add one before reinstating.")
+    participant_changed(participant, as_provider=True)
     cutoff = client_reactivate(client=participant.client)
     return _set_status(participant, status=Status.APPROVED, reason="", action=AuditAction.PARTICIPANT_REINSTATED,
                        acting_user=acting_user, before=before,
@@ -376,14 +385,13 @@ def _offboard(participant: Participant, *, reason: str, acting_user, details: di
     before = _snapshot(participant)
     _transition(participant, Status.OFFBOARDED)
     plan = offboarding_plan(participant)
+    participant_changed(participant, as_provider=True)  # before its client and mappings go
     participant.keys.filter(status=KeyStatus.ACTIVE).update(status=KeyStatus.REVOKED, revoked_at=timezone.now())
     participant.endpoints.all().delete()
     ResourceMapping.objects.filter(Q(client=participant) | Q(provider=participant)).delete()
     if participant.client is not None:
         client_delete(client=participant.client)
         participant.client = None
-    else:
-        bump_generation()
     _clear_offboarding_request(participant)
     _set_status(participant, status=Status.OFFBOARDED, reason=reason, action=AuditAction.PARTICIPANT_OFFBOARDED,
                 acting_user=acting_user, before=before, details={"removed": plan, **(details or {})})
@@ -471,6 +479,8 @@ def participant_rotate_secret(*, participant: Participant, acting_user, grace_se
     _require_client(participant, "secret to rotate")
     secret = client_rotate_secret(client=participant.client, grace_seconds=grace_seconds,
                                   revoke_tokens=revoke_tokens, force=force)
+    if revoke_tokens:
+        participant_changed(participant)  # the registry shows its tokens-not-before
     record_event(action=AuditAction.CLIENT_SECRET_ROTATED, acting_user=acting_user, participant=participant,
                  after={"client_id": participant.client.client_id, "grace_seconds": grace_seconds,
                         "revoke_tokens": revoke_tokens, "force": force})
@@ -487,6 +497,7 @@ def participant_revoke_tokens(*, participant: Participant, reason: str, acting_u
     _require_client(participant, "whose tokens can be revoked")
     previous = participant.client.tokens_not_before
     cutoff = client_revoke_tokens(client=participant.client)
+    participant_changed(participant)
     record_event(action=AuditAction.TOKENS_REVOKED, acting_user=acting_user, participant=participant,
                  before={"tokens_not_before": not_before.as_text(previous)},
                  after={"tokens_not_before": not_before.as_text(cutoff), "reason": reason})
@@ -523,7 +534,7 @@ def public_key_add(*, participant: Participant, key_material: str, kid: str | No
     _require_live(participant)
     key = _make_key(participant, key_material, kid)
     _save(key)
-    bump_generation()
+    participant_changed(participant)
     record_event(action=AuditAction.KEY_ADDED, acting_user=acting_user, participant=participant,
                  after={"kid": key.kid, "thumbprint": key.thumbprint, "alg": key.alg,
                         "not_after": key.not_after.isoformat() if key.not_after else None})
@@ -542,7 +553,7 @@ def public_key_revoke(*, key: PublicKey, acting_user) -> PublicKey:
                               "before revoking the last one.")
     key.status, key.revoked_at = KeyStatus.REVOKED, timezone.now()
     key.save(update_fields=["status", "revoked_at"])
-    bump_generation()
+    participant_changed(participant)
     record_event(action=AuditAction.KEY_REVOKED, acting_user=acting_user, participant=participant,
                  before={"kid": key.kid, "status": KeyStatus.ACTIVE}, after={"kid": key.kid, "status": key.status})
     return key
@@ -557,7 +568,7 @@ def endpoint_add(*, participant: Participant, url: str, acting_user) -> Endpoint
         raise ValidationError(f"{normalised} is already registered for this participant.")
     endpoint = Endpoint(participant=participant, url=normalised)
     _save(endpoint)
-    bump_generation()
+    participant_changed(participant)
     record_event(action=AuditAction.ENDPOINT_ADDED, acting_user=acting_user, participant=participant,
                  after={"url": normalised})
     return endpoint
@@ -570,7 +581,7 @@ def endpoint_remove(*, endpoint: Endpoint, acting_user) -> None:
         raise ValidationError("An approved participant must keep at least one API base URL.")
     url = endpoint.url
     endpoint.delete()
-    bump_generation()
+    participant_changed(participant)
     record_event(action=AuditAction.ENDPOINT_REMOVED, acting_user=acting_user, participant=participant,
                  before={"url": url})
 
@@ -626,7 +637,7 @@ def mapping_grant(*, client: Participant, provider: Participant | None, scopes: 
         mapping = ResourceMapping(client=client, provider=provider, scopes=scope_text)
     mapping.scopes = scope_text
     _save(mapping)
-    bump_generation()
+    grants_changed(client)
     record_event(action=AuditAction.MAPPING_GRANTED, acting_user=acting_user, participant=client,
                  before={"scopes": scopes_before} if scopes_before else {},
                  after={"provider": _provider_label(provider), "audience": mapping.audience, "scopes": scope_text,
@@ -642,7 +653,7 @@ def mapping_remove(*, mapping: ResourceMapping, acting_user) -> None:
                "scopes": mapping.scopes}
     client = mapping.client
     mapping.delete()
-    bump_generation()
+    grants_changed(client)
     record_event(action=AuditAction.MAPPING_REMOVED, acting_user=acting_user, participant=client,
                  before=details)
 

@@ -2,11 +2,15 @@
 
 A provider polls the same few documents (a participant, its JWKS) over and over;
 rendering and signing them each time costs several queries and an RSA signature.
-Entries are keyed by request path and the client generation read while
-authenticating the request: every registry change bumps the generation, so a
-changed participant is never served from the cache. Entries also end when the
-earliest key they show expires (keys leave the API by time, not by a change) and
-after at most a minute.
+Entries are keyed by request path and the generation of what the answer shows, read
+before it is built: the participant's own generation for its detail, JWKS and OCEN
+role, the list generation for list pages (``registry.invalidation``). A change bumps
+those of what it changed, so a changed participant is never served from the cache,
+and one participant's change leaves every other participant's answers cached.
+Entries also end when the earliest key they show expires (keys leave the API by time,
+not by a change) and after at most a minute; expired entries are swept as the cache
+is used. The cache holds at most ``REGISTRY_CACHE_MAX_BYTES`` (approximate), least
+recently used answers leaving first.
 
 Every signature carries its issued-at and the path it answers (``ocen_sdk.http``,
 registry binding); a cached signature is renewed once it is ``SIGNATURE_MAX_AGE``
@@ -15,20 +19,23 @@ ones as replays.
 """
 
 import hashlib
-import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.utils import timezone
 from rest_framework.renderers import JSONRenderer
 
+from authservice.bounded_cache import BoundedCache
 from authservice.signing_keys import active_signer
 from ocen_sdk.http import REGISTRY_BINDING
 from ocen_sdk.jws import sign_detached
 
-MAX_ENTRIES = 5000
+DEFAULT_MAX_BYTES = 128 * 2**20
+# An entry holds at most two signatures (of the body, of the ETag for 304s), each a
+# compact JWS header and signature: at most this many bytes each with RSA-4096.
+SIGNATURE_BYTES = 1200
 MAX_AGE = timedelta(seconds=60)
 SIGNATURE_MAX_AGE = 30.0
 
@@ -75,31 +82,27 @@ def render(data, *, valid_until: datetime | None) -> Rendered:
                     valid_until=min(valid_until, cap) if valid_until else cap)
 
 
+def _now() -> float:
+    return timezone.now().timestamp()
+
+
+def _max_bytes() -> int:
+    return getattr(settings, "REGISTRY_CACHE_MAX_BYTES", DEFAULT_MAX_BYTES)
+
+
 class RenderedCache:
     def __init__(self) -> None:
-        self._entries: OrderedDict[tuple, Rendered] = OrderedDict()
-        self._lock = threading.Lock()
+        self.entries = BoundedCache("registry_responses", max_bytes=_max_bytes, clock=_now)
 
     def get(self, key: tuple) -> Rendered | None:
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is None:
-                return None
-            if entry.valid_until <= timezone.now():
-                del self._entries[key]
-                return None
-            self._entries.move_to_end(key)
-            return entry
+        return self.entries.get(key)
 
     def put(self, key: tuple, entry: Rendered) -> None:
-        with self._lock:
-            self._entries[key] = entry
-            while len(self._entries) > MAX_ENTRIES:
-                self._entries.popitem(last=False)
+        size = len(entry.body) + len(entry.etag) + 2 * SIGNATURE_BYTES + sum(len(str(part)) for part in key)
+        self.entries.put(key, entry, size=size, expires_at=entry.valid_until.timestamp())
 
     def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
+        self.entries.clear()
 
 
 rendered_cache = RenderedCache()

@@ -30,6 +30,7 @@ from registry.api.serializers import (
     ParticipantPageSerializer,
     ParticipantSerializer,
 )
+from registry.invalidation import list_generation, participant_generation
 
 
 def _sign_error_response(response, path: str):
@@ -102,11 +103,12 @@ class RegistryView(APIView):
             response.add_post_render_callback(lambda rendered: _sign_error_response(rendered, path))
         return response
 
-    def respond(self, request: Request, build) -> HttpResponse:
+    def respond(self, request: Request, build, generation: int) -> HttpResponse:
         """Serve ``build()`` (data, valid_until) rendered and signed, from the cache when
-        nothing in the registry changed since it was rendered."""
+        what it shows has not changed since it was rendered: ``generation`` is that of
+        what it shows, read before ``build`` runs (``registry.invalidation``)."""
         path = request.get_full_path()
-        key = (path, request.user.generation)
+        key = (path, generation)
         entry = rendered_cache.get(key)
         REGISTRY_CACHE.labels("hit" if entry is not None else "miss").inc()
         if entry is None:
@@ -122,12 +124,22 @@ class RegistryView(APIView):
             response[SIGNATURE_HEADER] = signature
         return response
 
-    def get_participant(self, participant_id: str):
+    @staticmethod
+    def parse_participant_id(participant_id: str) -> uuid.UUID:
         try:
-            parsed = uuid.UUID(participant_id)
+            return uuid.UUID(participant_id)
         except ValueError as exc:
             raise exceptions.ValidationError({"participant_id": ["Not a valid UUID."]}) from exc
-        participant = selectors.participant_get(parsed)
+
+    def participant_generation(self, participant_id: str) -> int:
+        """The generation of the participant an answer shows, read before it is built."""
+        generation = participant_generation(self.parse_participant_id(participant_id))
+        if generation is None:
+            raise exceptions.NotFound("No such participant.")
+        return generation
+
+    def get_participant(self, participant_id: str):
+        participant = selectors.participant_get(self.parse_participant_id(participant_id))
         if participant is None:
             raise exceptions.NotFound("No such participant.")
         return participant
@@ -143,6 +155,7 @@ class ParticipantListView(RegistryView):
         filters = ParticipantFilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
         data = filters.validated_data
+        generation = list_generation()
         queryset = selectors.participant_list(role=data.get("role"), status=data.get("status"),
                                               org_id=data.get("organisation"), search=data.get("search"))
         def build():
@@ -156,7 +169,7 @@ class ParticipantListView(RegistryView):
                 body = paginator.get_paginated_response(ParticipantSerializer(page, many=True).data).data
             return body, earliest_key_expiry(page)
 
-        return self.respond(request, build)
+        return self.respond(request, build, generation)
 
 
 ID_PARAMETER = OpenApiParameter("participant_id", OpenApiTypes.UUID, OpenApiParameter.PATH,
@@ -172,7 +185,7 @@ class ParticipantDetailView(RegistryView):
             participant = self.get_participant(participant_id)
             return ParticipantSerializer(participant).data, earliest_key_expiry([participant])
 
-        return self.respond(request, build)
+        return self.respond(request, build, self.participant_generation(participant_id))
 
 
 class ParticipantJWKSView(RegistryView):
@@ -184,7 +197,7 @@ class ParticipantJWKSView(RegistryView):
             keys = {"keys": [dict(key.public_jwk) for key in selectors.published_keys(participant)]}
             return keys, earliest_key_expiry([participant])
 
-        return self.respond(request, build)
+        return self.respond(request, build, self.participant_generation(participant_id))
 
 
 class OcenParticipantRoleView(RegistryView):
@@ -197,4 +210,4 @@ class OcenParticipantRoleView(RegistryView):
             participant = self.get_participant(participant_id)
             return OcenParticipantRoleSerializer(participant).data, earliest_key_expiry([participant])
 
-        return self.respond(request, build)
+        return self.respond(request, build, self.participant_generation(participant_id))

@@ -111,7 +111,7 @@ def test_opposite_mappings_granted_at_once_do_not_deadlock(signing_key):
     for name in ("Left", "Right"):
         organisation = services.organisation_create(legal_name=name, acting_user=None)
         ends.append(services.participant_apply(organisation=organisation, role="LENDER",
-                                               base_url=f"https://{name.lower()}.example",
+                                               base_url=f"https://{name.lower().replace(' ', '-')}.example",
                                                public_key=ec_key().public_pem(), acting_user=None))
     directions = [(ends[0], ends[1]), (ends[1], ends[0])] * 2
     lock = threading.Lock()
@@ -165,3 +165,66 @@ def test_concurrent_rotate_signing_key_commands_never_print_an_integrity_error(s
     outcomes = _race(command, times=3)
     assert all(o == "ok" or isinstance(o, CommandError) for o in outcomes), outcomes
     assert SigningKey.objects.filter(state="NEXT").count() == 1
+
+
+def _approved(name: str) -> Participant:
+    url = f"https://{name.lower().replace(' ', '-')}.example"
+    return services.participant_onboard(org_name=name, role="LENDER", base_url=url,
+                                        public_key=ec_key().public_pem(), acting_user=None).participant
+
+
+def _race_each(*actions):
+    """Run each action in its own thread at the same moment; their outcomes."""
+    barrier = threading.Barrier(len(actions))
+    outcomes: list[object] = [None] * len(actions)
+
+    def worker(index: int):
+        try:
+            barrier.wait()
+            outcomes[index] = actions[index]()
+        except Exception as exc:  # a deadlock or lock error is what is looked for
+            outcomes[index] = exc
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(actions))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    return outcomes
+
+
+def test_suspending_two_providers_mapped_to_each_other_at_once_cannot_deadlock(signing_key):
+    # Each status change also marks stale the records of the clients mapped to it: A's
+    # suspension touches B's client and B's touches A's. Rows are locked in one order.
+    first, second = _approved("Mutual One"), _approved("Mutual Two")
+    services.mapping_grant(client=first, provider=second, scopes="ocen.loan", acting_user=None)
+    services.mapping_grant(client=second, provider=first, scopes="ocen.loan", acting_user=None)
+    for _ in range(5):
+        outcomes = _race_each(
+            lambda: services.participant_suspend(participant=first, reason="race", acting_user=None),
+            lambda: services.participant_suspend(participant=second, reason="race", acting_user=None))
+        assert not any(isinstance(outcome, Exception) for outcome in outcomes), outcomes
+        outcomes = _race_each(lambda: services.participant_reinstate(participant=first, acting_user=None),
+                              lambda: services.participant_reinstate(participant=second, acting_user=None))
+        assert not any(isinstance(outcome, Exception) for outcome in outcomes), outcomes
+    assert verify_chain().ok
+
+
+def test_renaming_an_organisation_while_its_participants_are_mapped_cannot_deadlock(signing_key):
+    organisation = services.organisation_create(legal_name="Two Roles Bank", acting_user=None)
+    lender, agent = (services.participant_approve(participant=services.participant_apply(
+        organisation=organisation, role=role, base_url=f"https://{role.lower().replace('_', '-')}.two.example",
+        public_key=ec_key().public_pem(), acting_user=None), acting_user=None).participant
+        for role in ("LENDER", "LOAN_AGENT"))
+    for turn in range(5):
+        outcomes = _race_each(
+            lambda turn=turn: services.organisation_update(organisation=organisation,
+                                                           legal_name=f"Two Roles Bank {turn}", acting_user=None),
+            lambda turn=turn: services.mapping_grant(client=agent, provider=lender, scopes=f"ocen.loan t{turn}",
+                                                     acting_user=None),
+            lambda turn=turn: services.mapping_grant(client=lender, provider=agent, scopes=f"ocen.loan t{turn}",
+                                                     acting_user=None))
+        assert not any(isinstance(outcome, Exception) for outcome in outcomes), outcomes
+    assert verify_chain().ok

@@ -1,6 +1,6 @@
 from django.core.management.base import CommandError
 
-from registry.audit import checkpoint_sign, verify_chain
+from registry.audit import checkpoint_sign, record_verified, verify_chain
 from registry.audit_status import record_verification
 from registry.management.commands._base import RegistryCommand
 
@@ -17,6 +17,7 @@ class Command(RegistryCommand):
                                f"no checkpoint issued.")
         if not report.checked:
             raise CommandError("The audit log is empty: there is nothing to checkpoint.")
+        record_verified(report)
         checkpoint = checkpoint_sign(report)
         record_verification(report, checkpoint_sequence=checkpoint["sequence"],
                             checkpoint_issued_at=checkpoint["issued_at"])

@@ -1,0 +1,542 @@
+"""The bench's scale mode: the registry at 1k, 10k and 100k participants, side by side.
+
+    make bench BENCH_ARGS="--scale --participants 1000,10000,100000"
+    .venv/bin/python -m bench.scale --participants 1000,10000,100000 --database ocen_bench_scale
+
+Fills one PostgreSQL database (dropped and created) in steps up to each size, with
+exactly the rows the services write for an onboarded participant (organisation,
+OAuth client with a hashed secret, approved participant, endpoint, validated key,
+registry mapping, and the three audit events of onboarding, chained and keyed as
+``record_event`` chains them), bulk-inserted. At each size the service runs under
+gunicorn, restarted so nothing is cached, and every figure is taken: reads under
+wrk (the median of ``--rounds`` runs), a cursor crawl of every page, writes through
+the services, the audit verification, incremental and full, and the token endpoint
+in process (CPU per request, for a cached and an uncached client).
+
+Random reads and random clients pick from a hot set of ``--hot-set`` participants
+(1,000) at every size, met once by every worker before they are measured: what grows
+with N there is the cost of a lookup, not the share of a working set the cache holds
+(which depends on the working set and ``*_CACHE_MAX_BYTES``, not on N). The uncached
+path is the in-process "random uncached" figure. The table shows each
+figure at every size and its growth from the smallest to the largest (a cost: for
+req/s, smallest/largest; for times, largest/smallest). Nothing here asserts a time.
+
+``--writers`` measures the audit chain head, which every registry write locks:
+registry writes per second with 1, 2, 4, 8 concurrent writers at the largest size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import random
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.run import ADMIN_DSN, PY, Service, basic, onboard, rss_kib, wrk  # noqa: E402
+
+FILL_MARK = "Scale Org"
+CRAWL_PAGE_SIZE = 200
+
+
+# --- Inside a Django process (run as a subprocess with the service's environment) ---------------
+
+def _django() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "authservice.settings")
+    import django
+
+    django.setup()
+
+
+def inside_fill(target: int, credentials_path: str, batch: int = 2000) -> dict:
+    """Bring the filled participants up to ``target``; append their client credentials."""
+    _django()
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from django.db import transaction
+    from django.utils import timezone
+    from oauth2_provider.models import get_application_model
+
+    from authservice.conf import authservice_settings
+    from authservice.services import generate_client_secret
+    from ocen_sdk.key_loading import public_pem
+    from registry.audit import audit_keys, link_digest
+    from registry.key_material import parse_public_key
+    from registry.models import (
+        AuditAction,
+        AuditChainHead,
+        AuditEvent,
+        Endpoint,
+        Organisation,
+        Participant,
+        PublicKey,
+        ResourceMapping,
+        Role,
+        Status,
+    )
+
+    Client = get_application_model()
+    have = Organisation.objects.filter(legal_name__startswith=FILL_MARK).count()
+    roles = [Role.LENDER, Role.LOAN_AGENT, Role.KYC_PARTNER, Role.DISBURSEMENT_PARTNER]
+    started = time.monotonic()
+    key = audit_keys()[0]
+    with open(credentials_path, "a") as credentials:
+        for first in range(have, target, batch):
+            numbers = range(first, min(first + batch, target))
+            now = timezone.now()
+            secrets_ = [generate_client_secret() for _ in numbers]
+            with transaction.atomic():
+                orgs = Organisation.objects.bulk_create([
+                    Organisation(legal_name=f"{FILL_MARK} {n:07d}", website=f"https://scale-{n}.example",
+                                 contact_email=f"ops@scale-{n}.example") for n in numbers])
+                clients = Client.objects.bulk_create([
+                    Client(name=f"{org.legal_name} / {roles[n % 4]}", client_type=Client.CLIENT_CONFIDENTIAL,
+                           authorization_grant_type=Client.GRANT_CLIENT_CREDENTIALS, client_secret=secret,
+                           hash_client_secret=True, redirect_uris="")
+                    for n, org, secret in zip(numbers, orgs, secrets_, strict=True)])
+                participants = Participant.objects.bulk_create([
+                    Participant(organisation=org, role=roles[n % 4], status=Status.APPROVED, client=client,
+                                status_changed_at=now, approved_at=now)
+                    for n, org, client in zip(numbers, orgs, clients, strict=True)])
+                urls = [f"https://api.scale-{n}.example/ocen" for n in numbers]
+                Endpoint.objects.bulk_create([Endpoint(participant=p, url=url)
+                                              for p, url in zip(participants, urls, strict=True)])
+                parsed = [parse_public_key(public_pem(ec.generate_private_key(ec.SECP256R1()))) for _ in numbers]
+                PublicKey.objects.bulk_create([
+                    PublicKey(participant=p, kid=k.kid, thumbprint=k.thumbprint, alg=k.alg, kty=k.kty,
+                              source_format=k.source_format, public_jwk=k.public_jwk,
+                              certificate_pem=k.certificate_pem, not_before=k.not_before, not_after=k.not_after)
+                    for p, k in zip(participants, parsed, strict=True)])
+                ResourceMapping.objects.bulk_create([
+                    ResourceMapping(client=p, provider=None, scopes=authservice_settings.REGISTRY_SCOPE)
+                    for p in participants])
+                head, _ = AuditChainHead.objects.select_for_update().get_or_create(pk=1)
+                events = []
+                for org, p, client, url, k in zip(orgs, participants, clients, urls, parsed, strict=True):
+                    snapshot = {"status": Status.APPLIED, "role": p.role, "participant_id": str(p.participant_id),
+                                "client_id": None}
+                    approved = {**snapshot, "status": Status.APPROVED, "client_id": client.client_id}
+                    for action, participant, before, after in (
+                        (AuditAction.ORGANISATION_CREATED, None, {},
+                         {"legal_name": org.legal_name, "org_id": str(org.org_id)}),
+                        (AuditAction.PARTICIPANT_APPLIED, p, {},
+                         {**snapshot, "base_url": url, "key": {"kid": k.kid, "thumbprint": k.thumbprint}}),
+                        (AuditAction.PARTICIPANT_APPROVED, p, snapshot,
+                         {**approved, "granted": {"registry": authservice_settings.REGISTRY_SCOPE}}),
+                    ):
+                        event = AuditEvent(sequence=head.sequence + 1, occurred_at=timezone.now(), actor=None,
+                                           actor_label="system", action=action, participant=participant,
+                                           organisation=org, before=before, after=after, prev_hash=head.last_hash,
+                                           key_id=key.key_id)
+                        event.hash = link_digest(event, key)
+                        head.sequence, head.last_hash = event.sequence, event.hash
+                        events.append(event)
+                AuditEvent.objects.bulk_create(events, batch_size=1000)
+                head.save(update_fields=["sequence", "last_hash"])
+            credentials.writelines(f"{client.client_id}:{secret}\n"
+                                   for client, secret in zip(clients, secrets_, strict=True))
+    return {"filled": target - have, "seconds": round(time.monotonic() - started, 1)}
+
+
+def inside_writes_and_verify(samples: int) -> dict:
+    """Writes through the services (median ms), and verify_audit_log full then incremental."""
+    _django()
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from ocen_sdk.key_loading import public_pem
+    from registry import audit, services
+    from registry.models import Participant
+
+    figures: dict = {}
+    started = time.monotonic()
+    report = audit.verify_chain()
+    figures["verify_full_ms"] = (time.monotonic() - started) * 1000
+    if hasattr(audit, "record_verified"):
+        audit.record_verified(report)
+    pool = list(Participant.objects.filter(organisation__legal_name__startswith=FILL_MARK)
+                .order_by("?").values_list("pk", flat=True)[:samples])
+    grants = []
+    for pk in pool:
+        client = Participant.objects.get(pk=pk)
+        tick = time.monotonic()
+        services.mapping_grant(client=client, provider=None, scopes=f"registry.read bench.{uuid.uuid4().hex[:12]}",
+                               acting_user=None)
+        grants.append((time.monotonic() - tick) * 1000)
+    figures["mapping_grant_ms"] = statistics.median(grants)
+    onboardings, queries = [], []
+    for _ in range(max(3, samples // 2)):
+        pem = public_pem(ec.generate_private_key(ec.SECP256R1()))
+        with CaptureQueriesContext(connection) as captured:
+            tick = time.monotonic()
+            services.participant_onboard(org_name=f"Bench Onboard {uuid.uuid4().hex[:12]}", role="LENDER",
+                                         base_url="https://onboard.bench.example", public_key=pem, acting_user=None)
+            onboardings.append((time.monotonic() - tick) * 1000)
+        queries.append(len(captured))
+    figures["onboarding_ms"] = statistics.median(onboardings)
+    figures["onboarding_queries"] = statistics.median(queries)
+    if hasattr(audit, "last_verified"):
+        tick = time.monotonic()
+        incremental = audit.verify_chain(since=audit.last_verified())
+        figures["verify_incremental_ms"] = (time.monotonic() - tick) * 1000
+        figures["verify_incremental_events"] = incremental.recomputed
+        assert incremental.ok, incremental.reason
+    figures["audit_events"] = report.checked
+    assert report.ok, report.reason
+    return figures
+
+
+def inside_token(credentials_path: str, samples: int) -> dict:
+    """The token endpoint in this process (no HTTP server, no load from elsewhere in the
+    figure): µs per request for one client, for random clients whose records are cached,
+    and for random clients whose records are not (the miss path)."""
+    _django()
+
+    from django.conf import settings
+    from django.test import Client
+
+    chooser = random.Random(0)  # noqa: S311 - picks test clients, not secrets
+
+    from authservice.clientcache import client_cache
+
+    settings.ALLOWED_HOSTS = ["*"]
+    lines = [line.strip() for line in Path(credentials_path).read_text().splitlines() if line.strip()]
+    headers = ["Basic " + base64.b64encode(line.encode()).decode() for line in lines]
+    http = Client()
+
+    def request(header: str) -> None:
+        response = http.post("/oauth2/token", "grant_type=client_credentials",
+                             content_type="application/x-www-form-urlencoded", HTTP_AUTHORIZATION=header)
+        assert response.status_code == 200, response.content
+
+    def timed(pick, *, cold: bool = False) -> float:
+        cpu = 0.0
+        for _ in range(samples):
+            header = pick()
+            if cold:
+                client_cache.clear()
+            tick = time.process_time()
+            request(header)
+            cpu += time.process_time() - tick
+        return cpu / samples * 1e6
+
+    cached = chooser.sample(headers, min(len(headers), samples))
+    one, many, miss = [], [], []
+    for _ in range(3):  # alternating, medians
+        for header in cached:
+            request(header)  # in the cache again (the miss figure empties it)
+        one.append(timed(lambda: cached[0]))
+        many.append(timed(lambda: chooser.choice(cached)))
+        miss.append(timed(lambda: chooser.choice(headers), cold=True))
+    return {"token_inproc_one_us": statistics.median(one), "token_inproc_random_cached_us": statistics.median(many),
+            "token_inproc_miss_us": statistics.median(miss)}
+
+
+def inside_writers(seconds: float, counts: list[int]) -> dict:
+    """Registry writes per second (mapping_grant, each with its audit event) with N
+    concurrent writers on distinct participants: all of them lock the one chain head."""
+    _django()
+    import threading
+
+    from django.db import connection
+
+    from registry import services
+    from registry.models import Participant
+
+    pool = list(Participant.objects.filter(organisation__legal_name__startswith=FILL_MARK)
+                .order_by("pk").values_list("pk", flat=True)[:max(counts)])
+    connection.close()
+    results = {}
+    for count in counts:
+        done = [0] * count
+        latencies: list[float] = []
+        deadline = time.monotonic() + seconds
+
+        def writer(index: int, done=done, latencies=latencies, deadline=deadline) -> None:
+            client = Participant.objects.get(pk=pool[index])
+            turn = 0
+            while time.monotonic() < deadline:
+                turn += 1
+                tick = time.monotonic()
+                services.mapping_grant(client=client, provider=None, scopes=f"registry.read writer.{turn}",
+                                       acting_user=None)
+                latencies.append(time.monotonic() - tick)
+                done[index] += 1
+            from django.db import connection as thread_connection
+
+            thread_connection.close()
+
+        threads = [threading.Thread(target=writer, args=(i,)) for i in range(count)]
+        tick = time.monotonic()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        elapsed = time.monotonic() - tick
+        results[count] = {"writes_per_second": round(sum(done) / elapsed, 1),
+                          "p50_ms": round(statistics.median(latencies) * 1000, 1) if latencies else None}
+    return results
+
+
+# --- The orchestrator ----------------------------------------------------------------------------
+
+@contextmanager
+def scale_database(name: str):
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {name}")
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def run_inside(service: Service, *args: str) -> dict:
+    output = subprocess.run([PY, "-m", "bench.scale", "--inside", *args], cwd=ROOT, env=service.env,
+                            capture_output=True, text=True, check=False, timeout=7200)
+    if output.returncode != 0:
+        raise RuntimeError(f"bench.scale --inside {' '.join(args)} failed:\n{output.stderr[-4000:]}")
+    return json.loads(output.stdout.strip().splitlines()[-1])
+
+
+def restart(service: Service) -> None:
+    if service.process and service.process.poll() is None:
+        os.killpg(service.process.pid, signal.SIGTERM)
+        service.process.wait(timeout=30)
+    service.start()
+
+
+def median_rps(args, url: str, script: str, env: dict) -> float:
+    runs = [wrk(url, script, env=env, **args.load) for _ in range(args.rounds)]
+    errors = sum(run.errors for run in runs)
+    if errors:
+        print(f"  warning: {errors} errors in {script} {url}", file=sys.stderr)
+    return statistics.median(run.rps for run in runs)
+
+
+def measure(args, service: Service, dsn: str, agent: dict, lender: dict, workdir: Path, size: int) -> dict:
+    figures: dict = {}
+    url = service.url
+    token = httpx.post(f"{url}/oauth2/token", data={"grant_type": "client_credentials",
+                                                     "resource": "urn:ocen:registry"},
+                       auth=(agent["client_id"], agent["client_secret"])).json()["access_token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    with psycopg.connect(dsn) as conn:
+        ids = [str(row[0]) for row in conn.execute(
+            "SELECT participant_id FROM registry_participant ORDER BY random() LIMIT %s", (args.hot_set,))]
+        names = [row[0] for row in conn.execute(
+            "SELECT legal_name FROM registry_organisation ORDER BY random() LIMIT 2000")]
+        figures["participants_listed"] = conn.execute(
+            "SELECT count(*) FROM registry_participant WHERE status <> 'OFFBOARDED'").fetchone()[0]
+    paths = {"detail": [f"/registry/v1/participants/{pid}" for pid in ids],
+             "jwks": [f"/registry/v1/participants/{pid}/jwks" for pid in ids],
+             "search": [f"/registry/v1/participants?search={name.split()[-1][-5:]}" for name in names]}
+    for name, lines in paths.items():
+        (workdir / f"{name}.txt").write_text("\n".join(lines) + "\n")
+    env = {"BENCH_TOKEN": token}
+    for name in ("detail", "jwks"):  # every worker meets the hot set once before it is measured
+        wrk(url, "random_get.lua", env={**env, "BENCH_PATHS": str(workdir / f"{name}.txt")}, **args.load)
+    figures["detail_rps"] = median_rps(args, url, "random_get.lua", {**env, "BENCH_PATHS": str(workdir / "detail.txt")})
+    figures["jwks_rps"] = median_rps(args, url, "random_get.lua", {**env, "BENCH_PATHS": str(workdir / "jwks.txt")})
+    figures["search_rps"] = median_rps(args, url, "random_get.lua", {**env, "BENCH_PATHS": str(workdir / "search.txt")})
+    list_url = f"{url}/registry/v1/participants"
+    figures["list_page1_rps"] = median_rps(args, list_url, "registry_get.lua", {**env, "BENCH_ETAG": ""})
+    detail_url = f"{url}/registry/v1/participants/{lender['participant_id']}"
+    etag = httpx.get(detail_url, headers=headers).headers["etag"]
+    figures["revalidation_304_rps"] = median_rps(args, detail_url, "registry_get.lua", {**env, "BENCH_ETAG": etag})
+    # List page 1 right after a mapping grant to the caller: before scoped invalidation every
+    # cached page was dropped; now only the caller's own client record is reloaded.
+    cold = []
+    for _ in range(5):
+        service.manage("grant_access", agent["participant_id"], lender["participant_id"], "--scopes",
+                       f"ocen.loan bench.{uuid.uuid4().hex[:8]}")
+        tick = time.monotonic()
+        httpx.get(list_url, headers=headers).raise_for_status()
+        cold.append((time.monotonic() - tick) * 1000)
+    figures["list_page1_after_write_ms"] = statistics.median(cold)
+    tick = time.monotonic()
+    page, seen = f"{list_url}?cursor=&page_size={CRAWL_PAGE_SIZE}", 0
+    with httpx.Client(headers=headers, timeout=60) as http:
+        while page:
+            body = http.get(page).raise_for_status().json()
+            seen += len(body["results"])
+            page = body["next"]
+    figures["crawl_seconds"] = time.monotonic() - tick
+    figures["crawl_participants"] = seen
+    basics = workdir / "basics.txt"
+    lines = [base64.b64encode(line.strip().encode()).decode()
+             for line in (workdir / "credentials.txt").read_text().splitlines() if line.strip()]
+    random.Random(size).shuffle(lines)  # noqa: S311 - picks test clients, not secrets
+    basics.write_text("\n".join(lines[:args.hot_set]) + "\n")
+    one = {"BENCH_BASIC": basic(agent["client_id"], agent["client_secret"])}
+    many = {"BENCH_BASICS": str(basics)}
+    token_url = f"{url}/oauth2/token"
+    # The first pass meets most of the hot set's clients for the first time in each worker.
+    figures["token_random_clients_rps"] = wrk(token_url, "token_random.lua", env=many, **args.load).rps
+    # Then one client and random clients alternate (A/B), so load from elsewhere hits both alike.
+    one_runs, many_runs = [], []
+    for _ in range(args.rounds):
+        one_runs.append(wrk(token_url, "token_basic.lua", env=one, **args.load).rps)
+        many_runs.append(wrk(token_url, "token_random.lua", env=many, **args.load).rps)
+    figures["token_one_client_rps"] = statistics.median(one_runs)
+    figures["token_random_clients_warm_rps"] = statistics.median(many_runs)
+    figures["rss_mib"] = rss_kib(service.process.pid) / 1024
+    return figures
+
+
+ROWS = [  # (figure, label, unit, kind) kind "rate": higher is better; "time": lower is better
+    ("detail_rps", "detail, random of a hot set", "req/s", "rate"),
+    ("jwks_rps", "JWKS, random of a hot set", "req/s", "rate"),
+    ("list_page1_rps", "list page 1 (cached)", "req/s", "rate"),
+    ("list_page1_after_write_ms", "list page 1 after a caller mapping write", "ms", "time"),
+    ("search_rps", "search, random names", "req/s", "rate"),
+    ("crawl_seconds", f"crawl all pages (cursor, {CRAWL_PAGE_SIZE}/page)", "s", "time"),
+    ("revalidation_304_rps", "304 revalidation", "req/s", "rate"),
+    ("mapping_grant_ms", "write: mapping_grant", "ms", "time"),
+    ("onboarding_ms", "write: onboarding", "ms", "time"),
+    ("onboarding_queries", "write: onboarding, queries", "", "time"),
+    ("token_one_client_rps", "token, one client", "req/s", "rate"),
+    ("token_random_clients_rps", "token, random hot-set clients, 1st pass", "req/s", "rate"),
+    ("token_random_clients_warm_rps", "token, random hot-set clients (A/B)", "req/s", "rate"),
+    ("token_inproc_one_us", "token in-process CPU, one client", "µs", "time"),
+    ("token_inproc_random_cached_us", "token in-process CPU, random cached", "µs", "time"),
+    ("token_inproc_miss_us", "token in-process CPU, random uncached", "µs", "time"),
+    ("verify_incremental_ms", "verify_audit_log, incremental", "ms", "time"),
+    ("verify_full_ms", "verify_audit_log --full", "ms", "time"),
+    ("audit_events", "audit events", "", "time"),
+    ("rss_mib", "service RSS (all workers)", "MiB", "time"),
+]
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "—"
+    if value >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.2f}" if value < 10 else f"{value:.1f}"
+
+
+def print_table(sizes: list[int], results: dict[int, dict], meta: dict) -> None:
+    print(f"\nRegistry at scale — {meta['started']} — {meta['machine']}; gunicorn {meta['workers']} workers, "
+          f"wrk -c{meta['connections']} -d{meta['duration']}s, median of {meta['rounds']} runs, PostgreSQL")
+    header = f"{'figure':<40} {'unit':>6} " + " ".join(f"{size:>10,}" for size in sizes) + f" {'growth':>8}"
+    print(header)
+    print("-" * len(header))
+    for key, label, unit, kind in ROWS:
+        values = [results[size].get(key) for size in sizes]
+        growth = "—"
+        if values[0] and values[-1] and None not in values and len(sizes) > 1:
+            ratio = values[0] / values[-1] if kind == "rate" else values[-1] / values[0]
+            growth = f"{ratio:.2f}x"
+        print(f"{label:<40} {unit:>6} " + " ".join(f"{_fmt(v):>10}" for v in values) + f" {growth:>8}")
+    print("growth: the cost at the largest size over the cost at the smallest (req/s: smallest/largest)")
+    crawl = [results[size].get("crawl_seconds") for size in sizes]
+    if None not in crawl:
+        print("crawl, µs per participant: " + ", ".join(
+            f"{size:,}: {1e6 * seconds / max(1, results[size]['crawl_participants']):.0f}"
+            for size, seconds in zip(sizes, crawl, strict=True)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--participants", default="1000,10000,100000", help="sizes, comma-separated")
+    parser.add_argument("--database", default=os.environ.get("BENCH_SCALE_DB", "ocen_bench_scale"))
+    parser.add_argument("--duration", type=int, default=3, help="seconds per wrk run")
+    parser.add_argument("--rounds", type=int, default=3, help="wrk runs per figure (the median is shown)")
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--wrk-threads", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=int(os.environ.get("BENCH_WORKERS", str(os.cpu_count()))))
+    parser.add_argument("--write-samples", type=int, default=20)
+    parser.add_argument("--hot-set", type=int, default=1000,
+                        help="participants and clients the random reads and token requests pick from, at every size")
+    parser.add_argument("--token-samples", type=int, default=300, help="in-process token requests per figure")
+    parser.add_argument("--writers", default="", help="e.g. 1,2,4,8: chain-head lock bench at the largest size")
+    parser.add_argument("--writer-seconds", type=float, default=5.0)
+    parser.add_argument("--output", default=str(ROOT / "bench" / "results"))
+    parser.add_argument("--inside", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.inside:
+        command, *rest = args.inside
+        if command == "fill":
+            result = inside_fill(int(rest[0]), rest[1])
+        elif command == "writes":
+            result = inside_writes_and_verify(int(rest[0]))
+        elif command == "token":
+            result = inside_token(rest[0], int(rest[1]))
+        else:
+            result = inside_writers(float(rest[0]), [int(n) for n in rest[1].split(",")])
+        print(json.dumps(result))
+        return 0
+    sizes = sorted({int(size) for size in args.participants.split(",") if size.strip()})
+    args.load = {"duration": args.duration, "connections": args.connections, "threads": args.wrk_threads}
+    meta = {"started": datetime.now(UTC).isoformat(timespec="seconds"),
+            "machine": f"{os.cpu_count()} cores, {os.uname().machine}", "duration": args.duration,
+            "rounds": args.rounds, "connections": args.connections, "workers": args.workers, "sizes": sizes}
+    results: dict[int, dict] = {}
+    workdir = Path(tempfile.mkdtemp(prefix="ocen-scale-"))
+    with scale_database(args.database) as dsn:
+        service = Service(workers=args.workers, threads=1, worker_class="gthread")
+        service.env["DATABASE_URL"] = dsn.replace("postgresql://", "postgres://")
+        service.manage("migrate", "--noinput")
+        service.manage("bootstrap", "--no-admin")
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        agent = onboard(service, "Bench Agent", "LOAN_AGENT", ec.generate_private_key(ec.SECP256R1()))
+        lender = onboard(service, "Bench Lender", "LENDER", ec.generate_private_key(ec.SECP256R1()))
+        service.manage("grant_access", agent["participant_id"], lender["participant_id"], "--scopes", "ocen.loan")
+        credentials = workdir / "credentials.txt"
+        credentials.touch()
+        try:
+            for size in sizes:
+                fill = run_inside(service, "fill", str(size), str(credentials))
+                with psycopg.connect(dsn, autocommit=True) as conn:
+                    conn.execute("VACUUM ANALYZE")
+                print(f"[{size:,}] filled {fill['filled']:,} in {fill['seconds']}s", file=sys.stderr)
+                restart(service)
+                figures = measure(args, service, dsn, agent, lender, workdir, size)
+                figures.update(run_inside(service, "writes", str(args.write_samples)))
+                figures.update(run_inside(service, "token", str(credentials), str(args.token_samples)))
+                figures["fill_seconds"] = fill["seconds"]
+                results[size] = figures
+                print(f"[{size:,}] {json.dumps({k: round(v, 2) for k, v in figures.items()})}", file=sys.stderr)
+            if args.writers:
+                writers = run_inside(service, "writers", str(args.writer_seconds), args.writers)
+                meta["writers"] = writers
+        finally:
+            service.stop()
+            shutil.rmtree(workdir, ignore_errors=True)
+    print_table(sizes, results, meta)
+    if meta.get("writers"):
+        print(f"\nconcurrent registry writers (mapping_grant + audit event), {args.writer_seconds}s each, "
+              f"at {sizes[-1]:,} participants:")
+        for count, figure in meta["writers"].items():
+            print(f"  {count} writers: {figure['writes_per_second']:>7.1f} writes/s, p50 {figure['p50_ms']} ms")
+    output = Path(args.output)
+    output.mkdir(parents=True, exist_ok=True)
+    stamp = meta["started"].replace(":", "").replace("-", "")
+    payload = json.dumps({"meta": meta, "results": {str(k): v for k, v in results.items()}}, indent=2)
+    (output / f"scale-{stamp}.json").write_text(payload)
+    (output / "scale-latest.json").write_text(payload)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
