@@ -61,6 +61,7 @@ defaults
     timeout client 30s
     timeout server 30s
     timeout http-keep-alive 30s
+    timeout check 2s
     option http-keep-alive
     retries 3
     option redispatch
@@ -71,7 +72,7 @@ backend instances
     balance roundrobin
     option httpchk GET /readyz
     http-check expect status 200
-    default-server inter 500ms fastinter 250ms fall 2 rise 2
+    default-server inter 1s fastinter 500ms fall 3 rise 2
 {servers}
 """
 
@@ -227,6 +228,11 @@ def check_kill_under_load(checks: Checks, proxy: HAProxy, instances: list[Instan
     counts = outcomes(after)
     ok = before.get("200", 0) > 0 and sum(before.values()) == before.get("200", 0) and len(lost) <= in_flight_bound \
         and not late and counts.get("200", 0) > 0
+    if not ok:
+        unusual = [line for line in proxy.logfile.read_text(errors="replace").splitlines() if " 200 " not in line]
+        log("HAProxy log, lines other than 200s:\n" + "\n".join(unusual[-30:]))
+        for instance in instances[:-1]:
+            log(f"{instance.name} log:\n{instance.log_tail()}")
     checks.add("one instance killed under load: only its in-flight requests lost", ok,
                f"{threads} clients via HAProxy for {seconds:g}+{seconds:g} s; finished before the kill {dict(before)}; "
                f"after {dict(counts)}; lost {len(lost)} (bound: {in_flight_bound} in flight), "
