@@ -36,5 +36,5 @@ def purge_expired_nonces() -> int:
 
 def provider_replay_store(key: str, ttl: int) -> bool:
     """``OCEN_PROVIDER["REPLAY_STORE"]`` for a provider running inside this project: used
-    signed-request ids shared by every worker and instance (Redis or the database)."""
+    signed-request ids shared by every worker and instance (in the database)."""
     return claim_once("provider_request", key, expires_at=timezone.now() + timedelta(seconds=ttl))
