@@ -79,6 +79,7 @@ class RenderedCache:
     def __init__(self) -> None:
         self._entries: OrderedDict[tuple, Rendered] = OrderedDict()
         self._lock = threading.Lock()
+        self._generation = 0
 
     def get(self, key: tuple) -> Rendered | None:
         with self._lock:
@@ -92,7 +93,16 @@ class RenderedCache:
             return entry
 
     def put(self, key: tuple, entry: Rendered) -> None:
+        """Store ``entry`` under ``key`` = (..., generation). A newer generation drops every
+        entry of the older ones (no request can ask for them again: without this, a
+        registry written every few seconds filled each worker with dead entries up to
+        MAX_ENTRIES, seen as RSS growing by `make soak`)."""
+        generation = key[-1]
         with self._lock:
+            if generation > self._generation:
+                self._generation = generation
+                for stale in [k for k in self._entries if k[-1] < generation]:
+                    del self._entries[stale]
             self._entries[key] = entry
             while len(self._entries) > MAX_ENTRIES:
                 self._entries.popitem(last=False)
@@ -100,6 +110,7 @@ class RenderedCache:
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+            self._generation = 0
 
 
 rendered_cache = RenderedCache()
