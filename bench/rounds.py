@@ -145,8 +145,16 @@ def run_round(server: Server, basic_auth: str, args) -> Round:
     pids = server.worker_pids()
     before = [cpu_ticks(pid) for pid in pids]
     busy_before = machine_busy_ticks()
-    result = wrk(f"{server.url}/oauth2/token", "token_basic.lua", duration=args.duration,
-                 connections=args.connections, threads=args.wrk_threads, env={"BENCH_BASIC": basic_auth})
+    try:
+        result = wrk(f"{server.url}/oauth2/token", "token_basic.lua", duration=args.duration,
+                     connections=args.connections, threads=args.wrk_threads, env={"BENCH_BASIC": basic_auth})
+    except subprocess.CalledProcessError as exc:  # a failed round is reported, not fatal to the others
+        alive = server.process.poll() is None
+        print(f"  wrk failed against {server.name} (server {'running' if alive else 'exited'}): "
+              f"{(exc.stderr or exc.stdout or '').strip()[-300:]}", file=sys.stderr, flush=True)
+        if not alive:
+            print((server.var / "server.log").read_text(errors="replace")[-2000:], file=sys.stderr)
+        return Round(0.0, 1, [0 for _ in pids], 0)
     ticks = [cpu_ticks(pid) - start for pid, start in zip(pids, before, strict=True)]
     other = machine_busy_ticks() - busy_before - sum(ticks)
     return Round(result.rps, result.errors, ticks, other)
