@@ -15,6 +15,8 @@ private_key_jwt assertion). Then, in turn:
   one gunicorn worker killed (SIGKILL); SIGTERM to gunicorn under load.
 
 For each: the time from the fault to the first 503, the number of 500s (must be 0),
+the slowest /healthz (must answer 200 within the liveness probe's 2 s timeout) and
+what /readyz said (503 while PostgreSQL is down),
 the time from the dependency's return until requests succeed again (must be < 2 s),
 and, after the Redis restart and the flush, whether a client assertion used before
 is refused when replayed (it must be). SIGTERM must reset no connection in use.
@@ -55,6 +57,8 @@ from opslib import (
 )
 
 RECOVERY_LIMIT = 2.0
+# The liveness probe's timeout in deploy/k8s (timeoutSeconds: 2): slower, and a healthy pod is killed.
+HEALTHZ_LIMIT_MS = 2000.0
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 # A request whose connection the server reset or closed without an answer, after it was sent.
 RESET_ERRORS = {"RemoteProtocolError", "ReadError", "WriteError"}
@@ -69,6 +73,8 @@ class Result:
     errors: str = ""
     recovery_s: float | None = None
     replay: str = "—"
+    healthz_max_ms: float | None = None
+    readyz: str = "—"
     ok: bool = True
     note: str = ""
 
@@ -76,8 +82,9 @@ class Result:
         def seconds(value):
             return "—" if value is None else f"{value:.2f}"
 
+        healthz = "—" if self.healthz_max_ms is None else f"{self.healthz_max_ms:.0f}"
         return [self.fault, self.outage, seconds(self.first_503_s), self.count_500, self.errors or "none",
-                seconds(self.recovery_s), self.replay, "PASS" if self.ok else "FAIL", self.note]
+                seconds(self.recovery_s), self.replay, healthz, self.readyz, "PASS" if self.ok else "FAIL", self.note]
 
 
 def mixed_requests(url: str, participant: Participant):
@@ -95,6 +102,16 @@ def mixed_requests(url: str, participant: Participant):
     return make
 
 
+def health_probes(url: str):
+    """A prober's requests: /healthz and /readyz in turn (each on its own kept-alive connection)."""
+
+    def make(client: httpx.Client, n: int):
+        path = "/healthz" if n % 2 else "/readyz"
+        return path, client.get(f"{url}{path}")
+
+    return make
+
+
 def assertion_request(url: str, assertion: str) -> int:
     return httpx.post(f"{url}/oauth2/token", data={"grant_type": "client_credentials",
                                                   "client_assertion_type": ASSERTION_TYPE,
@@ -102,9 +119,22 @@ def assertion_request(url: str, assertion: str) -> int:
 
 
 def measure(load: Load, fault: str, t_fault: float, t_back: float | None, t_end: float, *,
-            outage: str = "—", expect_503: bool = False) -> Result:
+            outage: str = "—", expect_503: bool = False, probes: Load | None = None) -> Result:
     samples = [s for s in load.snapshot() if s.ended >= t_fault and s.started < t_end]
     result = Result(fault, outage)
+    probe_ok = True
+    if probes is not None:
+        window = [s for s in probes.snapshot() if s.ended >= t_fault and s.started < t_end]
+        healthz = [s for s in window if s.kind == "/healthz"]
+        readyz = outcomes(s for s in window if s.kind == "/readyz")
+        if healthz:
+            result.healthz_max_ms = max(s.ended - s.started for s in healthz) * 1000
+        result.readyz = " ".join(f"{k}:{v}" for k, v in sorted(readyz.items())) or "—"
+        # Liveness answers at once and never fails, whatever the dependencies do.
+        probe_ok = (bool(healthz) and all(s.outcome == "200" for s in healthz)
+                    and result.healthz_max_ms < HEALTHZ_LIMIT_MS)
+        if expect_503 and "503" not in readyz:
+            probe_ok = False
     served_503 = sorted(s.ended for s in samples if s.outcome == "503")
     if served_503:
         result.first_503_s = served_503[0] - t_fault
@@ -120,6 +150,9 @@ def measure(load: Load, fault: str, t_fault: float, t_back: float | None, t_end:
         result.ok = result.count_500 == 0 and recovered and result.recovery_s < RECOVERY_LIMIT
     else:
         result.ok = result.count_500 == 0
+    if not probe_ok:
+        result.ok = False
+        result.note = (result.note + " " if result.note else "") + "liveness/readiness probes failed their promise"
     if expect_503 and result.first_503_s is None:
         result.ok = False
         result.note = "no 503 seen during the outage"
@@ -151,6 +184,7 @@ def main() -> int:
     pg, redis = OwnPostgres(args.base_port, workdir), OwnRedis(args.base_port + 1, workdir)
     instance: Instance | None = None
     load: Load | None = None
+    probes: Load | None = None
     results: list[Result] = []
     started = time.monotonic()
     try:
@@ -167,6 +201,7 @@ def main() -> int:
         instance = Instance("faults", args.base_port + 2, env, workers=2)
         instance.start()
         load = Load(mixed_requests(url, agent), threads=args.threads, pause=0.002).start()
+        probes = Load(health_probes(url), threads=1, pause=0.1).start()
         time.sleep(args.settle)
         warmup = outcomes(load.snapshot())
         if set(warmup) != {"200"}:
@@ -178,7 +213,7 @@ def main() -> int:
         t_back = time.monotonic()
         time.sleep(args.settle)
         results.append(measure(load, "PostgreSQL restarted", t_fault, t_back, time.monotonic(),
-                               outage=f"{t_back - t_fault:.1f} s"))
+                               outage=f"{t_back - t_fault:.1f} s", probes=probes))
 
         # PostgreSQL stopped for the outage.
         t_fault = time.monotonic()
@@ -188,7 +223,7 @@ def main() -> int:
         t_back = time.monotonic()
         time.sleep(args.settle)
         results.append(measure(load, "PostgreSQL stopped", t_fault, t_back, time.monotonic(),
-                               outage=f"{args.pg_outage:g} s", expect_503=args.pg_outage >= 1))
+                               outage=f"{args.pg_outage:g} s", expect_503=args.pg_outage >= 1, probes=probes))
 
         # Redis restarted: everything it held is gone.
         used = agent.assertion(f"{url}/oauth2/token")
@@ -200,7 +235,8 @@ def main() -> int:
         t_back = time.monotonic()
         replay_status = assertion_request(url, used)
         time.sleep(args.settle)
-        result = measure(load, "Redis restarted", t_fault, t_back, time.monotonic(), outage=f"{args.redis_outage:g} s")
+        result = measure(load, "Redis restarted", t_fault, t_back, time.monotonic(), outage=f"{args.redis_outage:g} s",
+                         probes=probes)
         result.replay = f"first {first_use}, replay {replay_status}"
         result.ok = result.ok and first_use == 200 and replay_status in {400, 401}
         results.append(result)
@@ -213,7 +249,7 @@ def main() -> int:
         t_back = time.monotonic()
         replay_status = assertion_request(url, used)
         time.sleep(args.settle)
-        result = measure(load, "Redis FLUSHALL", t_fault, t_back, time.monotonic())
+        result = measure(load, "Redis FLUSHALL", t_fault, t_back, time.monotonic(), probes=probes)
         result.replay = f"first {first_use}, replay {replay_status}"
         result.ok = result.ok and first_use == 200 and replay_status in {400, 401}
         results.append(result)
@@ -233,6 +269,7 @@ def main() -> int:
         results.append(result)
 
         # SIGTERM under load: in-flight requests finish; no connection in use is reset.
+        probes.stop()
         t_fault = time.monotonic()
         instance.signal(signal.SIGTERM)
         instance.process.wait(timeout=60)
@@ -254,8 +291,9 @@ def main() -> int:
         if instance:
             log(instance.log_tail())
     finally:
-        if load:
-            load.stop()
+        for running in (load, probes):
+            if running:
+                running.stop()
         if instance:
             instance.cleanup()
         redis.stop()
@@ -265,7 +303,7 @@ def main() -> int:
     print_table(f"make faults — one instance (2 gthread workers), {args.threads} client threads, private PostgreSQL "
                 f"+ Redis ({time.monotonic() - started:.0f} s)",
                 ["fault", "outage", "first 503 (s)", "500s", "other non-200", "recovery (s)", "replay (status)",
-                 "result", "note"], [r.row() for r in results])
+                 "healthz max ms", "readyz", "result", "note"], [r.row() for r in results])
     return 0 if results and all(r.ok for r in results) else 1
 
 
