@@ -75,6 +75,23 @@ class _Circuit:
             return None
         return database.get("HOST") or "127.0.0.1", int(database.get("PORT") or 5432)
 
+    def close(self) -> None:
+        """The server accepts connections again: close the circuit, and start a fresh pool
+        (the old one backed off its reconnection attempts through the outage, up to
+        seconds apart; a new one connects at once). Only the thread that closes it."""
+        with self._lock:
+            if not self.open:
+                return
+            self.open = False
+        from django.db import connections
+
+        wrapper = connections["default"]
+        if hasattr(wrapper, "close_pool"):
+            try:
+                wrapper.close_pool()
+            except Exception as exc:  # a pool that will not close is replaced anyway
+                logger.warning("closing the database pool after an outage failed (%s)", type(exc).__name__)
+
     def server_accepts(self) -> bool:
         with self._lock:
             now = time.monotonic()
@@ -142,7 +159,7 @@ class FailFastMiddleware:
         if circuit.open and not request.path.startswith(CIRCUIT_EXEMPT):
             if not circuit.server_accepts():
                 return unavailable_response(request, CircuitOpen())
-            circuit.open = False
+            circuit.close()
         return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception):
