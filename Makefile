@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install lint migrate clean demo bench
+.PHONY: run test install lint migrate clean demo bench cluster faults soak
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,19 @@ bench: install
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	cd bench && npm install --no-audit --no-fund --silent
 	$(PY) bench/run.py $(BENCH_ARGS)
+
+## Operations checks (README "Operations"): three instances behind HAProxy; PostgreSQL,
+## Redis and worker faults on a private PostgreSQL cluster and Redis; a bounded soak.
+cluster: install
+	@command -v haproxy >/dev/null || (apt-get update -qq && apt-get install -y -qq haproxy)
+	$(PY) scripts/cluster.py $(CLUSTER_ARGS)
+
+faults: install
+	$(PY) scripts/faults.py $(FAULTS_ARGS)
+
+## SOAK_SECONDS (default 600) bounds it.
+soak: install
+	$(PY) scripts/soak.py $(SOAK_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -8,7 +8,9 @@ bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 # contention on this CPU-bound path.
 workers = int(os.environ.get("GUNICORN_WORKERS", str(os.cpu_count() or 2)))
 threads = int(os.environ.get("GUNICORN_THREADS", "1"))
-worker_class = "gthread"
+# gthread, with connections spread over every worker and a clean drain on SIGTERM
+# (authservice/gunicorn_worker.py; measured by bench/rounds.py and scripts/faults.py).
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "authservice.gunicorn_worker.BalancedThreadWorker")
 timeout = 30
 graceful_timeout = 20
 keepalive = 30
@@ -19,6 +21,9 @@ accesslog = "-" if os.environ.get("GUNICORN_ACCESS_LOG", "1") == "1" else None
 # bodies or headers.
 access_log_format = '%(h)s - - %(t)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(L)ss "%(a)s"'
 max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "0"))
+# One control socket per instance (gunicorn's default is one path per user, shared by
+# every gunicorn on the host).
+control_socket = os.path.join(os.environ.get("AUTHSERVICE_VAR_DIR", "var"), "gunicorn.ctl")
 
 
 # Prometheus metrics summed over every worker: each worker writes its samples to files

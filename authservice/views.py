@@ -19,7 +19,7 @@ from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 from oauth2_provider.settings import oauth2_settings
 
-from authservice import auth_limits
+from authservice import auth_limits, availability
 from authservice.availability import is_unavailable, unavailable_response
 from authservice.clientcache import generation_pinned
 from authservice.conf import authservice_settings
@@ -333,6 +333,8 @@ def healthz(request: HttpRequest) -> JsonResponse:
 def readyz(request: HttpRequest) -> JsonResponse:
     checks = {"database": "ok", "signing_key": "ok"}
     try:
+        if availability.circuit.open and not availability.circuit.server_accepts():
+            raise availability.CircuitOpen  # known down: no wait on the pool (see availability)
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
     except Exception as exc:  # any driver error means "not ready", never a 500

@@ -2,6 +2,7 @@
 
     make bench                      # the full run (a few minutes)
     .venv/bin/python bench/run.py --duration 2 --rounds 1 --cases token   # a quick look
+    .venv/bin/python bench/run.py rounds    # steadiness and worker balance: bench/rounds.py
 
 Starts this service under gunicorn on PostgreSQL in production settings and the
 peer (node-oidc-provider, configured equivalently) on the same machine, loads each
@@ -387,6 +388,10 @@ def print_table(rows: list[dict], verify_rows: list[dict], info: dict, meta: dic
 
 
 def main() -> int:
+    if sys.argv[1:2] == ["rounds"]:
+        from bench.rounds import main as rounds_main
+
+        return rounds_main(sys.argv[2:])
     if "--scale" in sys.argv[1:]:  # the scale mode has its own options (bench/scale.py)
         from bench.scale import main as scale_main
 

@@ -19,6 +19,7 @@ ones as replays.
 """
 
 import hashlib
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -82,6 +83,13 @@ def render(data, *, valid_until: datetime | None) -> Rendered:
                     valid_until=min(valid_until, cap) if valid_until else cap)
 
 
+def _newer(generation, than) -> bool:
+    try:
+        return generation > than
+    except TypeError:  # generations of another shape: never treated as superseding
+        return False
+
+
 def _now() -> float:
     return timezone.now().timestamp()
 
@@ -93,15 +101,31 @@ def _max_bytes() -> int:
 class RenderedCache:
     def __init__(self) -> None:
         self.entries = BoundedCache("registry_responses", max_bytes=_max_bytes, clock=_now)
+        # The newest generation stored per path: an older one is never asked for again by a
+        # new request, so it goes at once instead of waiting for the LRU (seen by `make soak`
+        # as RSS growing under steady writes).
+        self._latest: dict[str, object] = {}
+        self._lock = threading.Lock()
 
     def get(self, key: tuple) -> Rendered | None:
         return self.entries.get(key)
 
     def put(self, key: tuple, entry: Rendered) -> None:
         size = len(entry.body) + len(entry.etag) + 2 * SIGNATURE_BYTES + sum(len(str(part)) for part in key)
+        path, generation = key[0], key[-1]
+        with self._lock:
+            latest = self._latest.get(path)
+            if latest is not None and latest != generation and _newer(generation, latest):
+                self.entries.discard((path, latest))
+            if latest is None or _newer(generation, latest):
+                self._latest[path] = generation
+                if len(self._latest) > 4 * max(len(self.entries), 1024):  # paths whose entries left the LRU
+                    self._latest = {k: v for k, v in self._latest.items() if (k, v) in self.entries}
         self.entries.put(key, entry, size=size, expires_at=entry.valid_until.timestamp())
 
     def clear(self) -> None:
+        with self._lock:
+            self._latest.clear()
         self.entries.clear()
 
 

@@ -264,7 +264,8 @@ def test_jwt_typed_tokens_are_accepted_by_the_middleware_and_sdk(net, settings):
 
 @pytest.mark.parametrize("store", ["database", "redis"])
 def test_the_replay_store_is_shared_between_processes(net, settings, store):
-    if store == "database" and connection.vendor != "postgresql":
+    if connection.vendor != "postgresql":
+        # Used ids are rows in the database with or without Redis (a flushed Redis must not re-admit them).
         pytest.skip("the SQLite test database is in memory: another process cannot reach it")
     if store == "redis" and not os.environ.get("REDIS_URL"):
         pytest.skip("REDIS_URL is not set")

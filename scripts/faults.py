@@ -1,0 +1,311 @@
+"""Faults under load, on a PostgreSQL cluster and a Redis server started here for the purpose.
+
+    make faults                                   # the full run (about two minutes)
+    .venv/bin/python scripts/faults.py --pg-outage 3 --redis-outage 1 --settle 1   # a quick run
+
+Never touches a shared server: initdb makes a private PostgreSQL cluster in a
+temporary directory (run as the postgres user when started as root) and a private
+redis-server (no persistence) is started, each on its own port. One instance of the
+service (the project's gunicorn.conf.py, two workers) runs on them while client
+threads send token requests (client_secret_basic, and every fourth one a fresh
+private_key_jwt assertion). Then, in turn:
+
+  PostgreSQL restarted; PostgreSQL stopped for --pg-outage seconds (default 30);
+  Redis restarted (down --redis-outage seconds); Redis flushed (FLUSHALL);
+  one gunicorn worker killed (SIGKILL); SIGTERM to gunicorn under load.
+
+For each: the time from the fault to the first 503, the number of 500s (must be 0),
+the slowest /healthz (must answer 200 within the liveness probe's 2 s timeout) and
+what /readyz said (503 while PostgreSQL is down),
+the time from the dependency's return until requests succeed again (must be < 2 s),
+and, after the Redis restart and the flush, whether a client assertion used before
+is refused when replayed (it must be). SIGTERM must reset no connection in use.
+Prints a table; exits 1 when a promise fails, 2 when it cannot run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psycopg
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from opslib import (
+    Instance,
+    Load,
+    OwnPostgres,
+    OwnRedis,
+    Participant,
+    initdb_available,
+    log,
+    onboard,
+    outcomes,
+    prepare_database,
+    print_table,
+    service_env,
+)
+
+RECOVERY_LIMIT = 2.0
+# The liveness probe's timeout in deploy/k8s (timeoutSeconds: 2): slower, and a healthy pod is killed.
+HEALTHZ_LIMIT_MS = 2000.0
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+# A request whose connection the server reset or closed without an answer, after it was sent.
+RESET_ERRORS = {"RemoteProtocolError", "ReadError", "WriteError"}
+
+
+@dataclass
+class Result:
+    fault: str
+    outage: str = "—"
+    first_503_s: float | None = None
+    count_500: int = 0
+    errors: str = ""
+    recovery_s: float | None = None
+    replay: str = "—"
+    healthz_max_ms: float | None = None
+    readyz: str = "—"
+    ok: bool = True
+    note: str = ""
+
+    def row(self) -> list:
+        def seconds(value):
+            return "—" if value is None else f"{value:.2f}"
+
+        healthz = "—" if self.healthz_max_ms is None else f"{self.healthz_max_ms:.0f}"
+        return [self.fault, self.outage, seconds(self.first_503_s), self.count_500, self.errors or "none",
+                seconds(self.recovery_s), self.replay, healthz, self.readyz, "PASS" if self.ok else "FAIL", self.note]
+
+
+def mixed_requests(url: str, participant: Participant):
+    token_url = f"{url}/oauth2/token"
+    audience = f"{url}/oauth2/token"
+    auth = (participant.client_id, participant.client_secret)
+
+    def make(client: httpx.Client, n: int):
+        if n % 4 == 0:
+            data = {"grant_type": "client_credentials", "client_assertion_type": ASSERTION_TYPE,
+                    "client_assertion": participant.assertion(audience)}
+            return "assertion", client.post(token_url, data=data)
+        return "basic", client.post(token_url, data={"grant_type": "client_credentials"}, auth=auth)
+
+    return make
+
+
+def health_probes(url: str):
+    """A prober's requests: /healthz and /readyz in turn (each on its own kept-alive connection)."""
+
+    def make(client: httpx.Client, n: int):
+        path = "/healthz" if n % 2 else "/readyz"
+        return path, client.get(f"{url}{path}")
+
+    return make
+
+
+def assertion_request(url: str, assertion: str) -> int:
+    return httpx.post(f"{url}/oauth2/token", data={"grant_type": "client_credentials",
+                                                  "client_assertion_type": ASSERTION_TYPE,
+                                                  "client_assertion": assertion}, timeout=10).status_code
+
+
+def measure(load: Load, fault: str, t_fault: float, t_back: float | None, t_end: float, *,
+            outage: str = "—", expect_503: bool = False, probes: Load | None = None) -> Result:
+    samples = [s for s in load.snapshot() if s.ended >= t_fault and s.started < t_end]
+    result = Result(fault, outage)
+    probe_ok = True
+    if probes is not None:
+        window = [s for s in probes.snapshot() if s.ended >= t_fault and s.started < t_end]
+        healthz = [s for s in window if s.kind == "/healthz"]
+        readyz = outcomes(s for s in window if s.kind == "/readyz")
+        if healthz:
+            result.healthz_max_ms = max(s.ended - s.started for s in healthz) * 1000
+        result.readyz = " ".join(f"{k}:{v}" for k, v in sorted(readyz.items())) or "—"
+        # Liveness answers at once and never fails, whatever the dependencies do.
+        probe_ok = (bool(healthz) and all(s.outcome == "200" for s in healthz)
+                    and result.healthz_max_ms < HEALTHZ_LIMIT_MS)
+        if expect_503 and "503" not in readyz:
+            probe_ok = False
+    served_503 = sorted(s.ended for s in samples if s.outcome == "503")
+    if served_503:
+        result.first_503_s = served_503[0] - t_fault
+    result.count_500 = sum(1 for s in samples if s.outcome.startswith("5") and s.outcome != "503")
+    counts = outcomes(s for s in samples if s.outcome not in {"200", "503"})
+    result.errors = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
+    if t_back is not None:
+        bad = [s.ended for s in samples if s.outcome != "200"]
+        result.recovery_s = max(0.0, max(bad) - t_back) if bad else 0.0
+    if t_back is not None:
+        last_bad = max((s.ended for s in samples if s.outcome != "200"), default=t_fault)
+        recovered = any(s.outcome == "200" and s.started > last_bad for s in samples)
+        result.ok = result.count_500 == 0 and recovered and result.recovery_s < RECOVERY_LIMIT
+    else:
+        result.ok = result.count_500 == 0
+    if not probe_ok:
+        result.ok = False
+        result.note = (result.note + " " if result.note else "") + "liveness/readiness probes failed their promise"
+    if expect_503 and result.first_503_s is None:
+        result.ok = False
+        result.note = "no 503 seen during the outage"
+    return result
+
+
+def wait_until(predicate, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pg-outage", type=float, default=30.0, help="seconds PostgreSQL stays stopped")
+    parser.add_argument("--redis-outage", type=float, default=3.0, help="seconds Redis stays down when restarted")
+    parser.add_argument("--settle", type=float, default=3.0, help="seconds of load after each recovery")
+    parser.add_argument("--threads", type=int, default=4, help="client threads")
+    parser.add_argument("--base-port", type=int, default=int(os.environ.get("FAULTS_BASE_PORT", "18420")),
+                        help="PostgreSQL on this port, Redis on +1, the service on +2")
+    args = parser.parse_args()
+    if not initdb_available() or shutil.which("redis-server") is None:
+        print("make faults needs PostgreSQL's server binaries (initdb, pg_ctl) and redis-server", file=sys.stderr)
+        return 2
+    workdir = Path(tempfile.mkdtemp(prefix="ocen-faults-"))
+    pg, redis = OwnPostgres(args.base_port, workdir), OwnRedis(args.base_port + 1, workdir)
+    instance: Instance | None = None
+    load: Load | None = None
+    probes: Load | None = None
+    results: list[Result] = []
+    started = time.monotonic()
+    try:
+        log(f"private PostgreSQL on {args.base_port}, Redis on {args.base_port + 1}")
+        pg.init()
+        redis.start()
+        with psycopg.connect(pg.admin_dsn, autocommit=True) as conn:
+            conn.execute("CREATE DATABASE ocen")
+        url = f"http://127.0.0.1:{args.base_port + 2}"
+        env = service_env(database_url=f"postgres://postgres@127.0.0.1:{args.base_port}/ocen", redis_url=redis.url,
+                          issuer=url)
+        prepare_database(env)
+        agent = onboard(env, "Faults Agent")
+        instance = Instance("faults", args.base_port + 2, env, workers=2)
+        instance.start()
+        load = Load(mixed_requests(url, agent), threads=args.threads, pause=0.002).start()
+        probes = Load(health_probes(url), threads=1, pause=0.1).start()
+        time.sleep(args.settle)
+        warmup = outcomes(load.snapshot())
+        if set(warmup) != {"200"}:
+            raise RuntimeError(f"requests fail before any fault: {dict(warmup)}")
+
+        # PostgreSQL restarted (fast shutdown: open connections terminated).
+        t_fault = time.monotonic()
+        pg.restart()
+        t_back = time.monotonic()
+        time.sleep(args.settle)
+        results.append(measure(load, "PostgreSQL restarted", t_fault, t_back, time.monotonic(),
+                               outage=f"{t_back - t_fault:.1f} s", probes=probes))
+
+        # PostgreSQL stopped for the outage.
+        t_fault = time.monotonic()
+        pg.stop()
+        time.sleep(args.pg_outage)
+        pg.start()
+        t_back = time.monotonic()
+        time.sleep(args.settle)
+        results.append(measure(load, "PostgreSQL stopped", t_fault, t_back, time.monotonic(),
+                               outage=f"{args.pg_outage:g} s", expect_503=args.pg_outage >= 1, probes=probes))
+
+        # Redis restarted: everything it held is gone.
+        used = agent.assertion(f"{url}/oauth2/token")
+        first_use = assertion_request(url, used)
+        t_fault = time.monotonic()
+        redis.stop()
+        time.sleep(args.redis_outage)
+        redis.start()
+        t_back = time.monotonic()
+        replay_status = assertion_request(url, used)
+        time.sleep(args.settle)
+        result = measure(load, "Redis restarted", t_fault, t_back, time.monotonic(), outage=f"{args.redis_outage:g} s",
+                         probes=probes)
+        result.replay = f"first {first_use}, replay {replay_status}"
+        result.ok = result.ok and first_use == 200 and replay_status in {400, 401}
+        results.append(result)
+
+        # Redis flushed.
+        used = agent.assertion(f"{url}/oauth2/token")
+        first_use = assertion_request(url, used)
+        t_fault = time.monotonic()
+        redis.flushall()
+        t_back = time.monotonic()
+        replay_status = assertion_request(url, used)
+        time.sleep(args.settle)
+        result = measure(load, "Redis FLUSHALL", t_fault, t_back, time.monotonic(), probes=probes)
+        result.replay = f"first {first_use}, replay {replay_status}"
+        result.ok = result.ok and first_use == 200 and replay_status in {400, 401}
+        results.append(result)
+
+        # One worker killed.
+        workers = instance.worker_pids()
+        t_fault = time.monotonic()
+        os.kill(workers[0], signal.SIGKILL)
+        respawned = wait_until(lambda: len(set(instance.worker_pids()) - set(workers)) == 1, 30)
+        t_back = time.monotonic()
+        time.sleep(args.settle)
+        result = measure(load, "worker SIGKILL", t_fault, t_back, time.monotonic())
+        result.recovery_s = t_back - t_fault
+        lost = sum(1 for s in load.snapshot() if s.ended >= t_fault and s.outcome != "200")
+        result.note = f"replacement worker after {t_back - t_fault:.2f} s; lost {lost} (bound: {args.threads})"
+        result.ok = result.count_500 == 0 and respawned and lost <= args.threads
+        results.append(result)
+
+        # SIGTERM under load: in-flight requests finish; no connection in use is reset.
+        probes.stop()
+        t_fault = time.monotonic()
+        instance.signal(signal.SIGTERM)
+        instance.process.wait(timeout=60)
+        t_exit = time.monotonic()
+        time.sleep(0.5)
+        load.stop()
+        samples = [s for s in load.snapshot() if s.ended >= t_fault]
+        resets = [s for s in samples if s.outcome in RESET_ERRORS]
+        result = Result("SIGTERM under load", count_500=sum(1 for s in samples if s.outcome.startswith("5")))
+        counts = outcomes(s for s in samples if s.outcome != "200")
+        result.errors = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
+        finished = sum(1 for s in samples if s.outcome == "200")
+        result.note = (f"exit after {t_exit - t_fault:.2f} s; {finished} requests answered after the signal; "
+                       f"{len(resets)} reset (ConnectError = refused after the listener closed)")
+        result.ok = result.count_500 == 0 and not resets
+        results.append(result)
+    except Exception as exc:
+        results.append(Result("faults ran", ok=False, note=f"{type(exc).__name__}: {exc}"[:300]))
+        if instance:
+            log(instance.log_tail())
+    finally:
+        for running in (load, probes):
+            if running:
+                running.stop()
+        if instance:
+            instance.cleanup()
+        redis.stop()
+        with contextlib.suppress(Exception):
+            pg.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    print_table(f"make faults — one instance (2 gthread workers), {args.threads} client threads, private PostgreSQL "
+                f"+ Redis ({time.monotonic() - started:.0f} s)",
+                ["fault", "outage", "first 503 (s)", "500s", "other non-200", "recovery (s)", "replay (status)",
+                 "healthz max ms", "readyz", "result", "note"], [r.row() for r in results])
+    return 0 if results and all(r.ok for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
