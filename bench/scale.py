@@ -366,8 +366,10 @@ def measure(args, service: Service, dsn: str, agent: dict, lender: dict, workdir
     # cached page was dropped; now only the caller's own client record is reloaded.
     cold = []
     for _ in range(5):
+        scope = f"bench.{uuid.uuid4().hex[:8]}"
+        service.manage("define_scope", scope)  # grants name catalogue scopes
         service.manage("grant_access", agent["participant_id"], lender["participant_id"], "--scopes",
-                       f"ocen.loan bench.{uuid.uuid4().hex[:8]}")
+                       f"ocen.loan {scope}")
         tick = time.monotonic()
         httpx.get(list_url, headers=headers).raise_for_status()
         cold.append((time.monotonic() - tick) * 1000)
@@ -501,6 +503,7 @@ def main(argv: list[str] | None = None) -> int:
 
         agent = onboard(service, "Bench Agent", "LOAN_AGENT", ec.generate_private_key(ec.SECP256R1()))
         lender = onboard(service, "Bench Lender", "LENDER", ec.generate_private_key(ec.SECP256R1()))
+        service.manage("define_scope", "ocen.loan")
         service.manage("grant_access", agent["participant_id"], lender["participant_id"], "--scopes", "ocen.loan")
         credentials = workdir / "credentials.txt"
         credentials.touch()

@@ -234,9 +234,15 @@ def onboard(env: dict, name: str, role: str = "LOAN_AGENT") -> Participant:
     return Participant(data["client_id"], data["client_secret"], data["participant_id"], key)
 
 
+# The scopes the scripts grant (grants name scopes of the catalogue).
+SCOPES = ("ocen.loan", "soak.0", "soak.1", "soak.2")
+
+
 def prepare_database(env: dict) -> None:
     manage(env, "migrate", "--noinput")
     manage(env, "bootstrap", "--no-admin")
+    for scope in SCOPES:
+        manage(env, "define_scope", scope)
 
 
 class Instance:

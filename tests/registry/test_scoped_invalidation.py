@@ -40,7 +40,7 @@ class Worker:
 
 
 @pytest.fixture
-def world(onboard, admin_user, token_for, client):
+def world(onboard, admin_user, token_for, client, scope_catalogue):
     """A reader (with a registry token) mapped to a lender A, and a bystander lender B."""
     reader, _ = onboard("LOAN_AGENT", "Reader Co")
     lender_a, _ = onboard("LENDER", "Alpha Bank")
@@ -135,7 +135,7 @@ CHANGES = {
     "organisation update": lambda w: services.organisation_update(
         organisation=w["a"].participant.organisation, legal_name="Alpha Bank Renamed", acting_user=w["admin"]),
     "offboard": lambda w: services.participant_offboard(participant=w["a"].participant, reason="left",
-                                                        acting_user=w["admin"]),
+                                                        acting_user=w["admin"], four_eyes=False),
 }
 
 
