@@ -192,6 +192,36 @@ def test_four_eyes_lifecycle_with_two_operators(console):
     assert page.csp_violations == [] and checker.csp_violations == []
 
 
+def test_grant_access_adds_scopes_picked_from_the_catalogue(console):
+    """The other participant found by typing (autocomplete), scopes ticked from the
+    catalogue; a second grant adds to the first and the page shows before and after."""
+    page, base = console
+    for name in ("ocen.loan", "ocen.offer"):
+        services.scope_define(name=name, description=f"{name} scope", acting_user=None)
+    agent = _onboard("Grant Agent", "LOAN_AGENT").participant
+    lender = _onboard("Grant Lender").participant
+
+    def grant(scope: str) -> None:
+        page.goto(_change_url(base, agent))
+        page.click("a.workflow-grant-access")
+        page.select_option("#id_direction", "client")
+        page.click(".select2-selection")  # the autocomplete, not a list of every participant
+        page.fill(".select2-search__field", "Grant Lend")
+        page.click(".select2-results__option:has-text('Grant Lender')")
+        page.check(f"input[name=scopes][value='{scope}']")
+        shot(page, f"13-grant-{scope}")
+        page.click("input[name=confirm]")
+
+    grant("ocen.loan")
+    page.wait_for_selector("text=Granted ocen.loan.")
+    grant("ocen.offer")
+    page.wait_for_selector("text=Added: before ocen.loan; after ocen.loan ocen.offer.")
+    shot(page, "14-grant-merged")
+    mapping = agent.mappings_as_client.get(provider=lender)
+    assert set(mapping.scopes.split()) == {"ocen.loan", "ocen.offer"}
+    assert page.csp_violations == []
+
+
 def test_dashboard(console):
     page, base = console
     _onboard("Approved Bank")
