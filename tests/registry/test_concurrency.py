@@ -218,6 +218,8 @@ def test_renaming_an_organisation_while_its_participants_are_mapped_cannot_deadl
         organisation=organisation, role=role, base_url=f"https://{role.lower().replace('_', '-')}.two.example",
         public_key=ec_key().public_pem(), acting_user=None), acting_user=None).participant
         for role in ("LENDER", "LOAN_AGENT"))
+    for name in ("ocen.loan", *(f"t{turn}" for turn in range(5))):
+        services.scope_define(name=name, acting_user=None)
     for turn in range(5):
         outcomes = _race_each(
             lambda turn=turn: services.organisation_update(organisation=organisation,
