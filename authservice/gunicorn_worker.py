@@ -1,6 +1,7 @@
 """The gunicorn worker class `gunicorn.conf.py` uses (imported by gunicorn, not by Django)."""
 
 import errno
+import time
 
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
@@ -8,28 +9,55 @@ from gunicorn.workers.gthread import TConn, ThreadWorker
 class BalancedThreadWorker(ThreadWorker):
     """gunicorn's gthread worker, with two changes measured in bench/rounds.py and scripts/faults.py:
 
-    - A worker accepts a new connection only while one of its threads is free. Stock
-      gthread accepts whatever arrives while its threads are busy, so under keep-alive
-      load one worker often took every connection and the others none (wrk -c8: 8 and
-      0, half the throughput). Now a connection waits in the kernel's queue for a worker
-      that can serve it, and long-lived connections spread over every worker.
+    - A worker whose threads are all busy lets a waiting connection go to another
+      worker first: it stops listening for ``ACCEPT_DELAY`` seconds, then accepts it
+      anyway if nobody else did. Stock gthread accepts whatever arrives while its
+      threads are busy, so under keep-alive load one worker often took every connection
+      and the others none (wrk -c8: 8 and 0, half the throughput). A first version
+      refused connections for as long as every thread was busy: under steady load a
+      worker's threads are almost never free at the moment it looks, so late
+      connections waited in the kernel's queue for up to 2 s (bench: p99 0.1 to 1.4 s
+      against 8 ms, and wrk timeouts). The bounded delay keeps the spreading and caps
+      that wait.
     - On SIGTERM, the connections already queued on the listening socket are accepted
       and answered (with "Connection: close") before the worker lets go of the socket;
       stock gthread left them queued, and the kernel reset them when the last worker
       closed the socket.
     """
 
+    ACCEPT_DELAY = 0.005  # seconds a busy worker leaves a new connection to the others
     busy = 0
+    _paused_until = 0.0
+    _deferred_since: float | None = None
 
     @property
     def worker_connections(self):
         # The run loop accepts while nr_conns < worker_connections: lower the bound to the
-        # current count while no thread is free.
-        return self._connection_cap if self.busy < self.cfg.threads else min(self._connection_cap, self.nr_conns)
+        # current count while this worker, busy, leaves new connections to the others.
+        paused = self.busy >= self.cfg.threads and time.monotonic() < self._paused_until
+        return min(self._connection_cap, self.nr_conns) if paused else self._connection_cap
 
     @worker_connections.setter
     def worker_connections(self, value):
         self._connection_cap = value
+
+    def accept(self, listener):
+        if self.busy >= self.cfg.threads and self.alive:
+            now = time.monotonic()
+            if self._deferred_since is None or now - self._deferred_since > self.ACCEPT_DELAY + 0.05:
+                self._deferred_since = now  # a new wait (an older one ended: another worker took it)
+            if now - self._deferred_since < self.ACCEPT_DELAY:
+                self._paused_until = self._deferred_since + self.ACCEPT_DELAY
+                self.set_accept_enabled(False)  # until the pause ends (see wait_for_and_dispatch_events)
+                return
+        self._deferred_since = None
+        super().accept(listener)
+
+    def wait_for_and_dispatch_events(self, timeout):
+        remaining = self._paused_until - time.monotonic()
+        if remaining > 0:
+            timeout = min(timeout, remaining)  # wake when the pause ends, to accept what still waits
+        super().wait_for_and_dispatch_events(timeout)
 
     def enqueue_req(self, conn):
         self.busy += 1

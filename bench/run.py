@@ -96,6 +96,8 @@ def wrk(url: str, script: str, *, duration: int, connections: int, threads: int,
                             env={**os.environ, "BENCH_WRK_DIR": str(BENCH / "wrk"), "BENCH_THREADS": str(threads),
                                  **env}).stdout
     line = next(line for line in output.splitlines() if line.startswith("{"))
+    if os.environ.get("BENCH_WRK_RAW"):
+        print(output, file=sys.stderr)
     data = json.loads(line)
     return WrkResult(rps=data["requests"] / (data["duration_us"] / 1e6), p50_ms=data["p50_us"] / 1000,
                      p99_ms=data["p99_us"] / 1000, errors=data["non_2xx_3xx"] + data["socket_errors"],
@@ -387,6 +389,9 @@ def print_table(rows: list[dict], verify_rows: list[dict], info: dict, meta: dic
         print("\n" + json.dumps(info, indent=2))
 
 
+DEFAULT_WORKER_CLASS = "authservice.gunicorn_worker.BalancedThreadWorker"
+
+
 def main() -> int:
     if sys.argv[1:2] == ["rounds"]:
         from bench.rounds import main as rounds_main
@@ -403,7 +408,8 @@ def main() -> int:
     parser.add_argument("--wrk-threads", type=int, default=2)
     parser.add_argument("--workers", type=int, default=int(os.environ.get("BENCH_WORKERS", str(os.cpu_count()))))
     parser.add_argument("--gunicorn-threads", type=int, default=int(os.environ.get("BENCH_GTHREADS", "1")))
-    parser.add_argument("--worker-class", default=os.environ.get("BENCH_WORKER_CLASS", "gthread"))
+    # The service's own default (gunicorn.conf.py): the production configuration is what is measured.
+    parser.add_argument("--worker-class", default=os.environ.get("BENCH_WORKER_CLASS", DEFAULT_WORKER_CLASS))
     parser.add_argument("--cases", default="token,assertion,registry,verify,growth")
     parser.add_argument("--stored-tokens", type=int, default=1_000_000)
     parser.add_argument("--participants", type=int, default=10_000)

@@ -50,7 +50,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.run import ADMIN_DSN, PY, Service, basic, onboard, rss_kib, wrk  # noqa: E402
+from bench.run import ADMIN_DSN, DEFAULT_WORKER_CLASS, PY, Service, basic, onboard, rss_kib, wrk  # noqa: E402
 
 FILL_MARK = "Scale Org"
 CRAWL_PAGE_SIZE = 200
@@ -498,7 +498,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[int, dict] = {}
     workdir = Path(tempfile.mkdtemp(prefix="ocen-scale-"))
     with scale_database(args.database) as dsn:
-        service = Service(workers=args.workers, threads=1, worker_class="gthread")
+        service = Service(workers=args.workers, threads=1, worker_class=DEFAULT_WORKER_CLASS)
         service.env["DATABASE_URL"] = dsn.replace("postgresql://", "postgres://")
         service.manage("migrate", "--noinput")
         service.manage("bootstrap", "--no-admin")

@@ -125,3 +125,49 @@ def test_sigterm_answers_what_was_sent_and_resets_nothing(tmp_path):
         stop(process)
     assert before > 0
     assert set(outcomes) <= {"ok", "refused"}, Counter(outcomes)
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _busy_worker(monkeypatch, clock):
+    from types import SimpleNamespace
+
+    from gunicorn.workers.gthread import ThreadWorker
+
+    from authservice import gunicorn_worker
+
+    accepted, switches = [], []
+    monkeypatch.setattr(gunicorn_worker.time, "monotonic", clock)
+    monkeypatch.setattr(ThreadWorker, "accept", lambda self, listener: accepted.append(listener))
+    worker = gunicorn_worker.BalancedThreadWorker.__new__(gunicorn_worker.BalancedThreadWorker)
+    worker.cfg, worker.alive, worker.busy, worker.nr_conns = SimpleNamespace(threads=1), True, 1, 3
+    worker.worker_connections = 1000
+    worker.set_accept_enabled = switches.append
+    return worker, accepted, switches
+
+
+def test_a_busy_worker_leaves_a_new_connection_to_the_others_for_a_bounded_time(monkeypatch):
+    clock = _Clock()
+    worker, accepted, switches = _busy_worker(monkeypatch, clock)
+    worker.accept("listener")
+    assert accepted == [] and switches == [False]  # first, another worker may take it …
+    assert worker.worker_connections == worker.nr_conns  # … and this one stops listening meanwhile
+    clock.now += worker.ACCEPT_DELAY / 2
+    assert worker.worker_connections == worker.nr_conns
+    clock.now += worker.ACCEPT_DELAY
+    assert worker.worker_connections == 1000  # the pause is over: listening again …
+    worker.accept("listener")
+    assert accepted == ["listener"]  # … and what still waits is taken: never starved
+
+
+def test_a_worker_with_a_free_thread_accepts_at_once(monkeypatch):
+    worker, accepted, switches = _busy_worker(monkeypatch, _Clock())
+    worker.busy = 0
+    worker.accept("listener")
+    assert accepted == ["listener"] and switches == []
