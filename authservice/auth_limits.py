@@ -45,6 +45,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.http import HttpRequest
 
+from authservice.change_listener import listener
 from authservice.clientcache import generation_sql, lookup_value
 from authservice.conf import authservice_settings
 from authservice.models import AuthFailureCounter
@@ -81,6 +82,7 @@ class Check:
 
     locked_for: int  # whole seconds until the attempt's lockout ends; 0: not locked out
     client_generation: int | None  # the presented client's, for authservice.clientcache.generation_pinned
+    generation_read: bool = True  # False: the change feed is live, nothing was read
 
 
 @dataclass(frozen=True)
@@ -188,7 +190,12 @@ def attempt_for(request: HttpRequest, params: Mapping[str, str]) -> Attempt:
 
 
 def check(attempt: Attempt) -> Check:
-    """Whether the attempt is locked out, and the presented client's generation, in one query."""
+    """Whether the attempt is locked out, and the presented client's generation, in one
+    query; none while the change feed is live (``authservice.change_listener``): the
+    process knows every running lockout then."""
+    if listener.trusted():
+        return Check(locked_for=_seconds_until(listener.locked_until(attempt.pair_key, attempt.address_key)),
+                     client_generation=None, generation_read=False)
     quote = connection.ops.quote_name
     # One primary-key lookup per key: cheaper to plan than MAX(...) WHERE key IN (...).
     lookup = (f"(SELECT {quote('locked_until')} FROM {quote(AuthFailureCounter._meta.db_table)} "  # noqa: S608
@@ -197,10 +204,13 @@ def check(attempt: Attempt) -> Check:
         cursor.execute(f"SELECT ({generation_sql()}), {lookup}, {lookup}",
                        [lookup_value(attempt.client_id), attempt.pair_key, attempt.address_key])
         generation, *locked_until = cursor.fetchone()
-    now = time.time()
     until = max((value for value in locked_until if value is not None), default=0.0)
-    locked_for = max(1, math.ceil(until - now)) if until > now else 0
-    return Check(locked_for=locked_for, client_generation=generation)
+    return Check(locked_for=_seconds_until(until), client_generation=generation)
+
+
+def _seconds_until(until: float) -> int:
+    now = time.time()
+    return max(1, math.ceil(until - now)) if until > now else 0
 
 
 def record_failure(attempt: Attempt) -> None:
@@ -213,6 +223,7 @@ def record_failure(attempt: Attempt) -> None:
     started = counter.count_failures([(keys[kind], limits[kind]) for kind in (PAIR, ADDRESS)], now)
     for kind in (PAIR, ADDRESS):
         if keys[kind] in started:
+            listener.lockout_started_here(keys[kind], started[keys[kind]])  # the others hear it from PostgreSQL
             _report(Lockout(kind=kind, client_id=attempt.client_id[:MAX_CLIENT_ID_CHARS] if kind == PAIR else None,
                             address=attempt.address, failures=limits[kind],
                             window_seconds=authservice_settings.AUTH_FAILURE_WINDOW,

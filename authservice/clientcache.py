@@ -32,6 +32,7 @@ from django.db.models import F
 from oauth2_provider.models import get_application_model
 
 from authservice.bounded_cache import BoundedCache, approximate_size
+from authservice.change_listener import listener
 from authservice.conf import authservice_settings
 from authservice.grants import ClientGrants
 
@@ -103,6 +104,8 @@ def bump_client_generations(pks: Iterable[int]) -> None:
         list(Client.objects.select_for_update().filter(pk__in=ordered).order_by("pk").values_list("pk", flat=True))
     if ordered:
         Client.objects.filter(pk__in=ordered).update(generation=F("generation") + 1)
+        if listener.trusted():  # this process drops them on commit; the others on the notice
+            listener.clients_changed_here(Client.objects.filter(pk__in=ordered).values_list("client_id", flat=True))
 
 
 @dataclass(frozen=True)
@@ -124,13 +127,25 @@ class _ClientCache:
         self.entries = BoundedCache("clients", max_bytes=_max_bytes)
 
     def get(self, client_id: str) -> ClientRecord | None:
-        """The active client's record, or None for an unknown or inactive client."""
+        """The active client's record, or None for an unknown or inactive client.
+
+        While the change feed is live (``authservice.change_listener``), a cached record
+        is current by construction: no query. Otherwise the client's generation is read
+        and compared with the cached one."""
+        if listener.trusted():
+            cached = self.entries.get(client_id)
+            if cached is not None and cached[1] is not None:  # "unknown or inactive" is always re-read
+                return cached[1]
+        sequence = listener.sequence  # before reading: a notice after it keeps the record out
         generation = current_generation(client_id)  # before loading: a change after it shows next time
-        cached = self.entries.get(client_id, valid=lambda entry: entry[0] == generation)
-        if cached is not None:
-            return cached[1]
+        if not listener.trusted():
+            cached = self.entries.get(client_id, valid=lambda entry: entry[0] == generation)
+            if cached is not None:
+                return cached[1]
         record = self._load(client_id, generation)
-        self.entries.put(client_id, (generation, record), size=approximate_size((client_id, generation, record)))
+        entry = (generation, record)
+        listener.store_if_current(sequence, lambda: self.entries.put(
+            client_id, entry, size=approximate_size((client_id, generation, record))))
         return record
 
     @staticmethod
@@ -149,3 +164,5 @@ class _ClientCache:
 
 
 client_cache = _ClientCache()
+listener.forget_client = client_cache.entries.discard
+listener.forget_all_clients = client_cache.clear

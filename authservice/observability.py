@@ -46,6 +46,11 @@ CACHE_ENTRIES = Gauge("authservice_cache_entries", "Entries held by a per-worker
                       ["cache"], multiprocess_mode="livesum")
 CACHE_BYTES = Gauge("authservice_cache_bytes", "Approximate bytes held by a per-worker cache (summed over workers)",
                     ["cache"], multiprocess_mode="livesum")
+CHANGE_FEED_LIVE = Gauge("authservice_change_feed_live", "1 when every worker's change feed from PostgreSQL is live "
+                         "(token requests trust the worker's cache), else 0 (they query)",
+                         multiprocess_mode="livemin")
+CHANGE_FEED_EVENTS = Counter("authservice_change_feed_events_total",
+                             "Change feed events: connect, disconnect, notice", ["event"])
 
 
 def _endpoint(request: HttpRequest) -> str:

@@ -140,6 +140,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
             # Seconds a request waits for a pooled connection before answering 503.
             "timeout": float(os.environ.get("DATABASE_POOL_TIMEOUT", "1")),
         }
+    # Each serving process listens for changes to clients and lockouts
+    # (authservice.change_listener), so a token request for a cached client needs no
+    # query. Off: every token request reads them again (one small query).
+    AUTHSERVICE_PUSHED_INVALIDATION = env_bool("AUTHSERVICE_PUSHED_INVALIDATION", True)
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {"transaction_mode": "IMMEDIATE", "timeout": 20, "init_command": "PRAGMA journal_mode=WAL;"}

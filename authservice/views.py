@@ -4,6 +4,7 @@ discovery metadata and health checks."""
 import json
 import logging
 import sys
+from contextlib import nullcontext
 from functools import lru_cache
 from urllib.parse import parse_qsl
 
@@ -186,7 +187,9 @@ class OAuthEndpointView(View):
             headers["Authorization"] = request.META["HTTP_AUTHORIZATION"]
         uri = request.build_absolute_uri(request.path)
         try:
-            with generation_pinned(attempt.client_id, check.client_generation):  # read by the check
+            pinned = (generation_pinned(attempt.client_id, check.client_generation)  # read by the check
+                      if check.generation_read else nullcontext())
+            with pinned:
                 response_headers, response_body, status = self.respond(uri, body, headers)
         except SigningKeyUnavailable as exc:
             # A deployment mistake (wrong key-encryption key, no key), not the client's:

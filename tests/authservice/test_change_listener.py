@@ -1,0 +1,226 @@
+"""Changes pushed by PostgreSQL (``authservice.change_listener``): while the feed is
+live, a token request for a cached client makes no query, and yet every change made
+through another connection (another worker, another instance) reaches the cache; when
+the feed is lost, requests query again until it is back."""
+
+import os
+import threading
+import time
+
+import psycopg
+import pytest
+from django.db import connection, connections
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+
+from authservice import auth_limits, change_listener
+from authservice.change_listener import APPLICATION_NAME, CHANNEL, ChangeListener, listener
+from authservice.clientcache import client_cache
+from authservice.models import AuthFailureCounter
+from authservice.services import client_create, client_deactivate, client_reactivate
+from tests.conftest import FORM, basic, form
+
+ADDRESS = "127.0.0.9"
+NOTICE_WAIT = 5.0  # seconds a test waits for a notice before failing (a bound, not a timing)
+
+
+def _token(http: Client, client_id: str, secret: str):
+    return http.post("/oauth2/token", form({"grant_type": "client_credentials"}), content_type=FORM,
+                     HTTP_AUTHORIZATION=basic(client_id, secret), REMOTE_ADDR=ADDRESS)
+
+
+def _state_queries(queries) -> list[str]:
+    """The queries that read a client's state or a lockout (others, e.g. the activity
+    counters' periodic flush, may happen at any time)."""
+    return [q["sql"] for q in queries if "generation" in q["sql"] or AuthFailureCounter._meta.db_table in q["sql"]
+            or "oauthclient" in q["sql"]]
+
+
+def _elsewhere(action):
+    """Run ``action`` on another database connection (as another worker would), committed."""
+    errors = []
+
+    def run():
+        try:
+            action()
+        except Exception as exc:  # reported below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(30)
+    assert not errors, errors
+
+
+def _wait(condition, what: str) -> float:
+    start = time.monotonic()
+    while not condition():
+        assert time.monotonic() - start < NOTICE_WAIT, f"{what} did not happen within {NOTICE_WAIT} s"
+        time.sleep(0.002)
+    return time.monotonic() - start
+
+
+class TestWithPostgreSQL:
+    pytestmark = [
+        pytest.mark.postgres_only,
+        pytest.mark.django_db(transaction=True),
+        pytest.mark.skipif(connection.vendor != "postgresql", reason="LISTEN/NOTIFY is PostgreSQL's"),
+    ]
+
+    @pytest.fixture(autouse=True)
+    def feed(self, signing_key):
+        client_cache.clear()
+        assert listener.start()
+        _wait(listener.trusted, "the feed going live")
+        yield listener
+        listener.stop()
+        client_cache.clear()
+
+    @pytest.fixture
+    def credentials(self):
+        client, secret = client_create(name="feed")
+        return client, secret
+
+    def test_a_cached_client_costs_no_query(self, credentials):
+        client, secret = credentials
+        http = Client()
+        assert _token(http, client.client_id, secret).status_code == 200  # loads the record
+        with CaptureQueriesContext(connection) as queries:
+            for _ in range(3):
+                assert _token(http, client.client_id, secret).status_code == 200
+        assert _state_queries(queries.captured_queries) == []
+
+    def test_a_change_committed_elsewhere_reaches_the_cache(self, credentials):
+        client, secret = credentials
+        http = Client()
+        assert _token(http, client.client_id, secret).status_code == 200
+        before = listener.sequence
+        # Another process's write: its own session, and none of this process's hooks.
+        with psycopg.connect(**_params(), autocommit=True) as other:
+            table = type(client)._meta.db_table
+            sql = f'UPDATE "{table}" SET is_active = false, generation = generation + 1 WHERE id = %s'  # noqa: S608
+            other.execute(sql, [client.pk])
+        delay = _wait(lambda: listener.sequence > before, "the notice")
+        print(f"notice applied {delay * 1e6:.0f} µs after the commit")
+        assert _token(http, client.client_id, secret).status_code == 401
+
+    def test_a_rolled_back_change_sends_no_notice(self, credentials):
+        client, _ = credentials
+        with psycopg.connect(**_params(), autocommit=True) as watcher:
+            watcher.execute(f"LISTEN {CHANNEL}")
+
+            def change_then_roll_back():
+                from django.db import transaction
+
+                with pytest.raises(RuntimeError), transaction.atomic():
+                    type(client).objects.filter(pk=client.pk).update(name="renamed")
+                    raise RuntimeError("roll back")
+                type(client).objects.filter(pk=client.pk).update(name="kept")
+
+            _elsewhere(change_then_roll_back)
+            notices = [n.payload for n in watcher.notifies(timeout=1.0)]
+        assert notices == [f"c:{client.client_id}"]  # the committed update only
+
+    def test_a_new_client_is_never_refused_from_a_stale_negative_entry(self, credentials):
+        http = Client()
+        assert _token(http, "not-yet", "secret-that-is-long-enough").status_code == 401
+        created, secret = client_create(name="later")
+        # The unknown client's "no such client" entry is never trusted: no wait for a notice.
+        assert _token(http, created.client_id, secret).status_code == 200
+
+    def test_a_lockout_started_elsewhere_holds_here_without_a_query(self, credentials):
+        client, secret = credentials
+        http = Client()
+        assert _token(http, client.client_id, secret).status_code == 200
+        until = time.time() + 300
+        key = auth_limits._key(auth_limits.PAIR, client.client_id, ADDRESS)
+        _elsewhere(lambda: AuthFailureCounter.objects.create(key=key, failures=0, window_ends_at=until,
+                                                             locked_until=until))
+        _wait(lambda: listener.locked_until(key) >= until - 1, "the lockout notice")
+        with CaptureQueriesContext(connection) as queries:
+            response = _token(http, client.client_id, secret)
+        assert response.status_code == 429
+        assert _state_queries(queries.captured_queries) == []
+
+    def test_a_running_lockout_is_known_after_connecting(self, credentials):
+        client, secret = credentials
+        listener.stop()
+        until = time.time() + 300
+        key = auth_limits._key(auth_limits.ADDRESS, ADDRESS)
+        AuthFailureCounter.objects.create(key=key, failures=0, window_ends_at=until, locked_until=until)
+        assert listener.start()
+        _wait(listener.trusted, "the feed going live")
+        assert listener.locked_until(key) == pytest.approx(until)
+        assert _token(Client(), client.client_id, secret).status_code == 429
+
+    def test_losing_the_feed_falls_back_to_queries_then_resyncs(self, credentials, monkeypatch):
+        monkeypatch.setattr(change_listener, "RECONNECT_DELAY", 2.0)  # stays down while the test looks
+        client, secret = credentials
+        http = Client()
+        assert _token(http, client.client_id, secret).status_code == 200
+        connected = listener.connections
+        with psycopg.connect(**_params(), autocommit=True) as admin:
+            terminated = admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                       "WHERE application_name = %s", [APPLICATION_NAME]).fetchall()
+        assert terminated
+        _wait(lambda: not listener.trusted(), "the feed being distrusted")
+        # While it is down: a change made elsewhere is seen at once, by a query.
+        _elsewhere(lambda: client_deactivate(client=client))
+        assert not listener.trusted()
+        with CaptureQueriesContext(connection) as queries:
+            assert _token(http, client.client_id, secret).status_code == 401
+        assert _state_queries(queries.captured_queries)
+        # Back: everything cached before is forgotten; the state is right without a query.
+        _wait(lambda: listener.trusted() and listener.connections > connected, "the feed coming back")
+        _elsewhere(lambda: client_reactivate(client=client))
+        _wait(lambda: _token(http, client.client_id, secret).status_code == 200, "the reactivation")
+
+
+def _params() -> dict:
+    params = connection.get_connection_params()
+    for name in ("pool", "cursor_factory", "context"):
+        params.pop(name, None)
+    return params
+
+
+# --- Without a server ----------------------------------------------------------------------------
+
+def test_a_record_loaded_before_a_notice_is_not_stored():
+    feed = ChangeListener()
+    stored = []
+    sequence = feed.sequence
+    feed._apply("c:someone")  # a notice arrives while the record is being loaded
+    assert not feed.store_if_current(sequence, lambda: stored.append("record"))
+    assert stored == []
+    assert feed.store_if_current(feed.sequence, lambda: stored.append("record"))
+    assert stored == ["record"]
+
+
+def test_a_notice_drops_that_client_only():
+    feed = ChangeListener()
+    dropped = []
+    feed.forget_client = dropped.append
+    feed._apply("c:abc")
+    feed._apply("l:42:1900000000.5")
+    feed._apply("l:not-a-number:x")  # logged and ignored
+    assert dropped == ["abc"]
+    assert feed.locked_until(42, 7) == 1900000000.5
+
+
+def test_the_feed_is_not_trusted_in_a_forked_child_or_before_it_starts():
+    feed = ChangeListener()
+    assert not feed.trusted()
+    feed._pid = os.getpid() + 1  # as a child of a process that started it would see it
+    feed._trusted_until = time.monotonic() + 60
+    assert not feed.trusted()
+    feed._pid = os.getpid()
+    assert feed.trusted()
+
+
+@pytest.mark.django_db
+def test_sqlite_never_starts_a_feed():
+    if connection.vendor == "postgresql":
+        pytest.skip("PostgreSQL has the feed")
+    assert not ChangeListener().start()
