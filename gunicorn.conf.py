@@ -18,8 +18,10 @@ accesslog = "-" if os.environ.get("GUNICORN_ACCESS_LOG", "1") == "1" else None
 # The path without its query string (%(U)s, not the request line %(r)s): a client that
 # puts client_secret or a token in the URL must not get it written to the log. No
 # remote user (it comes from the Authorization header) and no referrer either; never
-# bodies or headers.
-access_log_format = '%(h)s - - %(t)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(L)ss "%(a)s"'
+# bodies or headers. AccessLogger writes this line without gunicorn's per-request dict
+# of every header and environ variable.
+access_log_format = '%(h)s - - %(t)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(L)ss "%(a)s"'  # = AccessLogger's
+logger_class = "authservice.gunicorn_worker.AccessLogger"
 max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "0"))
 # One control socket per instance (gunicorn's default is one path per user, shared by
 # every gunicorn on the host).
