@@ -224,7 +224,7 @@ def main() -> int:
                 promises.append(["worker RSS flat (< 25% growth after the first interval)", drift < 0.25,
                                  f"{first:.1f} -> {last:.1f} MiB ({drift:+.1%})"])
             conn_series = [row[9] for row in rows]
-            bound = WORKERS * POOL_MAX + 2  # the pools, plus this script's writer and count
+            bound = WORKERS * (POOL_MAX + 1) + 2  # the pools and each worker's change feed; this script's two
             promises.append(["PostgreSQL connections within the pools' bound",
                              bool(conn_series) and max(conn_series) <= bound,
                              f"per interval {conn_series}; bound {bound}"])
