@@ -14,6 +14,7 @@ import time
 import uuid
 from contextvars import ContextVar
 from ipaddress import ip_address, ip_network
+from pathlib import Path
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -146,6 +147,24 @@ def _allowed(address: str) -> bool:
     return False
 
 
+def _forget_dead_processes(directory: str) -> None:
+    """Drop the live gauges of worker processes that are gone. gunicorn's child_exit hook
+    does this for every worker; under granian a worker killed outright (SIGKILL, OOM)
+    gets no hook, and its last values would count forever."""
+    from prometheus_client import multiprocess
+
+    for path in Path(directory).glob("gauge_live*_*.db"):
+        pid = path.stem.rpartition("_")[2]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            multiprocess.mark_process_dead(int(pid), directory)
+        except PermissionError:
+            continue  # another user's live process
+
+
 def metrics(request: HttpRequest) -> HttpResponse:
     """Prometheus text format, for the addresses in AUTHSERVICE_METRICS_ALLOWED_IPS only."""
     if not _allowed(request.META.get("REMOTE_ADDR", "")):
@@ -155,6 +174,7 @@ def metrics(request: HttpRequest) -> HttpResponse:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
 
+        _forget_dead_processes(os.environ["PROMETHEUS_MULTIPROC_DIR"])
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
     response = HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
