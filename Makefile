@@ -17,12 +17,13 @@ install: $(STAMP)
 migrate: install
 	$(PY) manage.py migrate --noinput
 
-## Serve on http://127.0.0.1:8000 (embedded SQLite unless DATABASE_URL is set).
+## Serve on http://127.0.0.1:8000 (embedded SQLite unless DATABASE_URL is set; gunicorn unless
+## AUTHSERVICE_SERVER=granian).
 run: install
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py bootstrap
-	$(VENV)/bin/gunicorn authservice.wsgi --config gunicorn.conf.py
+	$(PY) -m authservice.serve
 
 ## Lint, then the whole suite on SQLite and on PostgreSQL (TEST_DATABASE_URL).
 test: install

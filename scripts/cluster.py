@@ -3,7 +3,7 @@
     make cluster                               # three instances, then the checks
     .venv/bin/python scripts/cluster.py --instances 2 --load-seconds 3   # a quick run
 
-Starts N gunicorn instances (the project's gunicorn.conf.py) on loopback ports behind
+Starts N instances (the project's launcher: gunicorn, or granian with --server) on loopback ports behind
 Debian's HAProxy (health checks on /readyz), sharing a temporary database on the given
 PostgreSQL server (created and dropped here, never an existing one) and a private
 redis-server. Then checks, and prints a table:
@@ -38,6 +38,8 @@ from opslib import (
     Instance,
     Load,
     OwnRedis,
+    add_db_prefix_option,
+    add_server_option,
     log,
     manage,
     onboard,
@@ -242,7 +244,7 @@ def check_kill_under_load(checks: Checks, proxy: HAProxy, instances: list[Instan
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--instances", type=int, default=3)
-    parser.add_argument("--workers", type=int, default=1, help="gunicorn workers per instance")
+    parser.add_argument("--workers", type=int, default=1, help="workers per instance")
     parser.add_argument("--base-port", type=int, default=int(os.environ.get("CLUSTER_BASE_PORT", "18400")),
                         help="HAProxy on this port, Redis on +9, instances on +1, +2, ...")
     parser.add_argument("--admin-dsn", default=os.environ.get("CLUSTER_ADMIN_DSN",
@@ -250,6 +252,8 @@ def main() -> int:
                         help="PostgreSQL server where a temporary database is created (and dropped)")
     parser.add_argument("--load-threads", type=int, default=8)
     parser.add_argument("--load-seconds", type=float, default=4.0, help="load before and after the kill")
+    add_server_option(parser)
+    add_db_prefix_option(parser, "ocen_cluster")
     args = parser.parse_args()
     if args.instances < 2:
         parser.error("--instances must be at least 2")
@@ -267,7 +271,7 @@ def main() -> int:
     redis = OwnRedis(args.base_port + 9, workdir)
     started = time.monotonic()
     try:
-        with temp_database(args.admin_dsn, "ocen_cluster") as database_url:
+        with temp_database(args.admin_dsn, args.db_prefix) as database_url:
             redis.start()
             proxy_url = f"http://127.0.0.1:{args.base_port}"
             env = service_env(database_url=database_url, redis_url=redis.url, issuer=proxy_url,
@@ -278,7 +282,8 @@ def main() -> int:
             bob = onboard(env, "Cluster Bob", "LENDER")
             for agent in (alice, carol):  # Bob is in their tokens' audience: Bob may introspect them
                 manage(env, "grant_access", agent.participant_id, bob.participant_id, "--scopes", "ocen.loan")
-            instances = [Instance(f"i{n + 1}", args.base_port + 1 + n, env, workers=args.workers)
+            instances = [Instance(f"i{n + 1}", args.base_port + 1 + n, env, workers=args.workers,
+                                  server=args.server)
                          for n in range(args.instances)]
             for instance in instances:
                 instance.start(wait=False)
@@ -309,8 +314,9 @@ def main() -> int:
             log(f"logs kept in {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
-    print_table(f"make cluster — {args.instances} instances x {args.workers} worker(s) behind HAProxy, shared "
-                f"PostgreSQL + Redis ({time.monotonic() - started:.0f} s)", ["check", "result", "detail"], checks.rows)
+    print_table(f"make cluster — {args.instances} {args.server} instances x {args.workers} worker(s) behind HAProxy, "
+                f"shared PostgreSQL + Redis ({time.monotonic() - started:.0f} s)", ["check", "result", "detail"],
+                checks.rows)
     return 1 if checks.failed else 0
 
 

@@ -6,13 +6,13 @@
 Never touches a shared server: initdb makes a private PostgreSQL cluster in a
 temporary directory (run as the postgres user when started as root) and a private
 redis-server (no persistence) is started, each on its own port. One instance of the
-service (the project's gunicorn.conf.py, two workers) runs on them while client
+service (the project's launcher: gunicorn, or granian with --server; two workers) runs on them while client
 threads send token requests (client_secret_basic, and every fourth one a fresh
 private_key_jwt assertion). Then, in turn:
 
   PostgreSQL restarted; PostgreSQL stopped for --pg-outage seconds (default 30);
   Redis restarted (down --redis-outage seconds); Redis flushed (FLUSHALL);
-  one gunicorn worker killed (SIGKILL); SIGTERM to gunicorn under load.
+  one worker killed (SIGKILL); SIGTERM to the server under load.
 
 For each: the time from the fault to the first 503, the number of 500s (must be 0),
 the slowest /healthz (must answer 200 within the liveness probe's 2 s timeout) and
@@ -47,6 +47,7 @@ from opslib import (
     OwnPostgres,
     OwnRedis,
     Participant,
+    add_server_option,
     initdb_available,
     log,
     onboard,
@@ -176,6 +177,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=4, help="client threads")
     parser.add_argument("--base-port", type=int, default=int(os.environ.get("FAULTS_BASE_PORT", "18420")),
                         help="PostgreSQL on this port, Redis on +1, the service on +2")
+    add_server_option(parser)
     args = parser.parse_args()
     if not initdb_available() or shutil.which("redis-server") is None:
         print("make faults needs PostgreSQL's server binaries (initdb, pg_ctl) and redis-server", file=sys.stderr)
@@ -198,7 +200,7 @@ def main() -> int:
                           issuer=url)
         prepare_database(env)
         agent = onboard(env, "Faults Agent")
-        instance = Instance("faults", args.base_port + 2, env, workers=2)
+        instance = Instance("faults", args.base_port + 2, env, workers=2, server=args.server)
         instance.start()
         load = Load(mixed_requests(url, agent), threads=args.threads, pause=0.002).start()
         probes = Load(health_probes(url), threads=1, pause=0.1).start()
@@ -300,8 +302,8 @@ def main() -> int:
         with contextlib.suppress(Exception):
             pg.stop()
         shutil.rmtree(workdir, ignore_errors=True)
-    print_table(f"make faults — one instance (2 gthread workers), {args.threads} client threads, private PostgreSQL "
-                f"+ Redis ({time.monotonic() - started:.0f} s)",
+    print_table(f"make faults — one instance ({args.server}, 2 workers), {args.threads} client threads, private "
+                f"PostgreSQL + Redis ({time.monotonic() - started:.0f} s)",
                 ["fault", "outage", "first 503 (s)", "500s", "other non-200", "recovery (s)", "replay (status)",
                  "healthz max ms", "readyz", "result", "note"], [r.row() for r in results])
     return 0 if results and all(r.ok for r in results) else 1

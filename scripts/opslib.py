@@ -1,7 +1,9 @@
 """Shared pieces of the operations scripts (cluster.py, faults.py, soak.py).
 
-Instances run the project's own gunicorn.conf.py; databases are temporary (created and
-dropped here); a PostgreSQL cluster and a Redis server can be started privately on a
+Instances run through the project's launcher (python -m authservice.serve: gunicorn with
+gunicorn.conf.py, or granian when AUTHSERVICE_SERVER=granian, or the scripts' --server);
+databases are temporary (created and dropped here, named with a prefix the scripts take
+as --db-prefix); a PostgreSQL cluster and a Redis server can be started privately on a
 given port, so fault tests never touch a shared server.
 """
 
@@ -29,7 +31,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
-GUNICORN = str(Path(PY).parent / "gunicorn")
 PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "sdk" / "src"))
@@ -245,15 +246,31 @@ def prepare_database(env: dict) -> None:
         manage(env, "define_scope", scope)
 
 
-class Instance:
-    """One gunicorn (the project's gunicorn.conf.py) on 127.0.0.1:``port``."""
+def add_server_option(parser) -> None:
+    """--server: which server the launcher runs (AUTHSERVICE_SERVER; gunicorn unless set)."""
+    parser.add_argument("--server", choices=("gunicorn", "granian"),
+                        default=os.environ.get("AUTHSERVICE_SERVER", "gunicorn"),
+                        help="the HTTP server the instances run (python -m authservice.serve)")
 
-    def __init__(self, name: str, port: int, env: dict, *, workers: int = 2, threads: int | None = None) -> None:
+
+def add_db_prefix_option(parser, default: str) -> None:
+    parser.add_argument("--db-prefix", default=default,
+                        help="name prefix of the temporary databases (to keep runs that share a server apart)")
+
+
+class Instance:
+    """One instance (the project's launcher, python -m authservice.serve) on 127.0.0.1:``port``."""
+
+    def __init__(self, name: str, port: int, env: dict, *, workers: int = 2, threads: int | None = None,
+                 server: str | None = None) -> None:
         self.name, self.port = name, port
         self.url = f"http://127.0.0.1:{port}"
         self.var = Path(tempfile.mkdtemp(prefix=f"ocen-{name}-"))
         self.env = {**env, "GUNICORN_BIND": f"127.0.0.1:{port}", "GUNICORN_WORKERS": str(workers),
                     "AUTHSERVICE_VAR_DIR": str(self.var)}
+        if server:
+            self.env["AUTHSERVICE_SERVER"] = server
+        self.server = self.env.get("AUTHSERVICE_SERVER", "gunicorn")
         if threads is not None:
             self.env["GUNICORN_THREADS"] = str(threads)
         self.process: subprocess.Popen | None = None
@@ -261,7 +278,7 @@ class Instance:
 
     def start(self, wait: bool = True) -> None:
         self._log = open(self.logfile, "ab")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen([GUNICORN, "authservice.wsgi", "--config", str(ROOT / "gunicorn.conf.py")],
+        self.process = subprocess.Popen([PY, "-m", "authservice.serve"],
                                         cwd=ROOT, env=self.env, start_new_session=True, stdout=self._log,
                                         stderr=subprocess.STDOUT)
         if wait:

@@ -3,7 +3,7 @@
     make soak                                  # ten minutes (SOAK_SECONDS=... to change)
     .venv/bin/python scripts/soak.py --seconds 20 --interval 5   # a quick run
 
-One instance (the project's gunicorn.conf.py, two workers) on a temporary database on
+One instance (the project's launcher: gunicorn, or granian with --server; two workers) on a temporary database on
 the given PostgreSQL server (created and dropped here) and a private redis-server.
 Client threads send a steady mix: token requests, introspection, registry reads; a
 writer thread makes admin/service writes through the registry's commands (onboard a
@@ -42,6 +42,8 @@ from opslib import (
     Instance,
     Load,
     OwnRedis,
+    add_db_prefix_option,
+    add_server_option,
     log,
     manage,
     onboard,
@@ -151,6 +153,8 @@ def main() -> int:
     parser.add_argument("--admin-dsn", default=os.environ.get("SOAK_ADMIN_DSN",
                                                               "postgresql://postgres@127.0.0.1:5432/postgres"),
                         help="PostgreSQL server where a temporary database is created (and dropped)")
+    add_server_option(parser)
+    add_db_prefix_option(parser, "ocen_soak")
     args = parser.parse_args()
     if shutil.which("redis-server") is None:
         print("make soak needs redis-server", file=sys.stderr)
@@ -162,7 +166,7 @@ def main() -> int:
     writer: Writer | None = None
     rows, promises = [], []
     try:
-        with temp_database(args.admin_dsn, "ocen_soak") as database_url:
+        with temp_database(args.admin_dsn, args.db_prefix) as database_url:
             redis.start()
             url = f"http://127.0.0.1:{args.port}"
             env = service_env(database_url=database_url, redis_url=redis.url, issuer=url,
@@ -171,7 +175,7 @@ def main() -> int:
             agent, spare = onboard(env, "Soak Agent"), onboard(env, "Soak Spare")
             lender = onboard(env, "Soak Lender", "LENDER")
             manage(env, "grant_access", agent.participant_id, lender.participant_id, "--scopes", "ocen.loan")
-            instance = Instance("soak", args.port, env, workers=WORKERS)
+            instance = Instance("soak", args.port, env, workers=WORKERS, server=args.server)
             instance.start()
 
             os.environ.update({k: v for k, v in env.items() if k not in {"GUNICORN_BIND"}})
@@ -255,7 +259,7 @@ def main() -> int:
         with contextlib.suppress(Exception):
             shutil.rmtree(workdir, ignore_errors=True)
     print_table(f"make soak — {args.seconds:g} s, {args.threads} client threads + 1 writer, one instance "
-                f"({WORKERS} workers), PostgreSQL + Redis",
+                f"({args.server}, {WORKERS} workers), PostgreSQL + Redis",
                 ["#", "t (s)", "requests", "req/s", "errors", "error kinds", "p50 ms", "p99 ms", "worker RSS MiB",
                  "PG conns", "writes"], rows)
     print_table("promises", ["promise", "result", "detail"],

@@ -3,7 +3,7 @@
 No container engine runs here: the Dockerfile, compose file, HAProxy config and the
 Kubernetes manifests (rendered with `kubectl kustomize`, else read as plain YAML) are
 parsed, and every command they run is checked against the project: manage.py commands
-exist and accept their arguments, gunicorn's module and config file exist, health-check
+exist and accept their arguments, the launcher (or gunicorn's module) and gunicorn's config exist, health-check
 paths resolve to the health views with a Host the service allows, and every environment
 variable they set is one the settings or gunicorn.conf.py read.
 """
@@ -49,6 +49,12 @@ def check_command(command: list[str]) -> None:
         assert name in commands, f"manage.py has no command {name!r}"
         parser = load_command_class(commands[name], name).create_parser("manage.py", name)
         parser.parse_args(arguments)  # SystemExit (a failure here) on an unknown flag
+    elif command[:3] == ["python", "-m", "authservice.serve"]:
+        from authservice import serve
+
+        assert len(command) == 3, f"the launcher takes its settings from the environment: {command}"
+        assert serve.DEFAULT_SERVER in serve.SERVERS
+        assert (ROOT / "gunicorn.conf.py").is_file(), "gunicorn.conf.py missing"
     elif command[0] == "gunicorn":
         module, _, _ = command[1].partition(":")
         assert hasattr(import_module(module), "application")
