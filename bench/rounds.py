@@ -17,7 +17,8 @@ Variants (--variants):
   balanced       the project's default: gunicorn.conf.py's BalancedThreadWorker, 1 thread
   gthread-2t     gunicorn's stock gthread worker, 2 threads
   balanced-2t    balanced with 2 threads per worker
-  granian        granian's WSGI server, same number of workers (if installed)
+  granian        granian's WSGI server through the launcher (AUTHSERVICE_SERVER=granian), same workers
+  granian-log    granian with the default logging (text, access log on, INFO)
   log-text       balanced, with the default logging (text, access log on, INFO)
   log-json       balanced, LOG_FORMAT=json, access log on, INFO
 The server variants run with logging off (access log off, WARNING), like bench/run.py;
@@ -58,7 +59,8 @@ VARIANTS = {
     "balanced": ("gunicorn", [], {**LOGGING_OFF, "GUNICORN_THREADS": "1"}),
     "gthread-2t": ("gunicorn", ["-k", "gthread"], {**LOGGING_OFF, "GUNICORN_THREADS": "2"}),
     "balanced-2t": ("gunicorn", [], {**LOGGING_OFF, "GUNICORN_THREADS": "2"}),
-    "granian": ("granian", [], {**LOGGING_OFF}),
+    "granian": ("granian", [], {**LOGGING_OFF, "GUNICORN_THREADS": "1"}),
+    "granian-log": ("granian", [], {**LOGGING_DEFAULT, "GUNICORN_THREADS": "1"}),
     "log-text": ("gunicorn", [], {**LOGGING_DEFAULT, "GUNICORN_THREADS": "1"}),
     "log-json": ("gunicorn", [], {**LOGGING_DEFAULT, "LOG_FORMAT": "json", "GUNICORN_THREADS": "1"}),
 }
@@ -100,7 +102,8 @@ class Server:
     extra_env: dict
     env: dict
     workers: int
-    port: int = field(default_factory=free_port)
+    port: int = 0
+    duration: float = 4.0
     process: subprocess.Popen | None = None
     rounds: list[Round] = field(default_factory=list)
 
@@ -109,15 +112,13 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
+        self.port = self.port or free_port()
         self.var = Path(tempfile.mkdtemp(prefix=f"ocen-rounds-{self.name}-"))
         env = {**self.env, **self.extra_env, "AUTHSERVICE_VAR_DIR": str(self.var),
                "GUNICORN_BIND": f"127.0.0.1:{self.port}", "GUNICORN_WORKERS": str(self.workers)}
         if self.kind == "granian":
-            env["PROMETHEUS_MULTIPROC_DIR"] = str(self.var / "metrics")
-            (self.var / "metrics").mkdir(parents=True)
-            command = [str(VENV_BIN / "granian"), "--interface", "wsgi", "--host", "127.0.0.1", "--port",
-                       str(self.port), "--workers", str(self.workers), "--no-ws", "--log-level", "warning",
-                       "authservice.wsgi:application"]
+            env["AUTHSERVICE_SERVER"] = "granian"
+            command = [PY, "-m", "authservice.serve"]
         else:
             command = [str(VENV_BIN / "gunicorn"), "authservice.wsgi", "--config", "gunicorn.conf.py",
                        *self.extra_args]
@@ -170,7 +171,10 @@ def summarize(server: Server) -> dict:
     if spread > SPREAD_LIMIT:
         cause = (f"imbalance: {len(skewed)}/{len(rates)} rounds with one worker under a quarter of another's CPU"
                  if skewed else "no worker imbalance: other load on the machine (see other CPU)")
-    return {"variant": server.name, "min": round(min(rates)), "median": round(median), "max": round(max(rates)),
+    cpu = [sum(r.worker_ticks) / os.sysconf("SC_CLK_TCK") / (r.rps * server.duration) * 1e6
+           for r in server.rounds if r.rps]
+    return {"variant": server.name, "cpu_us_per_request": round(statistics.median(cpu)) if cpu else None,
+            "min": round(min(rates)), "median": round(median), "max": round(max(rates)),
             "spread": round(spread, 3), "errors": sum(r.errors for r in server.rounds),
             "skewed_rounds": len(skewed), "flag": cause,
             "rounds": [{"rps": round(r.rps), "worker_ticks": r.worker_ticks, "other_ticks": r.other_ticks}
@@ -200,19 +204,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wrk-threads", type=int, default=2)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--variants", default="gthread,balanced,gthread-2t,balanced-2t,granian,log-text,log-json")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("BENCH_PORT", "0")),
+                        help="first port of the variants' servers (one each); 0: any free ports")
+    parser.add_argument("--db-prefix", default="ocen_rounds", help="name prefix of the temporary database")
     parser.add_argument("--output", default=str(ROOT / "bench" / "results"))
     args = parser.parse_args(argv)
     names = [name.strip() for name in args.variants.split(",") if name.strip()]
     unknown = set(names) - set(VARIANTS)
     if unknown:
         parser.error(f"unknown variants: {', '.join(sorted(unknown))}")
-    if "granian" in names and not (VENV_BIN / "granian").exists():
-        print("granian is not installed (pip install granian): skipping that variant", file=sys.stderr)
-        names.remove("granian")
     if shutil.which("wrk") is None:
         print("needs wrk: apt-get install wrk", file=sys.stderr)
         return 2
-    database = f"ocen_rounds_{os.getpid()}"
+    database = f"{args.db_prefix}_{os.getpid()}"
     with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {database}")
     servers: list[Server] = []
@@ -227,7 +231,8 @@ def main(argv: list[str] | None = None) -> int:
         basic_auth = basic(agent["client_id"], agent["client_secret"])
         for name in names:
             kind, extra_args, extra_env = VARIANTS[name]
-            server = Server(name, kind, extra_args, extra_env, env, args.workers)
+            server = Server(name, kind, extra_args, extra_env, env, args.workers,
+                            port=args.port + len(servers) if args.port else 0, duration=args.duration)
             server.start()
             servers.append(server)
         load = open("/proc/loadavg").read().split()[:3]  # noqa: SIM115
@@ -247,14 +252,14 @@ def main(argv: list[str] | None = None) -> int:
             conn.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
     summaries = [summarize(server) for server in servers]
     print(f"\ntoken endpoint, tokens/s over {args.rounds} rounds (A/B/... interleaved, one running server each)")
-    header = (f"{'variant':<12} {'min':>6} {'median':>7} {'max':>6} {'spread':>7} {'errors':>6}  "
+    header = (f"{'variant':<12} {'min':>6} {'median':>7} {'max':>6} {'spread':>7} {'errors':>6} {'CPU µs/req':>10}  "
               "worker CPU ticks per round")
     print(header)
     print("-" * len(header))
     for summary in summaries:
         ticks = " ".join("/".join(map(str, r["worker_ticks"])) for r in summary["rounds"])
         print(f"{summary['variant']:<12} {summary['min']:>6} {summary['median']:>7} {summary['max']:>6} "
-              f"{summary['spread']:>6.0%} {summary['errors']:>6}  {ticks}")
+              f"{summary['spread']:>6.0%} {summary['errors']:>6} {summary['cpu_us_per_request'] or '—':>10}  {ticks}")
     for summary in summaries:
         if summary["flag"]:
             print(f"  ! {summary['variant']}: spread {summary['spread']:.0%} > {SPREAD_LIMIT:.0%} — {summary['flag']}")

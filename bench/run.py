@@ -4,10 +4,14 @@
     .venv/bin/python bench/run.py --duration 2 --rounds 1 --cases token   # a quick look
     .venv/bin/python bench/run.py rounds    # steadiness and worker balance: bench/rounds.py
 
-Starts this service under gunicorn on PostgreSQL in production settings and the
-peer (node-oidc-provider, configured equivalently) on the same machine, loads each
-in turn with wrk (alternating A/B/A/B), and prints a table; the results are also
-written as JSON under bench/results/. Nothing here asserts a time.
+Starts this service through its launcher (python -m authservice.serve) on PostgreSQL in
+production settings — by default the production logging too (access log on, INFO) —
+under one or more servers (--servers gunicorn,granian) and the peer
+(node-oidc-provider, configured equivalently) on the same machine, loads each in turn
+with wrk (alternating A/B/A/B), and prints a table with each figure's ratio to the peer
+and the CPU each request cost the server's processes (utime + stime from /proc over the
+run, divided by its requests: robust to other load on the machine). The results are
+also written as JSON under bench/results/. Nothing here asserts a time.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 PY = sys.executable
 ADMIN_DSN = os.environ.get("BENCH_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
-DB_NAME = "ocen_bench"
+DB_NAME = os.environ.get("BENCH_DB_NAME", "ocen_bench")
 sys.path.insert(0, str(ROOT))
 
 from ocen_sdk.jws import sign_compact  # noqa: E402
@@ -51,6 +55,31 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants."""
+    found, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        found.append(current)
+        try:
+            pending.extend(int(child) for child in Path(f"/proc/{current}/task/{current}/children").read_text().split())
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return found
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process and its live descendants, seconds."""
+    ticks = 0
+    for current in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def rss_kib(pid: int) -> int:
@@ -87,21 +116,26 @@ class WrkResult:
     p99_ms: float
     errors: int
     requests: int
+    cpu_us: float | None = None  # server CPU per request, microseconds
 
 
-def wrk(url: str, script: str, *, duration: int, connections: int, threads: int, env: dict) -> WrkResult:
+def wrk(url: str, script: str, *, duration: int, connections: int, threads: int, env: dict,
+        pid: int | None = None) -> WrkResult:
     command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency", "-s",
                str(BENCH / "wrk" / script), url]
+    cpu_before = cpu_seconds(pid) if pid else 0.0
     output = subprocess.run(command, capture_output=True, text=True, check=True, timeout=duration + 60,
                             env={**os.environ, "BENCH_WRK_DIR": str(BENCH / "wrk"), "BENCH_THREADS": str(threads),
                                  **env}).stdout
+    cpu = cpu_seconds(pid) - cpu_before if pid else None
     line = next(line for line in output.splitlines() if line.startswith("{"))
     if os.environ.get("BENCH_WRK_RAW"):
         print(output, file=sys.stderr)
     data = json.loads(line)
     return WrkResult(rps=data["requests"] / (data["duration_us"] / 1e6), p50_ms=data["p50_us"] / 1000,
                      p99_ms=data["p99_us"] / 1000, errors=data["non_2xx_3xx"] + data["socket_errors"],
-                     requests=data["requests"])
+                     requests=data["requests"],
+                     cpu_us=cpu / data["requests"] * 1e6 if cpu is not None and data["requests"] else None)
 
 
 @dataclass
@@ -115,7 +149,8 @@ class Row:
 
     @property
     def rps(self) -> float:
-        return statistics.mean(r.rps for r in self.results)
+        """The median round (rounds are few and other load is bursty: one slow round moves a mean)."""
+        return statistics.median(r.rps for r in self.results)
 
     def as_dict(self) -> dict:
         return {
@@ -126,16 +161,27 @@ class Row:
             "rss_mib": round(self.rss_kib / 1024, 1),
             "ratio_to_peer": round(self.rps / self.peer_rps, 2) if self.peer_rps else None,
             "runs_rps": [round(r.rps, 1) for r in self.results], "note": self.note,
+            "cpu_us_per_request": (round(statistics.median(r.cpu_us for r in self.results))
+                                   if self.results and all(r.cpu_us is not None for r in self.results) else None),
         }
 
 
 # --- The two servers -------------------------------------------------------------------------
 
+# The production configuration's logging (gunicorn.conf.py's access log, LOG_LEVEL's default), or none.
+LOGGING = {"default": {"GUNICORN_ACCESS_LOG": "1", "LOG_LEVEL": "INFO"},
+           "off": {"GUNICORN_ACCESS_LOG": "0", "LOG_LEVEL": "WARNING"}}
+
+
 class Service:
-    def __init__(self, *, workers: int, threads: int, worker_class: str) -> None:
-        self.port = free_port()
+    """The service through its launcher (python -m authservice.serve) under ``server``."""
+
+    def __init__(self, *, workers: int, threads: int, worker_class: str, server: str = "gunicorn",
+                 port: int | None = None, logging: str = "off") -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.workers, self.threads, self.worker_class = workers, threads, worker_class
+        self.server = server
         self.var = Path(tempfile.mkdtemp(prefix="ocen-bench-"))
         self.env = {
             **os.environ,
@@ -145,9 +191,14 @@ class Service:
             "AUTHSERVICE_KEY_ENCRYPTION_KEY": secrets.token_urlsafe(32),
             "AUTHSERVICE_ISSUER": self.url,
             "AUTHSERVICE_VAR_DIR": str(self.var),
-            "LOG_LEVEL": "WARNING",
             "REDIS_URL": os.environ.get("BENCH_REDIS_URL", ""),
             "PYTHONWARNINGS": "ignore",
+            "AUTHSERVICE_SERVER": server,
+            "GUNICORN_BIND": f"127.0.0.1:{self.port}",
+            "GUNICORN_WORKERS": str(workers),
+            "GUNICORN_THREADS": str(threads),
+            "GUNICORN_WORKER_CLASS": worker_class,
+            **LOGGING[logging],
         }
         self.process: subprocess.Popen | None = None
 
@@ -156,10 +207,7 @@ class Service:
                               check=True, timeout=600).stdout
 
     def start(self) -> None:
-        command = [str(Path(PY).parent / "gunicorn"), "authservice.wsgi", "-b", f"127.0.0.1:{self.port}",
-                   "-w", str(self.workers), "-k", self.worker_class, "--threads", str(self.threads),
-                   "--keep-alive", "30", "--log-level", "warning"]
-        self.process = subprocess.Popen(command, cwd=ROOT, env=self.env, start_new_session=True,
+        self.process = subprocess.Popen([PY, "-m", "authservice.serve"], cwd=ROOT, env=self.env, start_new_session=True,
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for(f"{self.url}/readyz")
 
@@ -171,8 +219,8 @@ class Service:
 
 
 class Peer:
-    def __init__(self, clients: list[dict]) -> None:
-        self.port = free_port()
+    def __init__(self, clients: list[dict], port: int | None = None) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         private_jwk = {**jwk.JWK.from_pyca(key).export_private(as_dict=True), "kid": "peer", "use": "sig",
@@ -225,23 +273,38 @@ def onboard(service: Service, name: str, role: str, key) -> dict:
         os.unlink(handle.name)
 
 
-def case_token(args, service: Service, peer: Peer, agent: dict) -> list[Row]:
-    ours, theirs = Row("token, client_secret_basic", "authservice"), Row("token, client_secret_basic",
-                                                                          "node-oidc-provider")
+def subject(service: Service, services: list[Service]) -> str:
+    return f"authservice/{service.server}" if len(services) > 1 else "authservice"
+
+
+def case_token(args, services: list[Service], peer: Peer | None, agent: dict) -> list[Row]:
+    """Every server, then the peer, round after round (the same machine noise for each)."""
+    case = "token, client_secret_basic"
+    ours = [Row(case, subject(service, services)) for service in services]
+    theirs = Row(case, "node-oidc-provider")
     ours_env = {"BENCH_BASIC": basic(agent["client_id"], agent["client_secret"])}
-    peer_client = peer.config["clients"][0]
-    peer_env = {"BENCH_BASIC": basic(peer_client["client_id"], peer_client["client_secret"])}
+    if peer is not None:
+        peer_client = peer.config["clients"][0]
+        peer_env = {"BENCH_BASIC": basic(peer_client["client_id"], peer_client["client_secret"])}
     for _ in range(args.rounds):
-        ours.results.append(wrk(f"{service.url}/oauth2/token", "token_basic.lua", env=ours_env, **args.load))
-        ours.rss_kib = max(ours.rss_kib, rss_kib(service.process.pid))
-        theirs.results.append(wrk(f"{peer.url}/token", "token_basic.lua", env=peer_env, **args.load))
-        theirs.rss_kib = max(theirs.rss_kib, rss_kib(peer.process.pid))
-    ours.peer_rps = theirs.peer_rps = theirs.rps
-    return [ours, theirs]
+        for service, row in zip(services, ours, strict=True):
+            row.results.append(wrk(f"{service.url}/oauth2/token", "token_basic.lua", env=ours_env,
+                                   pid=service.process.pid, **args.load))
+            row.rss_kib = max(row.rss_kib, rss_kib(service.process.pid))
+        if peer is not None:
+            theirs.results.append(wrk(f"{peer.url}/token", "token_basic.lua", env=peer_env, pid=peer.process.pid,
+                                      **args.load))
+            theirs.rss_kib = max(theirs.rss_kib, rss_kib(peer.process.pid))
+    if peer is None:
+        return ours
+    for row in [*ours, theirs]:
+        row.peer_rps = theirs.rps
+    return [*ours, theirs]
 
 
-def case_assertion(args, service: Service, agent: dict, agent_key, peer_rps: float | None) -> list[Row]:
-    row = Row("token, private_key_jwt", "authservice", peer_rps=peer_rps,
+def case_assertion(args, service: Service, agent: dict, agent_key, peer_rps: float | None,
+                   label: str = "authservice") -> list[Row]:
+    row = Row("token, private_key_jwt", label, peer_rps=peer_rps,
               note="peer: client_secret_basic figure (private_key_jwt not configured there)")
     token_url = f"{service.url}/oauth2/token"
     count = min(100_000, int(args.assertions_per_second * args.duration) + 1000)
@@ -258,25 +321,25 @@ def case_assertion(args, service: Service, agent: dict, agent_key, peer_rps: flo
                              f"client-assertion-type%3Ajwt-bearer&client_assertion={assertion}\n")
         try:
             row.results.append(wrk(token_url, "token_assertion.lua", env={"BENCH_ASSERTIONS": handle.name},
-                                   **args.load))
+                                   pid=service.process.pid, **args.load))
         finally:
             os.unlink(handle.name)
     row.rss_kib = rss_kib(service.process.pid)
     return [row]
 
 
-def case_registry(args, service: Service, agent: dict, lender: dict) -> list[Row]:
+def case_registry(args, service: Service, agent: dict, lender: dict, label: str = "authservice") -> list[Row]:
     token = httpx.post(f"{service.url}/oauth2/token", data={"grant_type": "client_credentials",
                                                             "resource": "urn:ocen:registry"},
                        auth=(agent["client_id"], agent["client_secret"])).json()["access_token"]
     path = f"{service.url}/registry/v1/participants/{lender['participant_id']}"
     etag = httpx.get(path, headers={"Authorization": f"Bearer {token}"}).headers["etag"]
     rows = []
-    for label, tag in (("registry GET participant, 200", ""), ("registry GET participant, 304", etag)):
-        row = Row(label, "authservice", note="no peer equivalent")
+    for case, tag in (("registry GET participant, 200", ""), ("registry GET participant, 304", etag)):
+        row = Row(case, label, note="no peer equivalent")
         for _ in range(args.rounds):
             row.results.append(wrk(path, "registry_get.lua", env={"BENCH_TOKEN": token, "BENCH_ETAG": tag},
-                                   **args.load))
+                                   pid=service.process.pid, **args.load))
         row.rss_kib = rss_kib(service.process.pid)
         rows.append(row)
     return rows
@@ -366,16 +429,18 @@ def case_growth(args, service: Service, agent: dict, lender: dict, dsn: str, emp
 def print_table(rows: list[dict], verify_rows: list[dict], info: dict, meta: dict) -> None:
     print(f"\nOCEN Auth Service benchmarks — {meta['started']} — {meta['machine']}")
     print(f"load: wrk -t{meta['wrk_threads']} -c{meta['connections']} -d{meta['duration']}s x {meta['rounds']} "
-          f"rounds (A/B alternating); service: gunicorn {meta['workers']}x{meta['worker_class']}"
-          f"/{meta['gunicorn_threads']} threads, PostgreSQL")
-    header = (f"{'case':<38} {'server':<19} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} "
-              f"{'RSS MiB':>8} {'vs peer':>8}")
+          f"rounds (A/B alternating, median round); service: {meta['servers']} x {meta['workers']} workers "
+          f"x {meta['gunicorn_threads']} thread(s) (gunicorn: {meta['worker_class']}), logging "
+          f"{meta['logging']}, PostgreSQL")
+    header = (f"{'case':<38} {'server':<25} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} "
+              f"{'RSS MiB':>8} {'CPU µs/req':>10} {'vs peer':>8}")
     print(header)
     print("-" * len(header))
     for row in rows:
         ratio = f"{row['ratio_to_peer']:.2f}x" if row["ratio_to_peer"] else "—"
-        print(f"{row['case']:<38} {row['subject']:<19} {row['rps']:>8.0f} {row['p50_ms']:>7.2f} {row['p99_ms']:>7.2f} "
-              f"{row['errors']:>6} {row['rss_mib']:>8.1f} {ratio:>8}")
+        cpu = f"{row['cpu_us_per_request']}" if row.get("cpu_us_per_request") else "—"
+        print(f"{row['case']:<38} {row['subject']:<25} {row['rps']:>8.0f} {row['p50_ms']:>7.2f} {row['p99_ms']:>7.2f} "
+              f"{row['errors']:>6} {row['rss_mib']:>8.1f} {cpu:>10} {ratio:>8}")
     if verify_rows:
         print("\nprovider-side verification per request, in-process (µs per call)")
         print(f"{'alg':<7} {'raw verify':>11} {'signature check':>16} {'full (token seen)':>18} {'overhead':>9} "
@@ -410,6 +475,14 @@ def main() -> int:
     parser.add_argument("--gunicorn-threads", type=int, default=int(os.environ.get("BENCH_GTHREADS", "1")))
     # The service's own default (gunicorn.conf.py): the production configuration is what is measured.
     parser.add_argument("--worker-class", default=os.environ.get("BENCH_WORKER_CLASS", DEFAULT_WORKER_CLASS))
+    parser.add_argument("--servers", default=os.environ.get("BENCH_SERVERS", os.environ.get("AUTHSERVICE_SERVER",
+                                                                                             "gunicorn")),
+                        help="comma-separated: the servers the launcher runs the service under (gunicorn, granian), "
+                             "each measured in the same rounds")
+    parser.add_argument("--logging", choices=sorted(LOGGING), default="default",
+                        help="default: the production configuration's (access log on, INFO); off: none")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("BENCH_PORT", "0")),
+                        help="first of the ports used (the servers, then the peer); 0: any free ports")
     parser.add_argument("--cases", default="token,assertion,registry,verify,growth")
     parser.add_argument("--stored-tokens", type=int, default=1_000_000)
     parser.add_argument("--participants", type=int, default=10_000)
@@ -426,12 +499,20 @@ def main() -> int:
     meta = {"started": datetime.now(UTC).isoformat(timespec="seconds"),
             "machine": f"{os.cpu_count()} cores, {os.uname().machine}", "duration": args.duration,
             "rounds": args.rounds, "connections": args.connections, "wrk_threads": args.wrk_threads,
-            "workers": args.workers, "gunicorn_threads": args.gunicorn_threads, "worker_class": args.worker_class}
+            "workers": args.workers, "gunicorn_threads": args.gunicorn_threads, "worker_class": args.worker_class,
+            "servers": args.servers, "logging": args.logging}
+    servers = [name.strip() for name in args.servers.split(",") if name.strip()]
+    unknown = set(servers) - {"gunicorn", "granian"}
+    if unknown or not servers:
+        parser.error(f"--servers: gunicorn and/or granian, not {', '.join(sorted(unknown)) or 'nothing'}")
     rows: list[Row] = []
     verify_rows: list[dict] = []
     info: dict = {}
     with bench_database() as dsn:
-        service = Service(workers=args.workers, threads=args.gunicorn_threads, worker_class=args.worker_class)
+        services = [Service(workers=args.workers, threads=args.gunicorn_threads, worker_class=args.worker_class,
+                            server=name, port=args.port + n if args.port else None, logging=args.logging)
+                    for n, name in enumerate(servers)]
+        service = services[0]  # migrations, onboarding, and the cases that change the database
         service.manage("migrate", "--noinput")
         service.manage("bootstrap", "--no-admin")
         agent_key, lender_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
@@ -439,42 +520,41 @@ def main() -> int:
         lender = onboard(service, "Bench Lender", "LENDER", lender_key)
         service.manage("define_scope", "ocen.loan")
         service.manage("grant_access", agent["participant_id"], lender["participant_id"], "--scopes", "ocen.loan")
-        peer = Peer([{"client_id": "bench-client", "client_secret": secrets.token_urlsafe(32)}])
+        peer = Peer([{"client_id": "bench-client", "client_secret": secrets.token_urlsafe(32)}],
+                    port=args.port + len(services) if args.port else None)
         try:
-            service.start()
+            for each in services:
+                each.start()
             if not args.no_peer:
                 peer.start()
             peer_rps = None
             if "token" in cases:
-                if args.no_peer:
-                    row = Row("token, client_secret_basic", "authservice")
-                    env = {"BENCH_BASIC": basic(agent["client_id"], agent["client_secret"])}
-                    row.results = [wrk(f"{service.url}/oauth2/token", "token_basic.lua", env=env, **args.load)
-                                   for _ in range(args.rounds)]
-                    row.rss_kib = rss_kib(service.process.pid)
-                    rows.append(row)
-                else:
-                    rows += case_token(args, service, peer, agent)
+                rows += case_token(args, services, None if args.no_peer else peer, agent)
+                if not args.no_peer:
                     peer_rps = rows[-1].rps
-            if "assertion" in cases:
-                rows += case_assertion(args, service, agent, agent_key, peer_rps)
-            if "registry" in cases:
-                rows += case_registry(args, service, agent, lender)
+            for each in services:
+                label = subject(each, services)
+                if "assertion" in cases:
+                    rows += case_assertion(args, each, agent, agent_key, peer_rps, label)
+                if "registry" in cases:
+                    rows += case_registry(args, each, agent, lender, label)
             if "verify" in cases:
                 from bench.verify import run as run_verify
 
                 verify_rows = run_verify(iterations=max(200, args.duration * 200))
             if "growth" in cases:
                 empty = next((r.rps for r in rows if r.case == "token, client_secret_basic"
-                              and r.subject == "authservice"), None)
+                              and r.subject == subject(service, services)), None)
                 if empty is None:
                     env = {"BENCH_BASIC": basic(agent["client_id"], agent["client_secret"])}
                     empty = wrk(f"{service.url}/oauth2/token", "token_basic.lua", env=env, **args.load).rps
-                registry_rps = next((r.rps for r in rows if r.case == "registry GET participant, 200"), None)
+                registry_rps = next((r.rps for r in rows if r.case == "registry GET participant, 200"
+                                     and r.subject == subject(service, services)), None)
                 growth_rows, info = case_growth(args, service, agent, lender, dsn, empty, peer_rps, registry_rps)
                 rows += growth_rows
         finally:
-            service.stop()
+            for each in services:
+                each.stop()
             peer.stop()
     table = [row.as_dict() for row in rows]
     print_table(table, verify_rows, info, meta)
