@@ -1,7 +1,8 @@
 """gunicorn.conf.py's worker spreads long-lived connections over every worker and drains on SIGTERM.
 
 Runs gunicorn with the project's config and worker class on a trivial app (a short
-sleep, then the worker's pid), so it needs no database and takes a few seconds.
+sleep, then the worker's pid), so it needs no database and takes a few seconds. The
+SIGTERM drain is checked under granian too (both through the launcher).
 """
 
 import os
@@ -18,7 +19,6 @@ import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-GUNICORN = str(Path(sys.executable).parent / "gunicorn")
 
 pytestmark = pytest.mark.ops_smoke
 
@@ -29,10 +29,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start(tmp_path, port: int) -> subprocess.Popen:
+def start(tmp_path, port: int, server: str = "gunicorn") -> subprocess.Popen:
     env = {**os.environ, "GUNICORN_BIND": f"127.0.0.1:{port}", "GUNICORN_WORKERS": "2", "GUNICORN_THREADS": "1",
-           "GUNICORN_ACCESS_LOG": "0", "AUTHSERVICE_VAR_DIR": str(tmp_path), "PYTHONPATH": str(ROOT)}
-    process = subprocess.Popen([GUNICORN, "tests.ops.pid_app", "--config", "gunicorn.conf.py"], cwd=ROOT, env=env,
+           "GUNICORN_ACCESS_LOG": "0", "AUTHSERVICE_VAR_DIR": str(tmp_path), "PYTHONPATH": str(ROOT),
+           "AUTHSERVICE_SERVER": server}
+    process = subprocess.Popen([sys.executable, "-m", "authservice.serve", "tests.ops.pid_app"], cwd=ROOT, env=env,
                                start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -44,7 +45,7 @@ def start(tmp_path, port: int) -> subprocess.Popen:
             pass
         time.sleep(0.1)
     process.kill()
-    raise AssertionError("gunicorn did not start")
+    raise AssertionError(f"{server} did not start")
 
 
 def stop(process: subprocess.Popen) -> None:
@@ -91,9 +92,10 @@ def test_long_lived_connections_spread_over_both_workers(tmp_path):
     assert len(owners) == 2 and min(owners.values()) >= 2, owners
 
 
-def test_sigterm_answers_what_was_sent_and_resets_nothing(tmp_path):
+@pytest.mark.parametrize("server", ["gunicorn", "granian"])
+def test_sigterm_answers_what_was_sent_and_resets_nothing(tmp_path, server):
     port = free_port()
-    process = start(tmp_path, port)
+    process = start(tmp_path, port, server)
     outcomes: list[str] = []
     stop_event = threading.Event()
 
