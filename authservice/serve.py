@@ -128,7 +128,20 @@ def worker_application():
     util.Finalize(None, worker_exit, exitpriority=10)
     for name in SECRET_VARIABLES:
         os.environ.pop(name, None)
-    return application
+    return _host_as_gunicorn_gives_it(application)
+
+
+def _host_as_gunicorn_gives_it(application):
+    """granian sets HTTP_HOST to "" when a request has no Host header (HTTP/1.0: HAProxy's
+    plain ``option httpchk``); Django then refuses it (400, DisallowedHost) instead of
+    falling back to SERVER_NAME as it does under gunicorn, which leaves HTTP_HOST unset."""
+
+    def wsgi(environ, start_response):
+        if environ.get("HTTP_HOST") == "":
+            del environ["HTTP_HOST"]
+        return application(environ, start_response)
+
+    return wsgi
 
 
 def worker_exit() -> None:

@@ -4,7 +4,8 @@ Each server, started the way `make run` and the deployment files start it, with 
 workers on a temporary SQLite database: a token is issued; /metrics sums both workers'
 samples; the token activity counters are written when the workers exit on SIGTERM;
 under granian, a worker killed outright is replaced and its live gauges are dropped
-from /metrics, and a secret set in the environment never reaches request.META.
+from /metrics, and a secret set in the environment never reaches request.META; a
+health check without a Host header (HTTP/1.0) is answered as under gunicorn.
 """
 
 import os
@@ -107,7 +108,21 @@ def tokens(service: Served, participant, count: int) -> None:
         assert response.json()["token_type"].lower() == "bearer"
 
 
+def host_less_status(service: Served, path: str) -> str:
+    """The status line of an HTTP/1.0 request without a Host header (HAProxy's plain httpchk)."""
+    with socket.create_connection(("127.0.0.1", service.port), timeout=10) as sock:
+        sock.sendall(f"GET {path} HTTP/1.0\r\n\r\n".encode())
+        answer = b""
+        while b"\r\n" not in answer:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+    return answer.split(b"\r\n", 1)[0].decode()
+
+
 def test_both_servers_issue_tokens_count_them_over_both_workers_and_flush_activity_on_sigterm(served):
+    assert " 200 " in host_less_status(served, "/readyz")
     agent = onboard(served.env, "Launcher Agent")
     before = served.metric("authservice_tokens_issued_total")
     tokens(served, agent, 12)
