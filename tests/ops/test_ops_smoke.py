@@ -2,7 +2,9 @@
 
 The scripts' own promises decide (each exits 1 when one fails); here they run with tiny
 durations in the PostgreSQL pass. Without HAProxy or PostgreSQL's server binaries they
-are skipped locally and fail under CI=true (.ci/run installs them).
+are skipped locally and fail under CI=true (.ci/run installs them). The instances run
+the server AUTHSERVICE_SERVER names (gunicorn unless set); OPS_SMOKE_*_PORT and
+OPS_SMOKE_DB_PREFIX keep runs that share a machine apart.
 """
 
 import os
@@ -41,6 +43,11 @@ def admin_dsn() -> str:
                                           dbname="postgres")
 
 
+def db_prefix(default: str) -> list[str]:
+    prefix = os.environ.get("OPS_SMOKE_DB_PREFIX")
+    return ["--db-prefix", f"{prefix}_{default}"] if prefix else []
+
+
 def run(*args: str, timeout: int = 120) -> str:
     result = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
                             check=False)
@@ -52,7 +59,8 @@ def test_cluster_smoke():
     require(shutil.which("haproxy") is not None, "haproxy (apt-get install haproxy)")
     require(shutil.which("redis-server") is not None, "redis-server")
     out = run("scripts/cluster.py", "--instances", "2", "--load-seconds", "1.5", "--load-threads", "4",
-              "--base-port", os.environ.get("OPS_SMOKE_CLUSTER_PORT", "18450"), "--admin-dsn", admin_dsn())
+              "--base-port", os.environ.get("OPS_SMOKE_CLUSTER_PORT", "18450"), "--admin-dsn", admin_dsn(),
+              *db_prefix("cluster"))
     for check in ("token from any instance verifies everywhere", "revocation through one instance holds on all",
                   "suspension holds on all instances at once", "client-auth lockout through one instance holds",
                   "one instance killed under load"):
@@ -77,7 +85,8 @@ def test_faults_smoke():
 def test_soak_smoke():
     require(shutil.which("redis-server") is not None, "redis-server")
     out = run("scripts/soak.py", "--seconds", "20", "--interval", "5", "--write-every", "1",
-              "--port", os.environ.get("OPS_SMOKE_SOAK_PORT", "18470"), "--admin-dsn", admin_dsn())
+              "--port", os.environ.get("OPS_SMOKE_SOAK_PORT", "18470"), "--admin-dsn", admin_dsn(),
+              *db_prefix("soak"))
     for promise in ("no errors under load", "worker RSS flat", "PostgreSQL connections within the pools' bound",
                     "audit chain verifies", "participant count as written"):
         line = next(line for line in out.splitlines() if line.startswith(promise))
