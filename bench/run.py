@@ -207,14 +207,21 @@ class Service:
                               check=True, timeout=600).stdout
 
     def start(self) -> None:
+        self.log = open(self.var / "server.log", "wb")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen([PY, "-m", "authservice.serve"], cwd=ROOT, env=self.env, start_new_session=True,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(f"{self.url}/readyz")
+                                        stdout=self.log, stderr=subprocess.STDOUT)
+        try:
+            wait_for(f"{self.url}/readyz")
+        except RuntimeError:
+            print((self.var / "server.log").read_text(errors="replace")[-3000:], file=sys.stderr)
+            raise
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
             self.process.wait(timeout=30)
+        if getattr(self, "log", None):
+            self.log.close()
         shutil.rmtree(self.var, ignore_errors=True)
 
 
@@ -513,6 +520,9 @@ def main() -> int:
                             server=name, port=args.port + n if args.port else None, logging=args.logging)
                     for n, name in enumerate(servers)]
         service = services[0]  # migrations, onboarding, and the cases that change the database
+        for other in services[1:]:  # one database: one set of keys
+            for name in ("DJANGO_SECRET_KEY", "AUTHSERVICE_KEY_ENCRYPTION_KEY"):
+                other.env[name] = service.env[name]
         service.manage("migrate", "--noinput")
         service.manage("bootstrap", "--no-admin")
         agent_key, lender_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
