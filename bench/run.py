@@ -482,8 +482,9 @@ def main() -> int:
     parser.add_argument("--gunicorn-threads", type=int, default=int(os.environ.get("BENCH_GTHREADS", "1")))
     # The service's own default (gunicorn.conf.py): the production configuration is what is measured.
     parser.add_argument("--worker-class", default=os.environ.get("BENCH_WORKER_CLASS", DEFAULT_WORKER_CLASS))
-    parser.add_argument("--servers", default=os.environ.get("BENCH_SERVERS", os.environ.get("AUTHSERVICE_SERVER",
-                                                                                             "gunicorn")),
+    from authservice.serve import chosen_server
+
+    parser.add_argument("--servers", default=os.environ.get("BENCH_SERVERS", chosen_server()),
                         help="comma-separated: the servers the launcher runs the service under (gunicorn, granian), "
                              "each measured in the same rounds")
     parser.add_argument("--logging", choices=sorted(LOGGING), default="default",

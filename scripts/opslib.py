@@ -247,9 +247,10 @@ def prepare_database(env: dict) -> None:
 
 
 def add_server_option(parser) -> None:
-    """--server: which server the launcher runs (AUTHSERVICE_SERVER; gunicorn unless set)."""
-    parser.add_argument("--server", choices=("gunicorn", "granian"),
-                        default=os.environ.get("AUTHSERVICE_SERVER", "gunicorn"),
+    """--server: which server the launcher runs (AUTHSERVICE_SERVER, else the launcher's default)."""
+    from authservice.serve import SERVERS, chosen_server
+
+    parser.add_argument("--server", choices=SERVERS, default=chosen_server(),
                         help="the HTTP server the instances run (python -m authservice.serve)")
 
 
@@ -270,7 +271,9 @@ class Instance:
                     "AUTHSERVICE_VAR_DIR": str(self.var)}
         if server:
             self.env["AUTHSERVICE_SERVER"] = server
-        self.server = self.env.get("AUTHSERVICE_SERVER", "gunicorn")
+        from authservice.serve import chosen_server
+
+        self.server = chosen_server(self.env)
         if threads is not None:
             self.env["GUNICORN_THREADS"] = str(threads)
         self.process: subprocess.Popen | None = None
