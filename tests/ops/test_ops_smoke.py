@@ -3,7 +3,7 @@
 The scripts' own promises decide (each exits 1 when one fails); here they run with tiny
 durations in the PostgreSQL pass. Without HAProxy or PostgreSQL's server binaries they
 are skipped locally and fail under CI=true (.ci/run installs them). The instances run
-the server AUTHSERVICE_SERVER names (gunicorn unless set); OPS_SMOKE_*_PORT and
+the server AUTHSERVICE_SERVER names (else the launcher's default); OPS_SMOKE_*_PORT and
 OPS_SMOKE_DB_PREFIX keep runs that share a machine apart.
 """
 
