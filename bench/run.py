@@ -176,8 +176,11 @@ LOGGING = {"default": {"GUNICORN_ACCESS_LOG": "1", "LOG_LEVEL": "INFO"},
 class Service:
     """The service through its launcher (python -m authservice.serve) under ``server``."""
 
-    def __init__(self, *, workers: int, threads: int, worker_class: str, server: str = "gunicorn",
+    def __init__(self, *, workers: int, threads: int, worker_class: str, server: str | None = None,
                  port: int | None = None, logging: str = "off") -> None:
+        from authservice.serve import chosen_server
+
+        server = server or chosen_server()
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.workers, self.threads, self.worker_class = workers, threads, worker_class
