@@ -50,11 +50,26 @@ sys.path.insert(0, str(ROOT))
 from ocen_sdk.jws import sign_compact  # noqa: E402
 from ocen_sdk.key_loading import public_pem, thumbprint  # noqa: E402
 
+_HANDED_OUT: set[int] = set()  # ports given to services that have not bound them yet
+
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A free local port: any the kernel picks, or the first free one in ``BENCH_PORTS``
+    ("18700-18799") on a machine where each bench runner has its own range."""
+    low, _, high = os.environ.get("BENCH_PORTS", "").partition("-")
+    candidates = range(int(low), int(high or low) + 1) if low else [0]
+    for port in candidates:
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            if port:
+                _HANDED_OUT.add(port)
+            return sock.getsockname()[1]
+    raise RuntimeError(f"no free port in BENCH_PORTS={os.environ['BENCH_PORTS']}")
 
 
 def process_tree(pid: int) -> list[int]:
