@@ -14,15 +14,19 @@ from registry.models import Participant, Role, Status
 # names the approving authority, not the registry operator who clicked Approve.
 APPROVED_BY = "registry"
 VISIBLE_STATUSES = [s for s in Status.values if s != Status.OFFBOARDED]
+SEARCH_MIN_LENGTH = 3  # pg_trgm indexes three-character runs
 
 
 class ParticipantFilterSerializer(serializers.Serializer):
     role = serializers.ChoiceField(choices=Role.values, required=False)
     status = serializers.ChoiceField(choices=VISIBLE_STATUSES, required=False)
     organisation = serializers.UUIDField(required=False, help_text="org_id of the organisation")
-    # No NUL: PostgreSQL text cannot hold one (the pattern tells API clients so).
-    search = serializers.RegexField(r"^[^\x00]*$", required=False, max_length=100,
-                                    help_text="part of the organisation name (no NUL character)")
+    # No NUL: PostgreSQL text cannot hold one (the pattern tells API clients so). At least
+    # SEARCH_MIN_LENGTH characters with a letter or digit: the trigram index serves such a
+    # term at any size; a shorter one, or punctuation alone, is a scan of every organisation.
+    search = serializers.RegexField(r"^[^\x00]*$", required=False, min_length=SEARCH_MIN_LENGTH, max_length=100,
+                                    help_text=f"part of the organisation name, any case: at least {SEARCH_MIN_LENGTH} "
+                                              "characters, one of them a letter or digit (no NUL character)")
     page = serializers.IntegerField(required=False, min_value=1,
                                     help_text="Numbered pages sorted by name, with a count (the default; legacy for "
                                               "crawling: deep pages cost more)")
@@ -30,6 +34,11 @@ class ParticipantFilterSerializer(serializers.Serializer):
                                    help_text="Keyset pages: empty to start, then follow `next`. Stable under "
                                              "concurrent inserts, flat cost at any depth, no count")
     page_size = serializers.IntegerField(required=False, min_value=1, max_value=200)
+
+    def validate_search(self, value: str) -> str:
+        if not any(character.isalnum() for character in value):
+            raise serializers.ValidationError("Search for a letter or digit of the name.")
+        return value
 
     def to_internal_value(self, data):
         # DRF reads "?status=" from a query string as "not given"; an empty enum or

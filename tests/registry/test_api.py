@@ -284,3 +284,43 @@ def test_search_matches_part_of_a_name_in_any_case(api, onboard):
     names = [item["organisation"]["legal_name"] for item in api(
         "/registry/v1/participants?search=CROFIN").json()["results"]]
     assert names == ["Zebra Microfinance"]
+
+
+def test_search_finds_digits_anywhere_in_the_name(api, onboard):
+    for name in ("Scale Org 0012345", "Scale Org 0123450", "Scale Org 0099999"):
+        onboard(name=name)
+    body = api("/registry/v1/participants?search=12345").json()
+    assert body["count"] == 2
+    assert [item["organisation"]["legal_name"] for item in body["results"]] == ["Scale Org 0012345",
+                                                                                  "Scale Org 0123450"]
+
+
+def test_search_takes_like_wildcards_literally(api, onboard):
+    onboard(name="100% Finance")
+    onboard(name="Abc Lending")
+    assert [item["organisation"]["legal_name"] for item in api(
+        "/registry/v1/participants?search=0% f").json()["results"]] == ["100% Finance"]
+    assert api("/registry/v1/participants?search=a_c").json()["results"] == []
+
+
+def test_search_with_the_cursor_pages_through_matches_without_a_count(api, onboard):
+    for n in range(3):
+        onboard(name=f"Needle Finance {n}")
+    onboard(name="Haystack Bank")
+    first = api("/registry/v1/participants?search=needle&cursor=&page_size=2").json()
+    second = api(first["next"]).json()
+    names = [item["organisation"]["legal_name"] for item in first["results"] + second["results"]]
+    assert first["count"] is None and second["next"] is None
+    assert sorted(names) == ["Needle Finance 0", "Needle Finance 1", "Needle Finance 2"]
+
+
+@pytest.mark.parametrize("term", ["ab", "  ab  ", "é", "...", "%%%", "_ _", "a" * 101, "ab\x00c"])
+def test_search_too_short_without_a_letter_or_digit_or_with_nul_is_400(api, lender, term):
+    response = api("/registry/v1/participants", data={"search": term})
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/json"
+    assert list(response.json()) == ["search"]
+
+
+def test_an_empty_search_is_no_filter(api, lender):
+    assert api("/registry/v1/participants?search=").json()["count"] == 2
