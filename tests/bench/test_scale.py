@@ -39,10 +39,13 @@ def test_scale_mode_fills_measures_and_prints_every_figure(tmp_path):
         assert figures["audit_events"] >= 3 * int(size)
         assert figures["verify_incremental_events"] < figures["audit_events"]
         for key in ("detail_rps", "jwks_rps", "search_rps", "list_page1_rps", "revalidation_304_rps",
-                    "token_one_client_rps", "token_random_clients_rps", "mapping_grant_ms", "onboarding_ms",
+                    "token_one_client_rps", "token_random_clients_rps", "token_random_over_one",
+                    "token_one_server_us", "token_random_server_us", "search_uncached_us", "search_broad_uncached_us",
+                    "mapping_grant_ms", "onboarding_ms",
                     "token_inproc_one_us", "token_inproc_random_cached_us", "token_inproc_miss_us"):
             assert figures[key] > 0, key
     assert set(payload["meta"]["writers"]) == {"1", "2"}
     for label in ("detail, random of a hot set", "crawl all pages", "token, random hot-set clients",
+                  "token, random/one client", "search CPU (+DB), uncached",
                   "verify_audit_log, incremental", "verify_audit_log --full", "growth"):
         assert label in result.stdout
