@@ -5,8 +5,14 @@ keys and revalidate with a cheap 304. Every answer, 304s and errors included, is
 signed by the service and bound to the path asked and the time (``ocen_sdk.http``).
 """
 
+import hashlib
+import json
+import logging
 import uuid
+from functools import cached_property, partial
 
+from django.core.cache import cache
+from django.core.paginator import Paginator as DjangoPaginator
 from django.http import HttpResponse, HttpResponseNotModified
 from django.utils.cache import parse_etags
 from drf_spectacular.types import OpenApiTypes
@@ -31,6 +37,8 @@ from registry.api.serializers import (
     ParticipantSerializer,
 )
 from registry.invalidation import list_generation, participant_generation
+
+logger = logging.getLogger(__name__)
 
 
 def _sign_error_response(response, path: str):
@@ -57,14 +65,53 @@ CACHE_HEADERS = [
 NOT_MODIFIED = OpenApiResponse(description="Not modified since the ETag sent in If-None-Match (signed too)")
 
 
+COUNT_TTL = 3600  # seconds; a count is keyed by the list generation, so it is never stale, only unused
+
+
+def count_key(generation: int, filters: dict) -> str:
+    """The cache key of the count of a filtered participant list as of ``generation``."""
+    shown = json.dumps([generation, sorted((name, str(value)) for name, value in filters.items() if value)])
+    return "registry:participant-count:" + hashlib.sha256(shown.encode()).hexdigest()
+
+
+class CachedCountPaginator(DjangoPaginator):
+    """Django's paginator, counting once per list change instead of once per page: the
+    count is kept in the shared cache under the filters and the list generation read
+    before the request was built (``registry.invalidation``), so every page and every
+    worker reuse it until a change. A broad search (every name matches) counts every
+    match: 50 ms at 100,000 participants, then nothing until the next change."""
+
+    def __init__(self, *args, count_key: str, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.count_key = count_key
+
+    @cached_property
+    def count(self) -> int:
+        try:
+            count = cache.get(self.count_key)
+        except Exception:  # an unreachable Redis costs the count, not the answer
+            logger.warning("participant count: cache unreachable", exc_info=True)
+            return DjangoPaginator.count.func(self)
+        if count is None:
+            count = DjangoPaginator.count.func(self)
+            try:
+                cache.set(self.count_key, count, timeout=COUNT_TTL)
+            except Exception:  # as above
+                logger.warning("participant count: cache unreachable", exc_info=True)
+        return count
+
+
 class ParticipantPagination(PageNumberPagination):
     """Numbered pages (``?page=N``, the default, kept for existing clients) over a sort
-    by name, with an exact count. Deep pages cost more the deeper they are: crawl with
-    the cursor instead."""
+    by name, with an exact count, counted once per list change (``CachedCountPaginator``).
+    Deep pages cost more the deeper they are: crawl with the cursor instead."""
 
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 200
+
+    def __init__(self, *, count_key: str) -> None:
+        self.django_paginator_class = partial(CachedCountPaginator, count_key=count_key)
 
 
 class ParticipantCursorPagination(CursorPagination):
@@ -164,7 +211,8 @@ class ParticipantListView(RegistryView):
                 page = paginator.paginate_queryset(queryset, request, view=self)
                 body = paginator.get_paginated_data(ParticipantSerializer(page, many=True).data)
             else:
-                paginator = ParticipantPagination()
+                counted = {name: data.get(name) for name in ("role", "status", "organisation", "search")}
+                paginator = ParticipantPagination(count_key=count_key(generation, counted))
                 page = paginator.paginate_queryset(queryset, request, view=self)
                 body = paginator.get_paginated_response(ParticipantSerializer(page, many=True).data).data
             return body, earliest_key_expiry(page)

@@ -279,6 +279,21 @@ def test_legacy_page_numbers_still_work_with_a_count(api, onboard):
     assert api("/registry/v1/participants?cursor=not-ours").status_code == 404
 
 
+def test_numbered_pages_count_once_per_list_change_and_stay_exact(api, onboard):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    for n in range(3):
+        onboard(name=f"Counted Lending {n}")
+    assert api("/registry/v1/participants?search=counted&page_size=2").json()["count"] == 3
+    with CaptureQueriesContext(connection) as queries:
+        second = api("/registry/v1/participants?search=counted&page_size=2&page=2").json()
+    assert second["count"] == 3 and len(second["results"]) == 1
+    assert not [query for query in queries.captured_queries if "COUNT(" in query["sql"]]
+    onboard(name="Counted Lending 3")  # a list change: counted again
+    assert api("/registry/v1/participants?search=counted&page_size=2&page=2").json()["count"] == 4
+
+
 def test_search_matches_part_of_a_name_in_any_case(api, onboard):
     onboard(name="Zebra Microfinance")
     names = [item["organisation"]["legal_name"] for item in api(
