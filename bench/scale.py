@@ -20,11 +20,12 @@ what grows with N there is the cost of a lookup, not the share of a working set 
 cache holds (which depends on the working set and ``*_CACHE_MAX_BYTES``, not on N). The
 uncached paths are in-process figures: CPU per request of the Django process and of
 PostgreSQL (search), or of the Django process (token). One client and random clients
-alternate (A/B, ``--rounds`` pairs) and their ratio is the median of the pairs' ratios;
-each run also records the service's CPU per request (workers and their PostgreSQL
-backends), which load from elsewhere on the machine changes far less than req/s. The table shows each
-figure at every size and its growth from the smallest to the largest (a cost: for
-req/s, smallest/largest; for times, largest/smallest). Nothing here asserts a time.
+alternate (A/B, ``--rounds`` pairs) and their ratio is the median of the pairs' ratios.
+Every wrk figure also records the service's CPU per request (workers and their
+PostgreSQL backends), which load from elsewhere on the machine changes far less than
+req/s. The table shows each figure at every size and its growth from the smallest to
+the largest (a cost: for req/s, smallest/largest; for times, largest/smallest). Nothing
+here asserts a time.
 
 ``--writers`` measures the audit chain head, which every registry write locks:
 registry writes per second with 1, 2, 4, 8 concurrent writers at the largest size.
@@ -264,35 +265,40 @@ def _backend_cpu_seconds(connection) -> float:
 
 
 def inside_search(token: str, terms_path: str, samples: int) -> dict:
-    """The search in this process, the rendered cache emptied before every request: CPU
-    per request of this process and of the database (the query's own cost, which a cached
-    figure hides), for terms of the hot set and for a term every filled name contains
-    (its exact count reads every match)."""
+    """The search in this process, its rendered page and count dropped before every
+    request (a first render after a change): CPU per request of this process and of the
+    database (the query's own cost, which a cached figure hides), for terms of the hot
+    set and for a term every filled name contains (its exact count reads every match)."""
     _django()
     from django.conf import settings
+    from django.core.cache import cache
     from django.db import connection
     from django.test import Client
 
     from registry.api.cache import rendered_cache
+    from registry.api.views import count_key
+    from registry.invalidation import list_generation
 
     settings.ALLOWED_HOSTS = ["*"]
     terms = [line.strip() for line in Path(terms_path).read_text().splitlines() if line.strip()]
     http = Client()
     chooser = random.Random(0)  # noqa: S311 - picks search terms, not secrets
 
-    def cpu_per_request(pick) -> float:
+    def cpu_per_request(pick, samples: int) -> float:
         django_cpu, database_cpu = time.process_time(), _backend_cpu_seconds(connection)
         for _ in range(samples):
+            term = pick()
             rendered_cache.clear()
-            response = http.get("/registry/v1/participants", {"search": pick()}, HTTP_AUTHORIZATION=f"Bearer {token}")
+            cache.delete(count_key(list_generation(), {"search": term}))  # the count too: a first render
+            response = http.get("/registry/v1/participants", {"search": term}, HTTP_AUTHORIZATION=f"Bearer {token}")
             assert response.status_code == 200, response.content
         used = time.process_time() - django_cpu + _backend_cpu_seconds(connection) - database_cpu
         return used / samples * 1e6
 
     hot, broad = [], []
     for _ in range(3):  # alternating, medians
-        hot.append(cpu_per_request(lambda: chooser.choice(terms)))
-        broad.append(cpu_per_request(lambda: FILL_MARK.split()[0]))
+        hot.append(cpu_per_request(lambda: chooser.choice(terms), samples))
+        broad.append(cpu_per_request(lambda: FILL_MARK.split()[0], max(5, samples // 10)))
     return {"search_uncached_us": statistics.median(hot), "search_broad_uncached_us": statistics.median(broad)}
 
 
@@ -425,12 +431,19 @@ def warm(args, service: Service, url: str, script: str, env: dict, cache: str, m
     return passes
 
 
-def median_rps(args, url: str, script: str, env: dict) -> float:
-    runs = [wrk(url, script, env=env, **args.load) for _ in range(args.rounds)]
-    errors = sum(run.errors for run in runs)
+def median_rps(args, url: str, script: str, env: dict, *, service: Service, dsn: str) -> tuple[float, float]:
+    """The median req/s of ``--rounds`` wrk runs, and the median server CPU per request (µs)."""
+    rates, cpu = [], []
+    errors = 0
+    for _ in range(args.rounds):
+        before = server_cpu_seconds(service, dsn)
+        run = wrk(url, script, env=env, **args.load)
+        cpu.append((server_cpu_seconds(service, dsn) - before) / max(1, run.requests) * 1e6)
+        rates.append(run.rps)
+        errors += run.errors
     if errors:
         print(f"  warning: {errors} errors in {script} {url}", file=sys.stderr)
-    return statistics.median(run.rps for run in runs)
+    return statistics.median(rates), statistics.median(cpu)
 
 
 def measure(args, service: Service, dsn: str, agent: dict, lender: dict, workdir: Path, size: int) -> dict:
@@ -456,20 +469,26 @@ def measure(args, service: Service, dsn: str, agent: dict, lender: dict, workdir
     for name, lines in paths.items():
         (workdir / f"{name}.txt").write_text("\n".join(lines) + "\n")
     env = {"BENCH_TOKEN": token}
+    cpu = {"service": service, "dsn": dsn}
     (workdir / "terms.txt").write_text("\n".join(name.split()[-1][-5:] for name in names) + "\n")
     figures["warm_passes"] = {}
     for name in ("detail", "jwks", "search"):  # every worker meets the hot set before it is measured
         figures["warm_passes"][name] = warm(args, service, url, "random_get.lua",
                                             {**env, "BENCH_PATHS": str(workdir / f"{name}.txt")}, "registry_responses")
-    figures["detail_rps"] = median_rps(args, url, "random_get.lua", {**env, "BENCH_PATHS": str(workdir / "detail.txt")})
-    figures["jwks_rps"] = median_rps(args, url, "random_get.lua", {**env, "BENCH_PATHS": str(workdir / "jwks.txt")})
-    figures["search_rps"] = median_rps(args, url, "random_get.lua", {**env, "BENCH_PATHS": str(workdir / "search.txt")})
+    figures["detail_rps"], figures["detail_server_us"] = median_rps(
+        args, url, "random_get.lua", {**env, "BENCH_PATHS": str(workdir / "detail.txt")}, **cpu)
+    figures["jwks_rps"], figures["jwks_server_us"] = median_rps(
+        args, url, "random_get.lua", {**env, "BENCH_PATHS": str(workdir / "jwks.txt")}, **cpu)
+    figures["search_rps"], figures["search_server_us"] = median_rps(
+        args, url, "random_get.lua", {**env, "BENCH_PATHS": str(workdir / "search.txt")}, **cpu)
     figures.update(run_inside(service, "search", token, str(workdir / "terms.txt"), str(args.search_samples)))
     list_url = f"{url}/registry/v1/participants"
-    figures["list_page1_rps"] = median_rps(args, list_url, "registry_get.lua", {**env, "BENCH_ETAG": ""})
+    figures["list_page1_rps"], figures["list_page1_server_us"] = median_rps(
+        args, list_url, "registry_get.lua", {**env, "BENCH_ETAG": ""}, **cpu)
     detail_url = f"{url}/registry/v1/participants/{lender['participant_id']}"
     etag = httpx.get(detail_url, headers=headers).headers["etag"]
-    figures["revalidation_304_rps"] = median_rps(args, detail_url, "registry_get.lua", {**env, "BENCH_ETAG": etag})
+    figures["revalidation_304_rps"], figures["revalidation_304_server_us"] = median_rps(
+        args, detail_url, "registry_get.lua", {**env, "BENCH_ETAG": etag}, **cpu)
     # List page 1 right after a mapping grant to the caller: before scoped invalidation every
     # cached page was dropped; now only the caller's own client record is reloaded.
     cold = []
@@ -524,14 +543,19 @@ def measure(args, service: Service, dsn: str, agent: dict, lender: dict, workdir
 
 ROWS = [  # (figure, label, unit, kind) kind "rate": higher is better; "time": lower is better
     ("detail_rps", "detail, random of a hot set", "req/s", "rate"),
+    ("detail_server_us", "  server CPU (+DB) per request", "µs", "time"),
     ("jwks_rps", "JWKS, random of a hot set", "req/s", "rate"),
+    ("jwks_server_us", "  server CPU (+DB) per request", "µs", "time"),
     ("list_page1_rps", "list page 1 (cached)", "req/s", "rate"),
+    ("list_page1_server_us", "  server CPU (+DB) per request", "µs", "time"),
     ("list_page1_after_write_ms", "list page 1 after a caller mapping write", "ms", "time"),
     ("search_rps", "search, random of a hot set of terms", "req/s", "rate"),
+    ("search_server_us", "  server CPU (+DB) per request", "µs", "time"),
     ("search_uncached_us", "search CPU (+DB), uncached", "µs", "time"),
     ("search_broad_uncached_us", "search CPU (+DB), uncached, matching all", "µs", "time"),
     ("crawl_seconds", f"crawl all pages (cursor, {CRAWL_PAGE_SIZE}/page)", "s", "time"),
     ("revalidation_304_rps", "304 revalidation", "req/s", "rate"),
+    ("revalidation_304_server_us", "  server CPU (+DB) per request", "µs", "time"),
     ("mapping_grant_ms", "write: mapping_grant", "ms", "time"),
     ("onboarding_ms", "write: onboarding", "ms", "time"),
     ("onboarding_queries", "write: onboarding, queries", "", "time"),

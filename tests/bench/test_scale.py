@@ -41,6 +41,7 @@ def test_scale_mode_fills_measures_and_prints_every_figure(tmp_path):
         for key in ("detail_rps", "jwks_rps", "search_rps", "list_page1_rps", "revalidation_304_rps",
                     "token_one_client_rps", "token_random_clients_rps", "token_random_over_one",
                     "token_one_server_us", "token_random_server_us", "search_uncached_us", "search_broad_uncached_us",
+                    "detail_server_us", "search_server_us",
                     "mapping_grant_ms", "onboarding_ms",
                     "token_inproc_one_us", "token_inproc_random_cached_us", "token_inproc_miss_us"):
             assert figures[key] > 0, key
