@@ -418,16 +418,21 @@ def cache_misses(service: Service, cache: str) -> float:
 
 
 def warm(args, service: Service, url: str, script: str, env: dict, cache: str, max_passes: int = 12) -> int:
-    """wrk passes until one meets (almost) nothing new in ``cache``: every worker has then
-    met every item of the hot set, whatever the machine's speed (a fixed-length first pass
-    left more of it unmet on a loaded machine, and the misses landed in the figure)."""
-    passes = 0
+    """wrk passes until every worker has met the hot set: until a pass meets (almost)
+    nothing new in ``cache``, or its misses stop falling (what is left then is the steady
+    state: rendered answers end after a minute, so a slow machine keeps re-rendering a
+    share of the hot set whatever it does). A fixed-length first pass left more of the
+    hot set unmet on a loaded machine, and those misses landed in the figure."""
+    passes, previous = 0, None
     while passes < max_passes:
         passes += 1
         before = cache_misses(service, cache)
         run = wrk(url, script, env=env, **args.load)
-        if cache_misses(service, cache) - before <= max(1, run.requests // 200):
+        misses = cache_misses(service, cache) - before
+        rate = misses / max(1, run.requests)
+        if misses <= max(1, run.requests // 200) or (previous is not None and rate > 0.8 * previous):
             break
+        previous = rate
     return passes
 
 
