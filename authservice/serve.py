@@ -130,15 +130,46 @@ def worker_application():
     util.Finalize(None, worker_exit, exitpriority=10)
     for name in SECRET_VARIABLES:
         os.environ.pop(name, None)
-    return _host_as_gunicorn_gives_it(application)
+    return _as_gunicorn_gives_it(application)
 
 
-def _host_as_gunicorn_gives_it(application):
-    """granian sets HTTP_HOST to "" when a request has no Host header (HTTP/1.0: HAProxy's
-    plain ``option httpchk``); Django then refuses it (400, DisallowedHost) instead of
-    falling back to SERVER_NAME as it does under gunicorn, which leaves HTTP_HOST unset."""
+# gunicorn's limits (limit_request_line, limit_request_field_size), which granian does
+# not have: it passes header values of ~100 KB and request lines of 10 KB to Django.
+# (More than 100 header fields, gunicorn's third limit, granian refuses itself: 431.)
+MAX_REQUEST_LINE = 4094
+MAX_HEADER_FIELD = 8190
+
+
+def _refusal(start_response, status: str, description: str):
+    body = ('{"error": "invalid_request", "error_description": "%s"}' % description).encode()  # noqa: UP031
+    start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body))),
+                            ("Connection", "close")])
+    return [body]
+
+
+def _as_gunicorn_gives_it(application):
+    """The request as gunicorn would have passed it on, or refused:
+
+    - a request line longer than ``MAX_REQUEST_LINE`` bytes is answered 414, a header
+      field (name, ": ", value) longer than ``MAX_HEADER_FIELD`` bytes 431, before
+      Django sees either;
+    - granian sets HTTP_HOST to "" when a request has no Host header (HTTP/1.0: HAProxy's
+      plain ``option httpchk``); Django then refuses it (400, DisallowedHost) instead of
+      falling back to SERVER_NAME as it does under gunicorn, which leaves HTTP_HOST unset.
+    """
 
     def wsgi(environ, start_response):
+        query = environ.get("QUERY_STRING", "")
+        line = (len(environ.get("REQUEST_METHOD", "")) + len(environ.get("PATH_INFO", ""))
+                + (len(query) + 1 if query else 0) + len(environ.get("SERVER_PROTOCOL", "")) + 2)
+        if line > MAX_REQUEST_LINE:
+            return _refusal(start_response, "414 Request-URI Too Long",
+                            f"The request line is longer than {MAX_REQUEST_LINE} bytes.")
+        for name, value in environ.items():
+            if (name.startswith("HTTP_") or name in ("CONTENT_TYPE", "CONTENT_LENGTH")) and isinstance(value, str) \
+                    and len(name) + len(value) > MAX_HEADER_FIELD - 2:
+                return _refusal(start_response, "431 Request Header Fields Too Large",
+                                f"A header field is longer than {MAX_HEADER_FIELD} bytes.")
         if environ.get("HTTP_HOST") == "":
             del environ["HTTP_HOST"]
         return application(environ, start_response)

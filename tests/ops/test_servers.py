@@ -179,3 +179,17 @@ def test_no_secret_from_the_environment_reaches_a_request(server, tmp_path):
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
+
+
+def test_both_servers_refuse_an_oversized_request_line_or_header_field(served):
+    """gunicorn's limits (4,094-byte request line, 8,190-byte header field) hold under
+    granian too, which would otherwise pass a 100 KB header value on to Django."""
+    url = f"{served.url}/healthz"
+    assert httpx.get(url, headers={"X-Fine": "v" * 8000}, timeout=10).status_code == 200
+    assert httpx.get(url, headers={"X-Big": "v" * 9000}, timeout=10).status_code == 431
+    assert httpx.get(url, headers={"X-Big": "v" * 100_000}, timeout=10).status_code == 431
+    assert httpx.get(f"{url}?q={'a' * 4000}", timeout=10).status_code == 200
+    assert httpx.get(f"{url}?q={'a' * 10_000}", timeout=10).status_code == 414
+    response = httpx.post(f"{served.url}/oauth2/token", data={"grant_type": "client_credentials"},
+                          headers={"Authorization": "Basic " + "A" * 20_000}, timeout=10)
+    assert response.status_code == 431
