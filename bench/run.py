@@ -270,15 +270,16 @@ class Peer:
 
 
 @contextmanager
-def bench_database():
+def bench_database(name: str = DB_NAME):
+    """A fresh PostgreSQL database ``name`` for the run (dropped first and afterwards)."""
     with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {DB_NAME}")
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {name}")
     try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{DB_NAME}"
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
     finally:
         with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def basic(client_id: str, secret: str) -> str:

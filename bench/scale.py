@@ -46,7 +46,6 @@ import sys
 import tempfile
 import time
 import uuid
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -56,7 +55,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.run import ADMIN_DSN, DEFAULT_WORKER_CLASS, PY, Service, onboard, rss_kib, wrk  # noqa: E402
+from bench.run import DEFAULT_WORKER_CLASS, PY, Service, bench_database, onboard, rss_kib, wrk  # noqa: E402
 
 FILL_MARK = "Scale Org"
 CRAWL_PAGE_SIZE = 200
@@ -353,18 +352,6 @@ def inside_writers(seconds: float, counts: list[int]) -> dict:
 
 # --- The orchestrator ----------------------------------------------------------------------------
 
-@contextmanager
-def scale_database(name: str):
-    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {name}")
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-
-
 def run_inside(service: Service, *args: str) -> dict:
     output = subprocess.run([PY, "-m", "bench.scale", "--inside", *args], cwd=ROOT, env=service.env,
                             capture_output=True, text=True, check=False, timeout=7200)
@@ -648,7 +635,7 @@ def main(argv: list[str] | None = None) -> int:
             "rounds": args.rounds, "connections": args.connections, "workers": args.workers, "sizes": sizes}
     results: dict[int, dict] = {}
     workdir = Path(tempfile.mkdtemp(prefix="ocen-scale-"))
-    with scale_database(args.database) as dsn:
+    with bench_database(args.database) as dsn:
         service = Service(workers=args.workers, threads=1, worker_class=DEFAULT_WORKER_CLASS)
         service.env["DATABASE_URL"] = dsn.replace("postgresql://", "postgres://")
         service.manage("migrate", "--noinput")
