@@ -191,11 +191,12 @@ def attempt_for(request: HttpRequest, params: Mapping[str, str]) -> Attempt:
 
 def check(attempt: Attempt) -> Check:
     """Whether the attempt is locked out, and the presented client's generation, in one
-    query; none while the change feed is live (``authservice.change_listener``): the
-    process knows every running lockout then."""
-    if listener.trusted():
-        return Check(locked_for=_seconds_until(listener.locked_until(attempt.pair_key, attempt.address_key)),
-                     client_generation=None, generation_read=False)
+    query; none while the change feed is live (``authservice.change_listener``) and has
+    reported no lockout of the attempt's keys (every lockout that starts is reported)."""
+    if listener.trusted() and listener.locked_until(attempt.pair_key, attempt.address_key) <= time.time():
+        return Check(locked_for=0, client_generation=None, generation_read=False)
+    # No feed, or it reported a lockout of these keys: the table decides (any role that
+    # can connect to the database can NOTIFY, so a notice is a hint, never proof).
     quote = connection.ops.quote_name
     # One primary-key lookup per key: cheaper to plan than MAX(...) WHERE key IN (...).
     lookup = (f"(SELECT {quote('locked_until')} FROM {quote(AuthFailureCounter._meta.db_table)} "  # noqa: S608
