@@ -7,10 +7,9 @@ import traceback
 from gunicorn.glogging import Logger
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
-# The access line gunicorn.conf.py sets: the path without its query string (%(U)s, not
-# the request line %(r)s), so a client that puts a secret in the URL does not get it
-# logged; no remote user, no referrer; never bodies or headers.
-ACCESS_LOG_FORMAT = '%(h)s - - %(t)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(L)ss "%(a)s"'
+from authservice.access_line import ACCESS_LOG_FORMAT, access_line
+
+__all__ = ["ACCESS_LOG_FORMAT", "AccessLogger", "BalancedThreadWorker"]
 
 
 class BalancedThreadWorker(ThreadWorker):
@@ -119,16 +118,9 @@ class AccessLogger(Logger):
         status = resp.status
         if isinstance(status, str):
             status = status.split(None, 1)[0]
-        line = (f'{_quoted(environ.get("REMOTE_ADDR", "-"))} - - {self._stamp} '
-                f'"{_quoted(environ.get("REQUEST_METHOD"))} {_quoted(environ.get("PATH_INFO"))} '
-                f'{_quoted(environ.get("SERVER_PROTOCOL"))}" {_quoted(status)} {getattr(resp, "sent", None)} '
-                f'{request_time.seconds}.{request_time.microseconds:06d}s '
-                f'"{_quoted(environ.get("HTTP_USER_AGENT", "-"))}"')
+        line = access_line(environ, self._stamp, status, getattr(resp, "sent", None),
+                           f"{request_time.seconds}.{request_time.microseconds:06d}")
         try:
             self.access_log.info(line)
         except Exception:
             self.error(traceback.format_exc())
-
-
-def _quoted(value):
-    return value.replace('"', '\\"') if isinstance(value, str) else value

@@ -1,9 +1,11 @@
 """Serve the service with gunicorn or granian, from the same settings (``python -m authservice.serve``).
 
-``AUTHSERVICE_SERVER`` chooses: ``gunicorn`` (the default) runs exactly what it always
-ran, ``gunicorn authservice.wsgi --config gunicorn.conf.py``, in this process (exec).
-``granian`` runs granian's WSGI server in this process, configured from the same
-``GUNICORN_*`` variables and carrying over what gunicorn.conf.py does:
+``AUTHSERVICE_SERVER`` chooses: ``granian`` (the default) runs granian's WSGI server
+(a Rust HTTP layer: about a sixth less CPU per token request than gunicorn's, and
+slow clients hold no Python thread) in this process, configured from the
+``GUNICORN_*`` variables and carrying over what gunicorn.conf.py does; ``gunicorn``
+runs exactly ``gunicorn authservice.wsgi --config gunicorn.conf.py`` (exec). Under
+granian:
 
 - ``GUNICORN_BIND`` (``host:port``, ``[v6]:port`` or ``unix:/path``), ``GUNICORN_WORKERS``
   (one per core), ``GUNICORN_THREADS`` (Python threads per worker), ``GUNICORN_ACCESS_LOG``;
@@ -13,11 +15,16 @@ ran, ``gunicorn authservice.wsgi --config gunicorn.conf.py``, in this process (e
   scrape: authservice.observability);
 - the token activity counters flushed when a worker exits (registry.activity), as
   gunicorn's ``worker_exit`` hook does;
-- an access line without the query string (a secret put in a URL is never logged);
+- gunicorn's access line (authservice.access_line: no query string, so a secret put in
+  a URL is never logged);
+- gunicorn's request-line and header-field limits (414, 431);
 - keep-alive (30 s to send the next request's headers, as gunicorn's ``keepalive``),
   HTTP/1 only (what gunicorn speaks: no cleartext HTTP/2), no control socket;
-- SIGTERM: workers stop accepting, finish what they hold, and are killed after 20 s
-  (gunicorn's ``graceful_timeout``); a worker that dies is replaced.
+- SIGTERM (or SIGINT) to the main process: the workers stop accepting at once, answer
+  with ``Connection: close`` for ``AUTHSERVICE_DRAIN_SECONDS`` (default 1) so that no
+  kept-alive connection is closed under a client's request, then finish what they
+  hold and are killed after 20 s (gunicorn's ``graceful_timeout``); a worker that
+  dies is replaced.
 
 An optional argument names another WSGI application (``module`` or ``module:attr``),
 for tests.
@@ -25,10 +32,17 @@ for tests.
 
 from __future__ import annotations
 
+import logging
+import mmap
 import os
 import shutil
+import socket
 import sys
+import threading
+import time
 from pathlib import Path
+
+from authservice.access_line import Stamp, access_line
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVERS = ("gunicorn", "granian")
@@ -38,15 +52,30 @@ DEFAULT_APP = "authservice.wsgi:application"
 KEEPALIVE_SECONDS = 30
 GRACEFUL_TIMEOUT_SECONDS = 20
 BACKLOG = 2048  # gunicorn's default
-# gunicorn's access line (authservice.gunicorn_worker.ACCESS_LOG_FORMAT) in granian's atoms:
-# the path without its query string; granian has no byte count ("-") and its own time format.
-GRANIAN_ACCESS_LOG_FORMAT = ('%(addr)s - - [%(time)s] "%(method)s %(path)s %(protocol)s" %(status)d - '
-                             '%(dt_ms).3fms "%(header{user-agent})s"')
+# On SIGTERM (or SIGINT) to granian's main process, the workers stop accepting and answer
+# every request with "Connection: close" for this long before granian stops them
+# (AUTHSERVICE_DRAIN_SECONDS; see _draining_server_class).
+DEFAULT_DRAIN_SECONDS = 1.0
+
+
+def drain_seconds(environ=os.environ) -> float:
+    value = environ.get("AUTHSERVICE_DRAIN_SECONDS", "").strip()
+    try:
+        seconds = float(value) if value else DEFAULT_DRAIN_SECONDS
+    except ValueError:
+        raise SystemExit(f"AUTHSERVICE_DRAIN_SECONDS={value!r}: a number of seconds") from None
+    if not 0 <= seconds <= 60:
+        raise SystemExit(f"AUTHSERVICE_DRAIN_SECONDS={value!r}: between 0 and 60 seconds")
+    return seconds
+# The access line is written by the worker's WSGI wrapper (gunicorn's line: authservice.access_line)
+# to granian's access logger (stdout), not by granian.
+ACCESS_LOGGER = "granian.access"
 # Settings read once at start-up that must not reach a request: granian copies the whole
 # process environment into every WSGI environ (request.META); gunicorn does not.
 SECRET_VARIABLES = ("DATABASE_URL", "REDIS_URL", "DJANGO_SECRET_KEY", "AUTHSERVICE_KEY_ENCRYPTION_KEY",
                     "AUTHSERVICE_AUDIT_KEY")
 _APP_VARIABLE = "AUTHSERVICE_SERVE_APP"
+_DRAIN_FILE_VARIABLE = "AUTHSERVICE_SERVE_DRAIN_FILE"
 
 
 def chosen_server(environ=os.environ) -> str:
@@ -82,11 +111,12 @@ def granian_server(app: str, environ=os.environ):
     """granian's server object for the settings in ``environ`` (not started)."""
     from granian.constants import HTTPModes, Interfaces
     from granian.http import HTTP1Settings
-    from granian.server import Server
 
     if environ.get("GUNICORN_MAX_REQUESTS", "0") not in ("", "0"):
         print("GUNICORN_MAX_REQUESTS has no granian equivalent: ignored", file=sys.stderr)
-    return Server(
+    server_class = _draining_server_class()
+    server_class.drain_seconds = drain_seconds(environ)
+    return server_class(
         "authservice.serve:worker_application",
         factory=True,
         interface=Interfaces.WSGI,
@@ -97,12 +127,79 @@ def granian_server(app: str, environ=os.environ):
         websockets=False,
         backlog=BACKLOG,
         http1_settings=HTTP1Settings(header_read_timeout=KEEPALIVE_SECONDS * 1000, keep_alive=True),
-        log_access=environ.get("GUNICORN_ACCESS_LOG", "1") == "1",
-        log_access_format=GRANIAN_ACCESS_LOG_FORMAT,
+        log_access=False,
         respawn_failed_workers=True,
         workers_kill_timeout=GRACEFUL_TIMEOUT_SECONDS,
         working_dir=ROOT,
     )
+
+
+def _draining_server_class():
+    """granian's multiprocess server, draining kept-alive connections before it stops.
+
+    granian's workers, told to stop, close every idle kept-alive connection at once: a
+    client that sent its next request on one at that moment gets no answer (the faults
+    smoke's "SIGTERM under load" row failed that way; 4 runs in 15 of its load here).
+    So on SIGTERM or SIGINT the main process first raises the drain flag (DrainFlag);
+    each worker then stops accepting and, for ``drain_seconds``, answers every request
+    with ``Connection: close`` (WorkerDrain), so each client in the middle of a
+    kept-alive exchange is told to stop using its connection by the response it gets;
+    only then are the workers stopped (0 runs in 20 with a reset). A worker signalled
+    directly (the whole process group at once) stops at once, as granian's do.
+    """
+    from granian.server import Server
+
+    class DrainingServer(Server):
+        drain: DrainFlag | None = None
+        drain_seconds = DEFAULT_DRAIN_SECONDS
+
+        def startup(self, spawn_target, target_loader):
+            self.drain = DrainFlag.create(Path(os.environ.get("AUTHSERVICE_VAR_DIR", "var")))
+            os.environ[_DRAIN_FILE_VARIABLE] = str(self.drain.path)
+            super().startup(spawn_target, target_loader)
+
+        def shutdown(self, exit_code=0):
+            if self.interrupt_signal and self.wrks and self.drain is not None and self.drain_seconds:
+                logging.getLogger("_granian").info(
+                    "Draining: not accepting; every response closes its connection for %.1f s", self.drain_seconds)
+                self.drain.raise_()
+                time.sleep(self.drain_seconds)
+            try:
+                super().shutdown(exit_code)
+            finally:
+                if self.drain is not None:
+                    self.drain.remove()
+
+    return DrainingServer
+
+
+class DrainFlag:
+    """One byte in a file every worker maps: 1 while the server drains (a read per
+    request costs no system call)."""
+
+    def __init__(self, path: Path, view: mmap.mmap) -> None:
+        self.path, self._view = path, view
+
+    @classmethod
+    def create(cls, directory: Path) -> DrainFlag:
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / f"granian-{os.getpid()}.drain"
+        path.write_bytes(b"\0")
+        return cls.open(path)
+
+    @classmethod
+    def open(cls, path: str | Path) -> DrainFlag:
+        with open(path, "r+b") as file:
+            return cls(Path(path), mmap.mmap(file.fileno(), 1))
+
+    def __bool__(self) -> bool:
+        return self._view[0] == 1
+
+    def raise_(self) -> None:
+        self._view[0] = 1
+
+    def remove(self) -> None:
+        Path(self.path).unlink(missing_ok=True)
 
 
 def serve_granian(app: str) -> None:
@@ -128,7 +225,77 @@ def worker_application():
     util.Finalize(None, worker_exit, exitpriority=10)
     for name in SECRET_VARIABLES:
         os.environ.pop(name, None)
-    return _as_gunicorn_gives_it(application)
+    draining = None
+    if drain_file := os.environ.get(_DRAIN_FILE_VARIABLE):
+        draining = WorkerDrain(DrainFlag.open(drain_file))
+        threading.Thread(target=draining.watch, name="drain-watch", daemon=True).start()
+    access_log = logging.getLogger(ACCESS_LOGGER) if os.environ.get("GUNICORN_ACCESS_LOG", "1") == "1" else None
+    return _as_gunicorn_gives_it(application, draining, access_log)
+
+
+class WorkerDrain:
+    """A worker's side of the drain: once the main process raises the flag, stop
+    accepting connections first, then close each connection with its next response.
+
+    In that order, because closing connections first makes every busy client connect
+    anew, and a connection still waiting in the listening socket's queue when the
+    socket goes is reset by the kernel (seen here: a ReadError in 3 runs of 15). Kept-
+    alive clients open no new connections, so the queue is empty when the socket goes;
+    the clients told to close afterwards find the port refusing, which they can retry.
+    """
+
+    POLL_SECONDS = 0.02
+
+    def __init__(self, flag: DrainFlag) -> None:
+        self.flag = flag
+        self.closing = False
+
+    def watch(self) -> None:
+        while not self.flag:
+            time.sleep(self.POLL_SECONDS)
+        stop_accepting()
+        self.closing = True
+
+    def __bool__(self) -> bool:
+        return self.closing
+
+
+def stop_accepting() -> int:
+    """Stop this process accepting connections, without disturbing the ones it holds.
+
+    Each listening socket's descriptor is pointed (dup2) at an idle listening socket of
+    our own: the service's socket is closed, so it leaves the port's SO_REUSEPORT group
+    and new connections go to the workers still listening (or are refused once none is:
+    a clean "connection refused" the client knows was never served); granian's accept
+    loop, whose readiness registration went with the old socket, simply waits. (Shutting
+    the socket down instead makes every accept fail at once, and the loop spin.)
+    Returns the number of sockets replaced.
+    """
+    if not os.path.isdir("/proc/self/fd"):
+        return 0  # not Linux: connections are still told to close, the sockets stay
+    idle = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    idle.bind("")  # an abstract address of the kernel's choosing: nobody connects to it
+    idle.listen(1)
+    idle.setblocking(False)
+    replaced = 0
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd == idle.fileno():
+            continue
+        try:
+            candidate = socket.socket(fileno=os.dup(fd))
+        except OSError:
+            continue  # not a socket (or gone)
+        try:
+            listening = candidate.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+        except OSError:
+            listening = 0
+        finally:
+            candidate.close()
+        if listening:
+            os.dup2(idle.fileno(), fd)
+            replaced += 1
+    return replaced
 
 
 # gunicorn's limits (limit_request_line, limit_request_field_size), which granian does
@@ -145,34 +312,76 @@ def _refusal(start_response, status: str, description: str):
     return [body]
 
 
-def _as_gunicorn_gives_it(application):
-    """The request as gunicorn would have passed it on, or refused:
+def _as_gunicorn_gives_it(application, drain: WorkerDrain | None = None, access_log: logging.Logger | None = None):
+    """The request as gunicorn would have passed it on, or refused, and its access line:
 
     - a request line longer than ``MAX_REQUEST_LINE`` bytes is answered 414, a header
       field (name, ": ", value) longer than ``MAX_HEADER_FIELD`` bytes 431, before
       Django sees either;
     - granian sets HTTP_HOST to "" when a request has no Host header (HTTP/1.0: HAProxy's
       plain ``option httpchk``); Django then refuses it (400, DisallowedHost) instead of
-      falling back to SERVER_NAME as it does under gunicorn, which leaves HTTP_HOST unset.
+      falling back to SERVER_NAME as it does under gunicorn, which leaves HTTP_HOST unset;
+    - while the server drains (``drain`` raised), the response closes its connection, as
+      gunicorn's answers do once it has been told to stop;
+    - a response whose body is in memory (Django's, unless streaming) is handed to
+      granian as one list: granian writes a list at once, where it pulls any other
+      iterable item by item through Python (about 8% of a token request's time);
+    - ``access_log`` (when given) gets gunicorn's access line (authservice.access_line),
+      byte count included, instead of granian's own.
     """
+    stamp = Stamp()
 
     def wsgi(environ, start_response):
-        query = environ.get("QUERY_STRING", "")
-        line = (len(environ.get("REQUEST_METHOD", "")) + len(environ.get("PATH_INFO", ""))
-                + (len(query) + 1 if query else 0) + len(environ.get("SERVER_PROTOCOL", "")) + 2)
-        if line > MAX_REQUEST_LINE:
-            return _refusal(start_response, "414 Request-URI Too Long",
-                            f"The request line is longer than {MAX_REQUEST_LINE} bytes.")
-        for name, value in environ.items():
-            if (name.startswith("HTTP_") or name in ("CONTENT_TYPE", "CONTENT_LENGTH")) and isinstance(value, str) \
-                    and len(name) + len(value) > MAX_HEADER_FIELD - 2:
-                return _refusal(start_response, "431 Request Header Fields Too Large",
-                                f"A header field is longer than {MAX_HEADER_FIELD} bytes.")
-        if environ.get("HTTP_HOST") == "":
-            del environ["HTTP_HOST"]
-        return application(environ, start_response)
+        started = time.perf_counter()
+        answer = {}
+
+        def respond(status, headers, exc_info=None):
+            answer["status"] = status
+            if drain:
+                headers = [(name, value) for name, value in headers if name.lower() != "connection"]
+                headers.append(("Connection", "close"))
+            return start_response(status, headers, exc_info)
+
+        try:
+            body = _checked(environ, respond)
+            if body is None:
+                body = application(environ, respond)
+                if getattr(body, "streaming", True) is False:  # a Django response, its body in memory
+                    content = body.content
+                    body.close()
+                    body = [content]
+        except BaseException:
+            if access_log is not None:
+                _log_access(access_log, environ, stamp(), "500", None, started)
+            raise
+        if access_log is not None:
+            sent = sum(map(len, body)) if isinstance(body, list) else None
+            _log_access(access_log, environ, stamp(), answer.get("status", "500").split(" ", 1)[0], sent, started)
+        return body
 
     return wsgi
+
+
+def _checked(environ, start_response):
+    """None, or the refusal of a request gunicorn would have refused (see above)."""
+    query = environ.get("QUERY_STRING", "")
+    line = (len(environ.get("REQUEST_METHOD", "")) + len(environ.get("PATH_INFO", ""))
+            + (len(query) + 1 if query else 0) + len(environ.get("SERVER_PROTOCOL", "")) + 2)
+    if line > MAX_REQUEST_LINE:
+        return _refusal(start_response, "414 Request-URI Too Long",
+                        f"The request line is longer than {MAX_REQUEST_LINE} bytes.")
+    for name, value in environ.items():
+        if isinstance(value, str) and len(name) + len(value) > MAX_HEADER_FIELD - 2 \
+                and (name.startswith("HTTP_") or name in ("CONTENT_TYPE", "CONTENT_LENGTH")):
+            return _refusal(start_response, "431 Request Header Fields Too Large",
+                            f"A header field is longer than {MAX_HEADER_FIELD} bytes.")
+    if environ.get("HTTP_HOST") == "":
+        del environ["HTTP_HOST"]
+    return None
+
+
+def _log_access(logger: logging.Logger, environ, stamp: str, status: str, sent, started: float) -> None:
+    logger.info(access_line(environ, stamp, status, sent, f"{time.perf_counter() - started:.6f}"))
 
 
 def worker_exit() -> None:

@@ -66,3 +66,11 @@ def test_gunicorn_conf_uses_it_with_its_format():
     conf = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
     assert conf["logger_class"] == "authservice.gunicorn_worker.AccessLogger"
     assert conf["access_log_format"] == ACCESS_LOG_FORMAT
+
+
+def test_the_stamp_is_gunicorns_time():
+    from authservice.access_line import Stamp
+
+    logger = Logger(Config())
+    before, stamp, after = logger.now(), Stamp()(), logger.now()
+    assert stamp in (before, after)
