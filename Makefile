@@ -17,8 +17,8 @@ install: $(STAMP)
 migrate: install
 	$(PY) manage.py migrate --noinput
 
-## Serve on http://127.0.0.1:8000 (embedded SQLite unless DATABASE_URL is set; gunicorn unless
-## AUTHSERVICE_SERVER=granian).
+## Serve on http://127.0.0.1:8000 (embedded SQLite unless DATABASE_URL is set; granian unless
+## AUTHSERVICE_SERVER=gunicorn).
 run: install
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	$(PY) manage.py migrate --noinput

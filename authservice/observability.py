@@ -22,6 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from prometheus_client import REGISTRY as DEFAULT_REGISTRY
 
 REQUEST_ID_HEADER = "X-Request-ID"
+REQUEST_ID_META = "HTTP_X_REQUEST_ID"
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 request_context: ContextVar[dict | None] = ContextVar("request_context", default=None)
 
@@ -81,7 +82,7 @@ class RequestIdMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        offered = request.headers.get(REQUEST_ID_HEADER, "")
+        offered = request.META.get(REQUEST_ID_META, "")  # not request.headers: it copies every header
         request_id = offered if _VALID_REQUEST_ID.fullmatch(offered) else uuid.uuid4().hex
         request.request_id = request_id
         token = request_context.set({"request_id": request_id})

@@ -46,7 +46,7 @@ from authservice.access_line import Stamp, access_line
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVERS = ("gunicorn", "granian")
-DEFAULT_SERVER = "gunicorn"
+DEFAULT_SERVER = "granian"
 DEFAULT_APP = "authservice.wsgi:application"
 # gunicorn.conf.py's timings, for granian.
 KEEPALIVE_SECONDS = 30
@@ -202,7 +202,26 @@ class DrainFlag:
         Path(self.path).unlink(missing_ok=True)
 
 
+def refuse_a_port_in_use(bind: dict) -> None:
+    """Exit when another process listens on the address, as gunicorn does. granian's
+    workers bind with SO_REUSEPORT, so a second server started on a port in use would
+    otherwise share it with the first, each taking a share of the connections (seen
+    here: a forgotten instance with another database's keys answering every other
+    request with 503)."""
+    if "port" not in bind:
+        return  # a Unix socket: granian refuses a path in use itself
+    family = socket.AF_INET6 if ":" in bind["address"] else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT leftovers are fine
+        try:
+            probe.bind((bind["address"], bind["port"]))
+        except OSError as exc:
+            raise SystemExit(f"GUNICORN_BIND: cannot listen on {bind['address']}:{bind['port']}: {exc.strerror} "
+                             "(is another instance running?)") from None
+
+
 def serve_granian(app: str) -> None:
+    refuse_a_port_in_use(parse_bind(os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")))
     directory = metrics_dir()
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
     shutil.rmtree(directory, ignore_errors=True)

@@ -39,8 +39,10 @@ _DUMMY_SECRET_HASH = make_password("unknown-client", hasher="client_secret_sha25
 
 def basic_credentials(request) -> tuple[str, str] | None:
     """(client_id, secret) from ``Authorization: Basic``; ("", "") when malformed, None when
-    absent. Takes oauthlib's request or Django's: both carry ``headers``."""
-    header = request.headers.get("Authorization", "")
+    absent. Takes Django's request (read from META: building ``request.headers`` copies
+    every header) or oauthlib's."""
+    meta = getattr(request, "META", None)
+    header = meta.get("HTTP_AUTHORIZATION", "") if meta is not None else request.headers.get("Authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() != "basic" or not value:
         return None

@@ -72,6 +72,23 @@ def test_metrics_count_issued_tokens_and_failed_authentications(client, make_cli
     assert _metric(client, "authservice_request_duration_seconds_count") > 0
 
 
+@pytest.mark.parametrize("path", ["/oauth2/token", "/oauth2/introspect", "/oauth2/revoke"])
+def test_the_oauth_endpoints_latency_is_labelled_with_their_route(client, make_client, path):
+    """The OAuth endpoints skip most middleware (authservice.middleware); their latency is
+    still labelled with their own route, not "other"."""
+    oauth_client, secret = make_client()
+    label = f'authservice_request_duration_seconds_count{{endpoint="{path.lstrip("/")}",method="POST"'
+    counted = _labelled(client, label)
+    client.post(path, form({"grant_type": "client_credentials", "token": "x"}), content_type=FORM,
+                HTTP_AUTHORIZATION=basic(oauth_client.client_id, secret))
+    assert _labelled(client, label) == counted + 1
+
+
+def _labelled(client, prefix: str) -> float:
+    body = client.get("/metrics").content.decode()
+    return sum(float(line.split()[-1]) for line in body.splitlines() if line.startswith(prefix))
+
+
 def test_metrics_are_refused_to_other_addresses(client, db, settings):
     assert client.get("/metrics", REMOTE_ADDR="10.1.2.3").status_code == 403
     settings.AUTHSERVICE_METRICS_ALLOWED_IPS = ["10.0.0.0/8"]

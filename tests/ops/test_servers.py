@@ -289,3 +289,19 @@ def test_drain_seconds_refuses_nonsense_at_start(value):
 
     with pytest.raises(SystemExit, match="AUTHSERVICE_DRAIN_SECONDS"):
         drain_seconds({"AUTHSERVICE_DRAIN_SECONDS": value})
+
+
+def test_granian_refuses_a_port_another_process_listens_on(tmp_path):
+    """As gunicorn does: granian's workers bind with SO_REUSEPORT, so a second server on a
+    port in use would silently share it with the first."""
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        service = Served("granian", tmp_path)
+        env = {**service.env, "GUNICORN_BIND": f"127.0.0.1:{port}"}
+        result = subprocess.run([sys.executable, "-m", "authservice.serve"], cwd=ROOT, env=env, capture_output=True,
+                                text=True, timeout=60)
+    assert result.returncode != 0
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
