@@ -154,7 +154,8 @@ def _draining_server_class():
         drain_seconds = DEFAULT_DRAIN_SECONDS
 
         def startup(self, spawn_target, target_loader):
-            self.drain = DrainFlag.create(Path(os.environ.get("AUTHSERVICE_VAR_DIR", "var")))
+            # In the metrics directory, emptied at every start: a flag left by a killed server goes.
+            self.drain = DrainFlag.create(Path(metrics_dir()))
             os.environ[_DRAIN_FILE_VARIABLE] = str(self.drain.path)
             super().startup(spawn_target, target_loader)
 
@@ -261,60 +262,100 @@ class WorkerDrain:
     socket goes is reset by the kernel (seen here: a ReadError in 3 runs of 15). Kept-
     alive clients open no new connections, so the queue is empty when the socket goes;
     the clients told to close afterwards find the port refusing, which they can retry.
+
+    A worker still starting when the drain begins opens its socket later: the watch
+    goes on until the worker exits, and replaces a socket only once the worker has
+    answered a request or the socket has existed for ``SETTLE_SECONDS`` (granian checks
+    the socket it has just opened: replaced in that instant, the worker panicked).
     """
 
     POLL_SECONDS = 0.02
+    SETTLE_SECONDS = 0.25
 
     def __init__(self, flag: DrainFlag) -> None:
         self.flag = flag
         self.closing = False
+        self.serving = False  # set by the WSGI wrapper at the first request
 
     def watch(self) -> None:
         while not self.flag:
             time.sleep(self.POLL_SECONDS)
-        stop_accepting()
-        self.closing = True
+        first_seen: dict[int, float] = {}
+        while True:  # until the worker exits
+            now = time.monotonic()
+            ready = []
+            for fd in listening_descriptors():
+                first_seen.setdefault(fd, now)
+                if self.serving or now - first_seen[fd] >= self.SETTLE_SECONDS:
+                    ready.append(fd)
+            stop_accepting(ready)
+            if ready or self.serving:
+                self.closing = True
+            time.sleep(self.POLL_SECONDS)
 
     def __bool__(self) -> bool:
         return self.closing
 
 
-def stop_accepting() -> int:
-    """Stop this process accepting connections, without disturbing the ones it holds.
-
-    Each listening socket's descriptor is pointed (dup2) at an idle listening socket of
-    our own: the service's socket is closed, so it leaves the port's SO_REUSEPORT group
-    and new connections go to the workers still listening (or are refused once none is:
-    a clean "connection refused" the client knows was never served); granian's accept
-    loop, whose readiness registration went with the old socket, simply waits. (Shutting
-    the socket down instead makes every accept fail at once, and the loop spin.)
-    Returns the number of sockets replaced.
-    """
-    if not os.path.isdir("/proc/self/fd"):
-        return 0  # not Linux: connections are still told to close, the sockets stay
-    idle = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    idle.bind("")  # an abstract address of the kernel's choosing: nobody connects to it
-    idle.listen(1)
-    idle.setblocking(False)
-    replaced = 0
-    for name in os.listdir("/proc/self/fd"):
-        fd = int(name)
-        if fd == idle.fileno():
+def listening_descriptors() -> list[int]:
+    """This process's listening sockets (not stop_accepting's idle ones); none when
+    /proc/self/fd is missing (not Linux)."""
+    try:
+        names = os.listdir("/proc/self/fd")
+    except OSError:
+        return []
+    found = []
+    for name in names:
+        try:
+            duplicate = os.dup(int(name))
+        except OSError:
+            continue  # gone (the directory listing's own descriptor, for one)
+        try:
+            candidate = socket.socket(fileno=duplicate)
+        except OSError:
+            os.close(duplicate)  # not a socket
             continue
         try:
-            candidate = socket.socket(fileno=os.dup(fd))
+            if candidate.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) and not _idle(candidate):
+                found.append(int(name))
         except OSError:
-            continue  # not a socket (or gone)
-        try:
-            listening = candidate.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
-        except OSError:
-            listening = 0
+            pass
         finally:
             candidate.close()
-        if listening:
-            os.dup2(idle.fileno(), fd)
-            replaced += 1
-    return replaced
+    return found
+
+
+def stop_accepting(descriptors: list[int] | None = None) -> int:
+    """Stop this process accepting connections on ``descriptors`` (default: every
+    listening socket), without disturbing the connections it holds.
+
+    Each descriptor is pointed (dup2) at an idle listening socket of our own: the
+    service's socket is closed, so it leaves the port's SO_REUSEPORT group and new
+    connections go to the workers still listening (or are refused once none is: a
+    clean "connection refused" the client knows was never served); granian's accept
+    loop, whose readiness registration went with the old socket, simply waits.
+    (Shutting the socket down instead makes every accept fail at once, and the loop
+    spin.) Returns the number of sockets replaced.
+    """
+    if descriptors is None:
+        descriptors = listening_descriptors()
+    if not descriptors:
+        return 0
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as idle:
+        idle.bind("")  # an abstract address of the kernel's choosing: nobody connects to it
+        idle.listen(1)
+        idle.setblocking(False)
+        for fd in descriptors:
+            os.dup2(idle.fileno(), fd)  # the copies stay when ``idle`` is closed
+    return len(descriptors)
+
+
+def _idle(sock: socket.socket) -> bool:
+    """One of stop_accepting's idle sockets (a Unix socket with an abstract address)."""
+    if sock.family != socket.AF_UNIX:
+        return False
+    address = sock.getsockname()
+    return not address or address[:1] in ("\0", b"\0")
 
 
 # gunicorn's limits (limit_request_line, limit_request_field_size), which granian does
@@ -361,6 +402,8 @@ def _as_gunicorn_gives_it(application, drain: WorkerDrain | None = None, access_
                 headers.append(("Connection", "close"))
             return start_response(status, headers, exc_info)
 
+        if drain is not None:
+            drain.serving = True
         try:
             body = _checked(environ, respond)
             if body is None:

@@ -14,11 +14,11 @@ is flagged, with its likely cause: skewed worker ticks (imbalance) or other load
 
 Variants (--variants):
   gthread        gunicorn's stock gthread worker, 1 thread (gunicorn.conf.py, -k gthread)
-  balanced       the project's default: gunicorn.conf.py's BalancedThreadWorker, 1 thread
+  balanced       gunicorn.conf.py's BalancedThreadWorker (gunicorn's default here), 1 thread
   gthread-2t     gunicorn's stock gthread worker, 2 threads
   balanced-2t    balanced with 2 threads per worker
-  granian        granian's WSGI server through the launcher (AUTHSERVICE_SERVER=granian), same workers
-  granian-log    granian with the default logging (text, access log on, INFO)
+  granian        the project's default server: granian's WSGI server through the launcher, same workers
+  granian-log    granian with the default logging (text, access log on, INFO): the default configuration
   log-text       balanced, with the default logging (text, access log on, INFO)
   log-json       balanced, LOG_FORMAT=json, access log on, INFO
 The server variants run with logging off (access log off, WARNING), like bench/run.py;

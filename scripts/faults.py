@@ -6,7 +6,7 @@
 Never touches a shared server: initdb makes a private PostgreSQL cluster in a
 temporary directory (run as the postgres user when started as root) and a private
 redis-server (no persistence) is started, each on its own port. One instance of the
-service (the project's launcher: gunicorn, or granian with --server; two workers) runs on them while client
+service (the project's launcher: granian, or gunicorn with --server; two workers) runs on them while client
 threads send token requests (client_secret_basic, and every fourth one a fresh
 private_key_jwt assertion). Then, in turn:
 

@@ -244,7 +244,7 @@ def test_granian_stops_accepting_then_closes_each_kept_alive_connection_with_its
             during = kept.get(f"{service.url}/healthz")  # on the kept-alive connection
             assert during.status_code == 200
             assert during.headers["connection"].lower() == "close"
-        assert service.process.wait(timeout=30) == 0
+        assert service.process.wait(timeout=30) == 0, service.log.read_text()[-3000:]
         assert "Draining" in service.log.read_text()
     finally:
         service.kill()
@@ -261,6 +261,7 @@ port = listener.getsockname()[1]
 client = socket.create_connection(("127.0.0.1", port))
 served, _ = listener.accept()
 assert stop_accepting() == 1
+assert stop_accepting() == 0  # called again (as a draining worker does): nothing left to replace
 try:
     socket.create_connection(("127.0.0.1", port), timeout=2)
     raise SystemExit("still accepting")
