@@ -37,6 +37,7 @@ import mmap
 import os
 import shutil
 import socket
+import stat
 import sys
 import threading
 import time
@@ -264,7 +265,7 @@ class WorkerDrain:
     the clients told to close afterwards find the port refusing, which they can retry.
 
     A worker still starting when the drain begins opens its socket later: the watch
-    goes on until the worker exits, and replaces a socket only once the worker has
+    goes on until it has replaced one, and replaces a socket only once the worker has
     answered a request or the socket has existed for ``SETTLE_SECONDS`` (granian checks
     the socket it has just opened: replaced in that instant, the worker panicked).
     """
@@ -281,7 +282,7 @@ class WorkerDrain:
         while not self.flag:
             time.sleep(self.POLL_SECONDS)
         first_seen: dict[int, float] = {}
-        while True:  # until the worker exits
+        while True:  # until a socket is replaced, or the worker exits
             now = time.monotonic()
             ready = []
             for fd in listening_descriptors():
@@ -291,6 +292,8 @@ class WorkerDrain:
             stop_accepting(ready)
             if ready or self.serving:
                 self.closing = True
+            if ready:
+                return
             time.sleep(self.POLL_SECONDS)
 
     def __bool__(self) -> bool:
@@ -306,14 +309,19 @@ def listening_descriptors() -> list[int]:
         return []
     found = []
     for name in names:
+        # Sockets only, told by fstat: never a duplicate of any other descriptor, since
+        # closing one releases every POSIX lock the process holds on the file (SQLite's:
+        # two workers' writes at exit then overlapped and one was lost, seen here).
         try:
+            if not stat.S_ISSOCK(os.fstat(int(name)).st_mode):
+                continue
             duplicate = os.dup(int(name))
         except OSError:
             continue  # gone (the directory listing's own descriptor, for one)
         try:
             candidate = socket.socket(fileno=duplicate)
         except OSError:
-            os.close(duplicate)  # not a socket
+            os.close(duplicate)
             continue
         try:
             if candidate.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) and not _idle(candidate):

@@ -134,7 +134,7 @@ def test_both_servers_issue_tokens_count_them_over_both_workers_and_flush_activi
     # The activity counters (flushed every 5 s otherwise) were written as the workers exited.
     with sqlite3.connect(served.database) as conn:
         issued = conn.execute("SELECT COALESCE(SUM(issued), 0) FROM registry_participantactivity").fetchone()[0]
-    assert issued == 12
+    assert issued == 12, served.log.read_text()[-3000:]
 
 
 @pytest.mark.parametrize("server", ["granian"])
@@ -306,3 +306,26 @@ def test_granian_refuses_a_port_another_process_listens_on(tmp_path):
                                 text=True, timeout=60)
     assert result.returncode != 0
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+
+
+def test_looking_for_listening_sockets_keeps_the_processs_file_locks(tmp_path):
+    """listening_descriptors() duplicates no file: closing a duplicate releases every
+    POSIX lock the process holds on the file, SQLite's included (two workers' writes at
+    exit overlapped and one was lost before this was fixed)."""
+    script = f"""
+import fcntl, os, subprocess, sys
+from authservice.serve import listening_descriptors
+fd = os.open({str(tmp_path / "locked")!r}, os.O_RDWR | os.O_CREAT)
+fcntl.lockf(fd, fcntl.LOCK_EX)
+probe = ("import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDWR)\\n"
+         "try:\\n    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB); print('free')\\n"
+         "except OSError:\\n    print('held')")
+def lock_state():
+    return subprocess.run([sys.executable, "-c", probe, {str(tmp_path / "locked")!r}], capture_output=True,
+                          text=True).stdout.strip()
+assert lock_state() == "held"
+listening_descriptors()
+print(lock_state())
+"""
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "held", result.stderr
