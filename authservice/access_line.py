@@ -34,5 +34,9 @@ def access_line(environ: dict, stamp: str, status, sent, seconds: str) -> str:
             f'"{_quoted(environ.get("HTTP_USER_AGENT", "-"))}"')
 
 
+# Control characters (a percent-decoded %0A in a path) written as \xNN: one request, one line.
+_CONTROL = {code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F)}
+
+
 def _quoted(value):
-    return value.replace('"', '\\"') if isinstance(value, str) else value
+    return value.replace('"', '\\"').translate(_CONTROL) if isinstance(value, str) else value

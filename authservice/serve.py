@@ -164,6 +164,10 @@ def _draining_server_class():
             if self.interrupt_signal and self.wrks and self.drain is not None and self.drain_seconds:
                 logging.getLogger("_granian").info(
                     "Draining: not accepting; every response closes its connection for %.1f s", self.drain_seconds)
+                if self.bind_uds:
+                    # One socket shared by every worker (not replaced by them): off the
+                    # filesystem, new clients are refused; what is queued is still served.
+                    Path(self.bind_uds).unlink(missing_ok=True)
                 self.drain.raise_()
                 time.sleep(self.drain_seconds)
             try:
@@ -281,61 +285,73 @@ class WorkerDrain:
     def watch(self) -> None:
         while not self.flag:
             time.sleep(self.POLL_SECONDS)
-        first_seen: dict[int, float] = {}
-        while True:  # until a socket is replaced, or the worker exits
-            now = time.monotonic()
-            ready = []
-            for fd in listening_descriptors():
-                first_seen.setdefault(fd, now)
-                if self.serving or now - first_seen[fd] >= self.SETTLE_SECONDS:
-                    ready.append(fd)
-            stop_accepting(ready)
-            if ready or self.serving:
-                self.closing = True
-            if ready:
-                return
-            time.sleep(self.POLL_SECONDS)
+        try:
+            first_seen: dict[int, float] = {}
+            while True:  # until a socket is replaced, or the worker exits
+                now = time.monotonic()
+                listening = listening_descriptors()
+                ready = {}
+                for fd, identity in listening.items():
+                    first_seen.setdefault(fd, now)
+                    if self.serving or now - first_seen[fd] >= self.SETTLE_SECONDS:
+                        ready[fd] = identity
+                stop_accepting(ready)
+                if ready or self.serving:
+                    self.closing = True
+                if ready:
+                    return
+                time.sleep(self.POLL_SECONDS)
+        except Exception:
+            logging.getLogger(__name__).exception("the drain could not stop this worker accepting")
+        finally:
+            self.closing = True  # whatever happened, connections are still told to close
 
     def __bool__(self) -> bool:
         return self.closing
 
 
-def listening_descriptors() -> list[int]:
-    """This process's listening sockets (not stop_accepting's idle ones); none when
-    /proc/self/fd is missing (not Linux)."""
+def listening_descriptors() -> dict[int, tuple[int, int]]:
+    """This process's listening TCP sockets: descriptor -> (st_dev, st_ino). None when
+    /proc/self/fd is missing (not Linux).
+
+    Nothing is duplicated or closed here: closing any descriptor of a file releases
+    every POSIX lock the process holds on it (SQLite's: an earlier version, which
+    duplicated each descriptor to look at it, let two workers' writes at exit overlap,
+    and one was lost). A socket object is built on the descriptor itself and detached.
+    Unix-socket listeners are left alone: under ``unix:`` granian's workers share one
+    socket, which the main process takes off the filesystem instead (DrainingServer).
+    """
     try:
         names = os.listdir("/proc/self/fd")
     except OSError:
-        return []
-    found = []
+        return {}
+    found = {}
     for name in names:
-        # Sockets only, told by fstat: never a duplicate of any other descriptor, since
-        # closing one releases every POSIX lock the process holds on the file (SQLite's:
-        # two workers' writes at exit then overlapped and one was lost, seen here).
+        fd = int(name)
         try:
-            if not stat.S_ISSOCK(os.fstat(int(name)).st_mode):
-                continue
-            duplicate = os.dup(int(name))
+            info = os.fstat(fd)
         except OSError:
             continue  # gone (the directory listing's own descriptor, for one)
-        try:
-            candidate = socket.socket(fileno=duplicate)
-        except OSError:
-            os.close(duplicate)
+        if not stat.S_ISSOCK(info.st_mode):
             continue
         try:
-            if candidate.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) and not _idle(candidate):
-                found.append(int(name))
+            candidate = socket.socket(fileno=fd)  # does not own fd when this fails
+        except OSError:
+            continue
+        try:
+            if candidate.family in (socket.AF_INET, socket.AF_INET6) \
+                    and candidate.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+                found[fd] = (info.st_dev, info.st_ino)
         except OSError:
             pass
         finally:
-            candidate.close()
+            candidate.detach()
     return found
 
 
-def stop_accepting(descriptors: list[int] | None = None) -> int:
-    """Stop this process accepting connections on ``descriptors`` (default: every
-    listening socket), without disturbing the connections it holds.
+def stop_accepting(descriptors: dict[int, tuple[int, int]] | None = None) -> int:
+    """Stop this process accepting connections on ``descriptors`` (listening_descriptors'
+    answer, its default), without disturbing the connections it holds.
 
     Each descriptor is pointed (dup2) at an idle listening socket of our own: the
     service's socket is closed, so it leaves the port's SO_REUSEPORT group and new
@@ -343,27 +359,27 @@ def stop_accepting(descriptors: list[int] | None = None) -> int:
     clean "connection refused" the client knows was never served); granian's accept
     loop, whose readiness registration went with the old socket, simply waits.
     (Shutting the socket down instead makes every accept fail at once, and the loop
-    spin.) Returns the number of sockets replaced.
+    spin.) A descriptor no longer naming the socket it named when listed is skipped.
+    Returns the number of sockets replaced.
     """
     if descriptors is None:
         descriptors = listening_descriptors()
     if not descriptors:
         return 0
+    replaced = 0
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as idle:
         idle.bind("")  # an abstract address of the kernel's choosing: nobody connects to it
         idle.listen(1)
         idle.setblocking(False)
-        for fd in descriptors:
-            os.dup2(idle.fileno(), fd)  # the copies stay when ``idle`` is closed
-    return len(descriptors)
-
-
-def _idle(sock: socket.socket) -> bool:
-    """One of stop_accepting's idle sockets (a Unix socket with an abstract address)."""
-    if sock.family != socket.AF_UNIX:
-        return False
-    address = sock.getsockname()
-    return not address or address[:1] in ("\0", b"\0")
+        for fd, identity in descriptors.items():
+            try:
+                info = os.fstat(fd)
+            except OSError:
+                continue
+            if (info.st_dev, info.st_ino) == identity:
+                os.dup2(idle.fileno(), fd)  # the copies stay when ``idle`` is closed
+                replaced += 1
+    return replaced
 
 
 # gunicorn's limits (limit_request_line, limit_request_field_size), which granian does
@@ -418,7 +434,10 @@ def _as_gunicorn_gives_it(application, drain: WorkerDrain | None = None, access_
                 body = application(environ, respond)
                 if getattr(body, "streaming", True) is False:  # a Django response, its body in memory
                     content = body.content
-                    body.close()
+                    try:
+                        body.close()  # request_finished: granian would have called it after sending
+                    except Exception:
+                        logging.getLogger(__name__).exception("closing the response failed (it is sent)")
                     body = [content]
         except BaseException:
             if access_log is not None:

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from urllib.parse import unquote_plus
 
 from django.contrib.auth.hashers import check_password, make_password
+from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 from oauth2_provider.models import get_application_model
@@ -41,8 +42,10 @@ def basic_credentials(request) -> tuple[str, str] | None:
     """(client_id, secret) from ``Authorization: Basic``; ("", "") when malformed, None when
     absent. Takes Django's request (read from META: building ``request.headers`` copies
     every header) or oauthlib's."""
-    meta = getattr(request, "META", None)
-    header = meta.get("HTTP_AUTHORIZATION", "") if meta is not None else request.headers.get("Authorization", "")
+    if isinstance(request, HttpRequest):  # never getattr: oauthlib's request answers any name from the form
+        header = request.META.get("HTTP_AUTHORIZATION", "")
+    else:
+        header = request.headers.get("Authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() != "basic" or not value:
         return None

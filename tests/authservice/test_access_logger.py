@@ -74,3 +74,12 @@ def test_the_stamp_is_gunicorns_time():
     logger = Logger(Config())
     before, stamp, after = logger.now(), Stamp()(), logger.now()
     assert stamp in (before, after)
+
+
+def test_a_control_character_cannot_forge_another_line():
+    from authservice.access_line import access_line
+
+    line = access_line({"REMOTE_ADDR": "10.0.0.7", "REQUEST_METHOD": "GET", "PATH_INFO": "/a\n10.0.0.8 - - forged",
+                        "SERVER_PROTOCOL": "HTTP/1.1", "HTTP_USER_AGENT": "agent\r\nx"}, "[t]", 404, 0, "0.000100")
+    assert "\n" not in line and "\r" not in line
+    assert "/a\\x0a10.0.0.8 - - forged" in line and '"agent\\x0d\\x0ax"' in line

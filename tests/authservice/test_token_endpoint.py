@@ -226,3 +226,18 @@ def test_secret_never_reaches_the_logs(make_client, token_for, caplog):
         token_for(oauth_client, secret)
         token_for(oauth_client, "wrong-" + secret)
     assert secret not in caplog.text
+
+
+@pytest.mark.parametrize("field", ["META", "headers", "GET"])
+def test_a_form_field_named_like_a_request_attribute_changes_nothing(client, make_client, field):
+    """oauthlib's request answers any attribute name from the form; a field called META
+    once reached the Basic-credentials reader as a string (500)."""
+    oauth_client, secret = make_client()
+    ok = client.post("/oauth2/token", f"grant_type=client_credentials&{field}=x",
+                     content_type="application/x-www-form-urlencoded",
+                     HTTP_AUTHORIZATION=basic(oauth_client.client_id, secret))
+    assert ok.status_code == 200, ok.content
+    wrong = client.post("/oauth2/token", f"grant_type=client_credentials&{field}=x",
+                        content_type="application/x-www-form-urlencoded",
+                        HTTP_AUTHORIZATION=basic(oauth_client.client_id, "wrong"))
+    assert wrong.status_code == 401 and wrong.json()["error"] == "invalid_client"

@@ -329,3 +329,67 @@ print(lock_state())
 """
     result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "held", result.stderr
+
+
+def test_granian_on_a_unix_socket_refuses_new_clients_while_draining(tmp_path):
+    """Under unix:/path the workers share the main process's socket: the drain takes the
+    path off the filesystem (new clients refused) and still answers kept-alive ones."""
+    service = Served("granian", tmp_path)
+    path = tmp_path / "serve.sock"
+    service.env.update({"GUNICORN_BIND": f"unix:{path}", "AUTHSERVICE_DRAIN_SECONDS": "5"})
+    manage(service.env, "migrate", "--noinput")
+    with service.log.open("w") as out:
+        service.process = subprocess.Popen([sys.executable, "-m", "authservice.serve"], cwd=ROOT, env=service.env,
+                                           stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        transport = httpx.HTTPTransport(uds=str(path))
+        with httpx.Client(transport=transport, base_url="http://localhost", timeout=10) as kept:
+            deadline = time.monotonic() + 60
+            while True:
+                assert service.process.poll() is None and time.monotonic() < deadline, service.log.read_text()[-2000:]
+                try:
+                    if kept.get("/healthz").status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.1)
+            os.kill(service.process.pid, signal.SIGTERM)
+            deadline = time.monotonic() + 4
+            while path.exists() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert not path.exists()
+            with httpx.Client(transport=httpx.HTTPTransport(uds=str(path)), base_url="http://localhost") as new, \
+                    pytest.raises(httpx.ConnectError):
+                new.get("/healthz", timeout=2)
+            during = kept.get("/healthz")
+            assert during.status_code == 200 and during.headers["connection"].lower() == "close"
+        assert service.process.wait(timeout=30) == 0, service.log.read_text()[-3000:]
+    finally:
+        service.kill()
+
+
+def test_a_response_whose_close_fails_is_still_sent(tmp_path):
+    """The launcher closes a Django response itself (request_finished) before granian
+    sends it; a receiver that raises must not turn an issued token into a 500."""
+    script = """
+import django, os
+os.environ["DJANGO_SETTINGS_MODULE"] = "authservice.settings"
+django.setup()
+from django.core.signals import request_finished
+from django.http import HttpResponse
+from authservice.serve import _as_gunicorn_gives_it
+
+def broken(**kwargs):
+    raise RuntimeError("receiver failed")
+
+request_finished.connect(broken)
+statuses = []
+app = _as_gunicorn_gives_it(lambda environ, start_response: (start_response("200 OK", []), HttpResponse(b"token"))[1])
+body = app({"REQUEST_METHOD": "POST", "PATH_INFO": "/oauth2/token", "SERVER_PROTOCOL": "HTTP/1.1"},
+           lambda status, headers, exc_info=None: statuses.append(status))
+print(statuses, body)
+"""
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}", "REDIS_URL": ""}
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=60)
+    assert result.stdout.strip() == "['200 OK'] [b'token']", result.stderr[-2000:]
+    assert "closing the response failed" in result.stderr
