@@ -180,8 +180,8 @@ def _draining_server_class():
 
 
 class DrainFlag:
-    """One byte in a file every worker maps: 1 while the server drains (a read per
-    request costs no system call)."""
+    """One byte in a file the main process and every worker map: 1 once the server
+    drains (each worker's watch polls it without a system call; see WorkerDrain)."""
 
     def __init__(self, path: Path, view: mmap.mmap) -> None:
         self.path, self._view = path, view
