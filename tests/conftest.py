@@ -3,6 +3,7 @@ what makes the suite fast without changing what it tests (a cheap password hashe
 the test users, service signing keys generated once per session)."""
 
 import base64
+import os
 import time
 from collections.abc import Callable
 from urllib.parse import urlencode
@@ -72,6 +73,29 @@ def _plain_static_storage(settings):
     """Tests do not run collectstatic, so they skip the hashed-manifest storage."""
     settings.STORAGES = {**settings.STORAGES, "staticfiles": {
         "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
+
+
+def _changed_since(before: dict) -> list[str]:
+    return sorted(name for name in before.keys() | os.environ.keys()
+                  if before.get(name) != os.environ.get(name) and name != "PYTEST_CURRENT_TEST")
+
+
+@pytest.fixture(autouse=True)
+def _environment_left_as_found(monkeypatch):
+    """A test that changes this process's environment and leaves it changed fails: every
+    later test, and every service the ops smokes start (they copy it), would inherit it.
+    (monkeypatch.setenv is fine: undone here first, as it would be just after.)"""
+    before = dict(os.environ)
+    yield
+    if _changed_since(before):
+        monkeypatch.undo()
+    if changed := _changed_since(before):
+        for name in changed:
+            if name in before:
+                os.environ[name] = before[name]
+            else:
+                del os.environ[name]
+        pytest.fail(f"the test left the environment changed: {', '.join(changed)}")
 
 
 @pytest.fixture(autouse=True)

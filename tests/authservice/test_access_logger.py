@@ -2,10 +2,12 @@
 format, without gunicorn's per-request dict of every header and environ variable."""
 
 import logging
+import os
 import runpy
 from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
+from unittest import mock
 
 import pytest
 from gunicorn.config import Config
@@ -63,7 +65,11 @@ def test_another_format_is_left_to_gunicorn():
 
 
 def test_gunicorn_conf_uses_it_with_its_format():
-    conf = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    # gunicorn.conf.py sets PROMETHEUS_MULTIPROC_DIR in the environment it runs in: kept
+    # out of this process's (it once reached the cluster smoke's instances, which then
+    # shared one metrics directory and wiped each other's files at start).
+    with mock.patch.dict(os.environ):
+        conf = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
     assert conf["logger_class"] == "authservice.gunicorn_worker.AccessLogger"
     assert conf["access_log_format"] == ACCESS_LOG_FORMAT
 
