@@ -226,16 +226,36 @@ def refuse_a_port_in_use(bind: dict) -> None:
                              "(is another instance running?)") from None
 
 
+def claim_metrics_dir(directory: str):
+    """Lock ``directory`` for this server's lifetime (an flock on ``<directory>.lock``,
+    released by the kernel when the process ends however it ends), or exit: another
+    running server using it would have its files emptied by this one's start (its
+    metrics lost, its workers' drain flag gone) and /metrics would mix the two."""
+    import fcntl
+
+    lock = open(f"{directory.rstrip(os.sep)}.lock", "a")  # noqa: SIM115 - held until the process ends
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise SystemExit(f"PROMETHEUS_MULTIPROC_DIR={directory}: in use by another running server; give each "
+                         "instance its own (or its own AUTHSERVICE_VAR_DIR)") from None
+    return lock
+
+
 def serve_granian(app: str) -> None:
     refuse_a_port_in_use(parse_bind(os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")))
-    directory = metrics_dir()
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
-    shutil.rmtree(directory, ignore_errors=True)
-    os.makedirs(directory, exist_ok=True)
-    os.environ[_APP_VARIABLE] = app
+    # Relative paths mean what they mean to the workers (and to gunicorn): from ROOT.
     os.chdir(ROOT)
     sys.path.insert(0, str(ROOT))
-    granian_server(app).serve()
+    directory = os.path.abspath(metrics_dir())
+    os.makedirs(os.path.dirname(directory), exist_ok=True)
+    with claim_metrics_dir(directory):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+        shutil.rmtree(directory, ignore_errors=True)
+        os.makedirs(directory, exist_ok=True)
+        os.environ[_APP_VARIABLE] = app
+        granian_server(app).serve()
 
 
 def worker_application():
@@ -252,8 +272,14 @@ def worker_application():
         os.environ.pop(name, None)
     draining = None
     if drain_file := os.environ.get(_DRAIN_FILE_VARIABLE):
-        draining = WorkerDrain(DrainFlag.open(drain_file))
-        threading.Thread(target=draining.watch, name="drain-watch", daemon=True).start()
+        try:
+            draining = WorkerDrain(DrainFlag.open(drain_file))
+        except OSError:
+            # Serving without the drain beats a crash loop that takes the server down.
+            logging.getLogger(__name__).exception(
+                "drain flag %s unreadable: this worker will not drain on SIGTERM", drain_file)
+        else:
+            threading.Thread(target=draining.watch, name="drain-watch", daemon=True).start()
     access_log = logging.getLogger(ACCESS_LOGGER) if os.environ.get("GUNICORN_ACCESS_LOG", "1") == "1" else None
     return _as_gunicorn_gives_it(application, draining, access_log)
 

@@ -308,6 +308,68 @@ def test_granian_refuses_a_port_another_process_listens_on(tmp_path):
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
 
 
+def test_granian_refuses_a_metrics_directory_another_running_server_uses(tmp_path):
+    """Two instances given one metrics directory (one AUTHSERVICE_VAR_DIR, or a
+    PROMETHEUS_MULTIPROC_DIR both inherit): the second used to empty it at start, taking
+    the first's samples and its workers' drain flag (a respawned worker then crash-looped
+    the server down). It now refuses to start, and the first serves on."""
+    first = Served("granian", tmp_path)
+    first.start()
+    try:
+        second = Served("granian", tmp_path / "second")
+        env = {**second.env, "DATABASE_URL": first.env["DATABASE_URL"],
+               "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics")}
+        result = subprocess.run([sys.executable, "-m", "authservice.serve"], cwd=ROOT, env=env, capture_output=True,
+                                text=True, timeout=60)
+        assert result.returncode != 0
+        assert f"PROMETHEUS_MULTIPROC_DIR={tmp_path / 'metrics'}: in use by another running server" in result.stderr
+        assert list((tmp_path / "metrics").glob("granian-*.drain"))
+        assert httpx.get(f"{first.url}/metrics", timeout=5).status_code == 200
+        assert first.terminate() == 0
+        # Released with the process: the directory is free again.
+        relaunched = subprocess.Popen([sys.executable, "-m", "authservice.serve"], cwd=ROOT, env=env,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                      start_new_session=True)
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                assert relaunched.poll() is None, relaunched.stderr.read()[-2000:]
+                try:
+                    if httpx.get(f"http://127.0.0.1:{second.port}/readyz", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.1)
+            else:
+                raise AssertionError("the relaunched server never became ready")
+        finally:
+            os.killpg(relaunched.pid, signal.SIGKILL)
+            relaunched.wait(timeout=10)
+    finally:
+        first.kill()
+
+
+def test_a_granian_worker_without_its_drain_flag_still_serves(tmp_path):
+    """The drain flag is an aid, not a condition of serving: a worker respawned after the
+    flag's file was removed serves (and says so in the log) instead of crash-looping."""
+    service = Served("granian", tmp_path)
+    service.start()
+    try:
+        for flag in (tmp_path / "metrics").glob("granian-*.drain"):
+            flag.unlink()
+        victim = service.workers()[0]
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while len(set(service.workers()) - {victim}) < 2 and time.monotonic() < deadline:
+            assert service.process.poll() is None, service.log.read_text()[-3000:]
+            time.sleep(0.1)
+        agent = onboard(service.env, "Flagless Agent")
+        tokens(service, agent, 6)
+        assert service.process.poll() is None
+        assert "will not drain on SIGTERM" in service.log.read_text()
+    finally:
+        service.kill()
+
+
 def test_looking_for_listening_sockets_keeps_the_processs_file_locks(tmp_path):
     """listening_descriptors() duplicates no file: closing a duplicate releases every
     POSIX lock the process holds on the file, SQLite's included (two workers' writes at
