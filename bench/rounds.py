@@ -115,6 +115,7 @@ class Server:
         self.port = self.port or free_port()
         self.var = Path(tempfile.mkdtemp(prefix=f"ocen-rounds-{self.name}-"))
         env = {**self.env, **self.extra_env, "AUTHSERVICE_VAR_DIR": str(self.var),
+               "PROMETHEUS_MULTIPROC_DIR": str(self.var / "metrics"),
                "GUNICORN_BIND": f"127.0.0.1:{self.port}", "GUNICORN_WORKERS": str(self.workers)}
         if self.kind == "granian":
             env["AUTHSERVICE_SERVER"] = "granian"

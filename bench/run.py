@@ -209,6 +209,7 @@ class Service:
             "AUTHSERVICE_KEY_ENCRYPTION_KEY": secrets.token_urlsafe(32),
             "AUTHSERVICE_ISSUER": self.url,
             "AUTHSERVICE_VAR_DIR": str(self.var),
+            "PROMETHEUS_MULTIPROC_DIR": str(self.var / "metrics"),
             "REDIS_URL": os.environ.get("BENCH_REDIS_URL", ""),
             "PYTHONWARNINGS": "ignore",
             "AUTHSERVICE_SERVER": server,

@@ -268,7 +268,7 @@ class Instance:
         self.url = f"http://127.0.0.1:{port}"
         self.var = Path(tempfile.mkdtemp(prefix=f"ocen-{name}-"))
         self.env = {**env, "GUNICORN_BIND": f"127.0.0.1:{port}", "GUNICORN_WORKERS": str(workers),
-                    "AUTHSERVICE_VAR_DIR": str(self.var)}
+                    "AUTHSERVICE_VAR_DIR": str(self.var), "PROMETHEUS_MULTIPROC_DIR": str(self.var / "metrics")}
         if server:
             self.env["AUTHSERVICE_SERVER"] = server
         from authservice.serve import chosen_server
