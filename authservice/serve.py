@@ -24,7 +24,8 @@ granian:
   with ``Connection: close`` for ``AUTHSERVICE_DRAIN_SECONDS`` (default 1) so that no
   kept-alive connection is closed under a client's request, then finish what they
   hold and are killed after 20 s (gunicorn's ``graceful_timeout``); a worker that
-  dies is replaced.
+  dies is replaced; SIGHUP replaces each worker in turn, each old one drained alone
+  the same way once its replacement is up.
 
 An optional argument names another WSGI application (``module`` or ``module:attr``),
 for tests.
@@ -77,6 +78,7 @@ SECRET_VARIABLES = ("DATABASE_URL", "REDIS_URL", "DJANGO_SECRET_KEY", "AUTHSERVI
                     "AUTHSERVICE_AUDIT_KEY")
 _APP_VARIABLE = "AUTHSERVICE_SERVE_APP"
 _DRAIN_FILE_VARIABLE = "AUTHSERVICE_SERVE_DRAIN_FILE"
+_DRAIN_SLOT_VARIABLE = "AUTHSERVICE_SERVE_DRAIN_SLOT"
 
 
 def chosen_server(environ=os.environ) -> str:
@@ -147,18 +149,52 @@ def _draining_server_class():
     kept-alive exchange is told to stop using its connection by the response it gets;
     only then are the workers stopped (0 runs in 20 with a reset). A worker signalled
     directly (the whole process group at once) stops at once, as granian's do.
+
+    SIGHUP (granian's graceful reload: each worker in turn replaced by a new one) drains
+    each old worker alone, through its own byte of the flag, once its replacement is
+    up (stock granian lost 5 requests in 4 reloads under keep-alive load here).
     """
     from granian.server import Server
 
     class DrainingServer(Server):
         drain: DrainFlag | None = None
         drain_seconds = DEFAULT_DRAIN_SECONDS
+        reloading = False
+        spawned = 0
 
         def startup(self, spawn_target, target_loader):
             # In the metrics directory, emptied at every start: a flag left by a killed server goes.
             self.drain = DrainFlag.create(Path(metrics_dir()))
             os.environ[_DRAIN_FILE_VARIABLE] = str(self.drain.path)
             super().startup(spawn_target, target_loader)
+
+        def _spawn_worker(self, idx, target, callback_loader):
+            # granian starts (forks) each worker just after this returns: it inherits its slot.
+            slot = DrainFlag.slot_for(self.spawned)
+            self.spawned += 1
+            worker = super()._spawn_worker(idx, target, callback_loader)
+            if self.drain is not None:
+                self.drain.lower(slot)
+                os.environ[_DRAIN_SLOT_VARIABLE] = str(slot)
+                stop = worker.terminate
+
+                def drain_then_terminate():
+                    if self.reloading and self.drain_seconds and worker.is_alive():
+                        logging.getLogger("_granian").info(
+                            "Draining old worker-%d for %.1f s", idx + 1, self.drain_seconds)
+                        self.drain.raise_(slot)
+                        time.sleep(self.drain_seconds)
+                    stop()
+
+                worker.terminate = drain_then_terminate
+            return worker
+
+        def _reload(self, spawn_target, target_loader):
+            self.reloading = True
+            try:
+                return super()._reload(spawn_target, target_loader)
+            finally:
+                self.reloading = False
 
         def shutdown(self, exit_code=0):
             if self.interrupt_signal and self.wrks and self.drain is not None and self.drain_seconds:
@@ -180,29 +216,42 @@ def _draining_server_class():
 
 
 class DrainFlag:
-    """One byte in a file the main process and every worker map: 1 once the server
-    drains (each worker's watch polls it without a system call; see WorkerDrain)."""
+    """Bytes in a file the main process and every worker map (each worker's watch polls
+    them without a system call; see WorkerDrain): byte 0 is 1 once the whole server
+    drains; each worker also has a slot of its own, 1 once that worker alone drains
+    (a graceful reload). A worker's flag is raised when either is."""
 
-    def __init__(self, path: Path, view: mmap.mmap) -> None:
-        self.path, self._view = path, view
+    SIZE = 4096  # slot 0 and 4,095 worker slots, reused in turn
+
+    def __init__(self, path: Path, view: mmap.mmap, slot: int = 0) -> None:
+        self.path, self._view, self.slot = path, view, slot
+
+    @classmethod
+    def slot_for(cls, serial: int) -> int:
+        return 1 + serial % (cls.SIZE - 1)
 
     @classmethod
     def create(cls, directory: Path) -> DrainFlag:
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / f"granian-{os.getpid()}.drain"
-        path.write_bytes(b"\0")
+        path.write_bytes(bytes(cls.SIZE))
         return cls.open(path)
 
     @classmethod
-    def open(cls, path: str | Path) -> DrainFlag:
+    def open(cls, path: str | Path, slot: int = 0) -> DrainFlag:
+        if not 0 <= slot < cls.SIZE:
+            raise ValueError(f"drain slot {slot} out of range")
         with open(path, "r+b") as file:
-            return cls(Path(path), mmap.mmap(file.fileno(), 1))
+            return cls(Path(path), mmap.mmap(file.fileno(), cls.SIZE), slot)
 
     def __bool__(self) -> bool:
-        return self._view[0] == 1
+        return self._view[0] == 1 or self._view[self.slot] == 1
 
-    def raise_(self) -> None:
-        self._view[0] = 1
+    def raise_(self, slot: int = 0) -> None:
+        self._view[slot] = 1
+
+    def lower(self, slot: int) -> None:
+        self._view[slot] = 0
 
     def remove(self) -> None:
         Path(self.path).unlink(missing_ok=True)
@@ -273,8 +322,8 @@ def worker_application():
     draining = None
     if drain_file := os.environ.get(_DRAIN_FILE_VARIABLE):
         try:
-            draining = WorkerDrain(DrainFlag.open(drain_file))
-        except OSError:
+            draining = WorkerDrain(DrainFlag.open(drain_file, int(os.environ.get(_DRAIN_SLOT_VARIABLE, "0"))))
+        except (OSError, ValueError):
             # Serving without the drain beats a crash loop that takes the server down.
             logging.getLogger(__name__).exception(
                 "drain flag %s unreadable: this worker will not drain on SIGTERM", drain_file)

@@ -15,6 +15,8 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -248,6 +250,69 @@ def test_granian_stops_accepting_then_closes_each_kept_alive_connection_with_its
         assert "Draining" in service.log.read_text()
     finally:
         service.kill()
+
+
+def test_granian_reload_on_sighup_replaces_every_worker_and_loses_no_kept_alive_request(tmp_path):
+    """SIGHUP: granian replaces each worker in turn; each old one first drains alone (its
+    own slot of the flag) once its replacement serves. Stock granian closed the old
+    worker's kept-alive connections under its clients (5 lost requests in 4 reloads)."""
+    service = Served("granian", tmp_path)
+    service.start()
+    errors: list[str] = []
+    answered = [0]
+    stop = threading.Event()
+
+    def keep_asking():
+        with httpx.Client(timeout=10) as client:
+            while not stop.is_set():
+                try:
+                    response = client.get(f"{service.url}/healthz")
+                    answered[0] += 1
+                    if response.status_code != 200:
+                        errors.append(str(response.status_code))
+                except httpx.HTTPError as exc:
+                    errors.append(repr(exc))
+
+    clients = [threading.Thread(target=keep_asking) for _ in range(4)]
+    try:
+        old = set(service.workers())
+        for client in clients:
+            client.start()
+        time.sleep(0.5)
+        os.kill(service.process.pid, signal.SIGHUP)
+        deadline = time.monotonic() + 40
+        while (set(service.workers()) & old or len(service.workers()) != 2) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)
+        stop.set()
+        for client in clients:
+            client.join(timeout=20)
+        assert not set(service.workers()) & old, service.log.read_text()[-3000:]
+        assert answered[0] > 100
+        assert errors == []
+        assert service.log.read_text().count("Draining old worker") == 2
+        assert service.terminate() == 0
+    finally:
+        stop.set()
+        service.kill()
+
+
+def test_drain_flag_slots_are_each_workers_own():
+    from authservice.serve import DrainFlag
+
+    with tempfile.TemporaryDirectory() as directory:
+        main = DrainFlag.create(Path(directory))
+        first, second = (DrainFlag.open(main.path, DrainFlag.slot_for(serial)) for serial in (0, 1))
+        assert not first and not second
+        main.raise_(first.slot)
+        assert first and not second  # one worker drains alone (a reload)
+        main.lower(first.slot)
+        assert not first
+        main.raise_()
+        assert first and second  # the whole server drains
+        assert DrainFlag.slot_for(DrainFlag.SIZE - 1) == 1  # slots are reused, never slot 0
+        with pytest.raises(ValueError):
+            DrainFlag.open(main.path, DrainFlag.SIZE)
 
 
 def test_stop_accepting_closes_listening_sockets_and_keeps_connections():
