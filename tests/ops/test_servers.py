@@ -357,6 +357,20 @@ def test_drain_seconds_refuses_nonsense_at_start(value):
         drain_seconds({"AUTHSERVICE_DRAIN_SECONDS": value})
 
 
+def refused_start(env: dict) -> subprocess.CompletedProcess:
+    """The launcher run with ``env``, expected to exit at once; killed with its whole
+    process group if it serves instead (no worker outlives the test)."""
+    process = subprocess.Popen([sys.executable, "-m", "authservice.serve"], cwd=ROOT, env=env, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        stdout, stderr = process.communicate()
+        raise AssertionError(f"the launcher served instead of refusing: {stderr[-2000:]}") from None
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
 def test_granian_refuses_a_port_another_process_listens_on(tmp_path):
     """As gunicorn does: granian's workers bind with SO_REUSEPORT, so a second server on a
     port in use would silently share it with the first."""
@@ -366,9 +380,7 @@ def test_granian_refuses_a_port_another_process_listens_on(tmp_path):
         taken.listen()
         port = taken.getsockname()[1]
         service = Served("granian", tmp_path)
-        env = {**service.env, "GUNICORN_BIND": f"127.0.0.1:{port}"}
-        result = subprocess.run([sys.executable, "-m", "authservice.serve"], cwd=ROOT, env=env, capture_output=True,
-                                text=True, timeout=60)
+        result = refused_start({**service.env, "GUNICORN_BIND": f"127.0.0.1:{port}"})
     assert result.returncode != 0
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
 
@@ -384,8 +396,7 @@ def test_granian_refuses_a_metrics_directory_another_running_server_uses(tmp_pat
         second = Served("granian", tmp_path / "second")
         env = {**second.env, "DATABASE_URL": first.env["DATABASE_URL"],
                "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics")}
-        result = subprocess.run([sys.executable, "-m", "authservice.serve"], cwd=ROOT, env=env, capture_output=True,
-                                text=True, timeout=60)
+        result = refused_start(env)
         assert result.returncode != 0
         assert f"PROMETHEUS_MULTIPROC_DIR={tmp_path / 'metrics'}: in use by another running server" in result.stderr
         assert list((tmp_path / "metrics").glob("granian-*.drain"))
