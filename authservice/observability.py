@@ -17,6 +17,7 @@ from ipaddress import ip_address, ip_network
 from pathlib import Path
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import REGISTRY as DEFAULT_REGISTRY
@@ -27,6 +28,22 @@ _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 request_context: ContextVar[dict | None] = ContextVar("request_context", default=None)
 
 # --- Metrics (per process; summed across gunicorn workers via PROMETHEUS_MULTIPROC_DIR) -------
+
+def _multiprocess_directory_ready() -> None:
+    """prometheus_client writes each process's samples under PROMETHEUS_MULTIPROC_DIR and,
+    when the directory is missing, fails at the first metric with an error naming a
+    file (seen: every manage.py command of a migration job given the serving
+    environment). Made here, or refused with the variable's name."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        try:
+            os.makedirs(directory, exist_ok=True)
+        except OSError as exc:
+            raise ImproperlyConfigured(f"PROMETHEUS_MULTIPROC_DIR={directory}: cannot create it: {exc.strerror}") \
+                from None
+
+
+_multiprocess_directory_ready()
 
 REQUEST_SECONDS = Histogram("authservice_request_duration_seconds", "Request latency by endpoint",
                             ["endpoint", "method", "status"],

@@ -3,7 +3,11 @@
 import io
 import json
 import logging
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -93,3 +97,26 @@ def test_metrics_are_refused_to_other_addresses(client, db, settings):
     assert client.get("/metrics", REMOTE_ADDR="10.1.2.3").status_code == 403
     settings.AUTHSERVICE_METRICS_ALLOWED_IPS = ["10.0.0.0/8"]
     assert client.get("/metrics", REMOTE_ADDR="10.1.2.3").status_code == 200
+
+
+def _manage_check(tmp_path, metrics_dir: str):
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": metrics_dir, "DATABASE_URL": f"sqlite:///{tmp_path / 'db'}",
+           "REDIS_URL": ""}
+    return subprocess.run([sys.executable, "manage.py", "check"], cwd=root, env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_a_command_given_a_metrics_directory_that_is_not_there_yet_makes_it(tmp_path):
+    """A migration job run with the serving environment: the directory the launcher
+    would make at start is not there yet (prometheus_client failed on a file in it)."""
+    result = _manage_check(tmp_path, str(tmp_path / "metrics"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "metrics").is_dir()
+
+
+def test_a_metrics_directory_that_cannot_be_made_is_named(tmp_path):
+    (tmp_path / "file").write_text("")
+    result = _manage_check(tmp_path, str(tmp_path / "file" / "metrics"))
+    assert result.returncode != 0
+    assert f"PROMETHEUS_MULTIPROC_DIR={tmp_path / 'file' / 'metrics'}: cannot create it" in result.stderr
