@@ -12,7 +12,8 @@ private_key_jwt assertion). Then, in turn:
 
   PostgreSQL restarted; PostgreSQL stopped for --pg-outage seconds (default 30);
   Redis restarted (down --redis-outage seconds); Redis flushed (FLUSHALL);
-  one worker killed (SIGKILL); SIGTERM to the server under load.
+  one worker killed (SIGKILL); SIGHUP (a reload: every worker replaced, no request
+  may fail); SIGTERM to the server under load.
 
 For each: the time from the fault to the first 503, the number of 500s (must be 0),
 the slowest /healthz (must answer 200 within the liveness probe's 2 s timeout) and
@@ -268,6 +269,22 @@ def main() -> int:
         lost = sum(1 for s in load.snapshot() if s.ended >= t_fault and s.outcome != "200")
         result.note = f"replacement worker after {t_back - t_fault:.2f} s; lost {lost} (bound: {args.threads})"
         result.ok = result.count_500 == 0 and respawned and lost <= args.threads
+        results.append(result)
+
+        # SIGHUP under load (a reload): every worker replaced in turn, no request lost.
+        workers = instance.worker_pids()
+        t_fault = time.monotonic()
+        instance.signal(signal.SIGHUP)
+        replaced = wait_until(lambda: (len(instance.worker_pids()) == len(workers)
+                                       and not set(instance.worker_pids()) & set(workers)), 60)
+        t_replaced = time.monotonic()
+        time.sleep(args.settle)
+        result = measure(load, "SIGHUP under load", t_fault, None, time.monotonic())
+        failed = outcomes(s for s in load.snapshot() if s.ended >= t_fault and s.outcome != "200")
+        result.errors = ", ".join(f"{k}: {v}" for k, v in sorted(failed.items()))
+        result.note = (f"all {len(workers)} workers replaced after {t_replaced - t_fault:.2f} s" if replaced
+                       else "workers not replaced within 60 s")
+        result.ok = replaced and not failed and instance.process.poll() is None
         results.append(result)
 
         # SIGTERM under load: in-flight requests finish; no connection in use is reset.
