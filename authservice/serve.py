@@ -10,7 +10,8 @@ granian:
 - ``GUNICORN_BIND`` (``host:port``, ``[v6]:port`` or ``unix:/path``), ``GUNICORN_WORKERS``
   (one per core), ``GUNICORN_THREADS`` (Python threads per worker), ``GUNICORN_ACCESS_LOG``;
 - Prometheus multiprocess metrics: ``PROMETHEUS_MULTIPROC_DIR`` (default
-  ``$AUTHSERVICE_VAR_DIR/metrics``) set and emptied before the workers start; a worker
+  ``$AUTHSERVICE_VAR_DIR/metrics``) set, locked against another running server, and
+  emptied before the workers start; a worker
   that exits marks its live gauges dead (one killed outright is swept at the next
   scrape: authservice.observability);
 - the token activity counters flushed when a worker exits (registry.activity), as
@@ -25,7 +26,7 @@ granian:
   kept-alive connection is closed under a client's request, then finish what they
   hold and are killed after 20 s (gunicorn's ``graceful_timeout``); a worker that
   dies is replaced; SIGHUP replaces each worker in turn, each old one drained alone
-  the same way once its replacement is up.
+  the same way once its replacement listens.
 
 An optional argument names another WSGI application (``module`` or ``module:attr``),
 for tests.
@@ -33,6 +34,7 @@ for tests.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import mmap
 import os
@@ -151,8 +153,10 @@ def _draining_server_class():
     directly (the whole process group at once) stops at once, as granian's do.
 
     SIGHUP (granian's graceful reload: each worker in turn replaced by a new one) drains
-    each old worker alone, through its own byte of the flag, once its replacement is
-    up (stock granian lost 5 requests in 4 reloads under keep-alive load here).
+    each old worker alone, through its own byte of the flag, once its replacement
+    listens (stock granian lost 5 requests in 4 reloads under keep-alive load here).
+    Under ``unix:`` the old worker closes its connections the same way but cannot stop
+    accepting: the socket is shared by every worker, old and new.
     """
     from granian.server import Server
 
@@ -161,33 +165,57 @@ def _draining_server_class():
         drain_seconds = DEFAULT_DRAIN_SECONDS
         reloading = False
         spawned = 0
+        # How long an old worker waits for its replacement to listen before it drains anyway.
+        READY_TIMEOUT_SECONDS = 30.0
 
         def startup(self, spawn_target, target_loader):
+            self.slots, self.newest = {}, {}  # slot -> worker; worker index -> its newest slot
             # In the metrics directory, emptied at every start: a flag left by a killed server goes.
             self.drain = DrainFlag.create(Path(metrics_dir()))
             os.environ[_DRAIN_FILE_VARIABLE] = str(self.drain.path)
             super().startup(spawn_target, target_loader)
 
         def _spawn_worker(self, idx, target, callback_loader):
-            # granian starts (forks) each worker just after this returns: it inherits its slot.
-            slot = DrainFlag.slot_for(self.spawned)
-            self.spawned += 1
+            # granian starts (forks) each worker just after this returns, on every path
+            # (start, reload, respawn): it inherits its slot through the environment.
             worker = super()._spawn_worker(idx, target, callback_loader)
-            if self.drain is not None:
-                self.drain.lower(slot)
-                os.environ[_DRAIN_SLOT_VARIABLE] = str(slot)
-                stop = worker.terminate
+            if self.drain is None:
+                return worker
+            held = {slot for slot, other in self.slots.items() if other.is_alive()}
+            while (slot := DrainFlag.slot_for(self.spawned)) in held:
+                self.spawned += 1
+            self.spawned += 1
+            self.slots = {kept: other for kept, other in self.slots.items() if kept in held}
+            self.slots[slot] = worker
+            self.newest[idx] = slot
+            self.drain.reset(slot)
+            os.environ[_DRAIN_SLOT_VARIABLE] = str(slot)
+            stop = worker.terminate
 
-                def drain_then_terminate():
-                    if self.reloading and self.drain_seconds and worker.is_alive():
-                        logging.getLogger("_granian").info(
-                            "Draining old worker-%d for %.1f s", idx + 1, self.drain_seconds)
-                        self.drain.raise_(slot)
-                        time.sleep(self.drain_seconds)
-                    stop()
+            def drain_then_terminate():
+                if self.reloading and self.drain_seconds and worker.is_alive():
+                    # A worker that exits while it drains was stopped by us, not crashed.
+                    worker.interrupt_by_parent = True
+                    self._wait_until_listening(self.newest.get(idx, slot), idx)
+                    logging.getLogger("_granian").info(
+                        "Draining old worker-%d for %.1f s", idx + 1, self.drain_seconds)
+                    self.drain.raise_(slot)
+                    time.sleep(self.drain_seconds)
+                stop()
 
-                worker.terminate = drain_then_terminate
+            worker.terminate = drain_then_terminate
             return worker
+
+        def _wait_until_listening(self, slot, idx):
+            replacement = self.slots.get(slot)
+            deadline = time.monotonic() + self.READY_TIMEOUT_SECONDS
+            while replacement is not None and not self.drain.listening(slot) and replacement.is_alive():
+                if time.monotonic() > deadline:
+                    logging.getLogger("_granian").warning(
+                        "worker-%d's replacement does not listen after %.0f s: draining the old one anyway",
+                        idx + 1, self.READY_TIMEOUT_SECONDS)
+                    return
+                time.sleep(0.02)
 
         def _reload(self, spawn_target, target_loader):
             self.reloading = True
@@ -217,11 +245,13 @@ def _draining_server_class():
 
 class DrainFlag:
     """Bytes in a file the main process and every worker map (each worker's watch polls
-    them without a system call; see WorkerDrain): byte 0 is 1 once the whole server
-    drains; each worker also has a slot of its own, 1 once that worker alone drains
-    (a graceful reload). A worker's flag is raised when either is."""
+    them without a system call; see WorkerDrain). Byte 0 is 1 once the whole server
+    drains. Each worker also has a slot of its own: its drain byte, 1 once that worker
+    alone drains (a graceful reload), and its listening byte, which the worker sets
+    once it listens (a reload drains an old worker only after its replacement does).
+    A worker's flag is raised when either drain byte is."""
 
-    SIZE = 4096  # slot 0 and 4,095 worker slots, reused in turn
+    SIZE = 4096  # slot 0 and 4,095 worker slots (drain bytes); as many listening bytes after them
 
     def __init__(self, path: Path, view: mmap.mmap, slot: int = 0) -> None:
         self.path, self._view, self.slot = path, view, slot
@@ -234,7 +264,7 @@ class DrainFlag:
     def create(cls, directory: Path) -> DrainFlag:
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / f"granian-{os.getpid()}.drain"
-        path.write_bytes(bytes(cls.SIZE))
+        path.write_bytes(bytes(2 * cls.SIZE))
         return cls.open(path)
 
     @classmethod
@@ -242,7 +272,7 @@ class DrainFlag:
         if not 0 <= slot < cls.SIZE:
             raise ValueError(f"drain slot {slot} out of range")
         with open(path, "r+b") as file:
-            return cls(Path(path), mmap.mmap(file.fileno(), cls.SIZE), slot)
+            return cls(Path(path), mmap.mmap(file.fileno(), 2 * cls.SIZE), slot)
 
     def __bool__(self) -> bool:
         return self._view[0] == 1 or self._view[self.slot] == 1
@@ -250,8 +280,16 @@ class DrainFlag:
     def raise_(self, slot: int = 0) -> None:
         self._view[slot] = 1
 
-    def lower(self, slot: int) -> None:
+    def reset(self, slot: int) -> None:
+        """A slot handed to a new worker: neither draining nor listening."""
         self._view[slot] = 0
+        self._view[self.SIZE + slot] = 0
+
+    def mark_listening(self) -> None:
+        self._view[self.SIZE + self.slot] = 1
+
+    def listening(self, slot: int) -> bool:
+        return self._view[self.SIZE + slot] == 1
 
     def remove(self) -> None:
         Path(self.path).unlink(missing_ok=True)
@@ -276,19 +314,29 @@ def refuse_a_port_in_use(bind: dict) -> None:
 
 
 def claim_metrics_dir(directory: str):
-    """Lock ``directory`` for this server's lifetime (an flock on ``<directory>.lock``,
-    released by the kernel when the process ends however it ends), or exit: another
-    running server using it would have its files emptied by this one's start (its
-    metrics lost, its workers' drain flag gone) and /metrics would mix the two."""
+    """Make ``directory`` this server's: lock it (an flock on its ``.lock`` file, held by
+    the main process and the workers it forks, released by the kernel once they have
+    all ended, however they end) and empty it of everything else; or exit, when
+    another running server holds it: emptied, that server would lose its samples and
+    its workers' drain flag, and /metrics would mix the two."""
     import fcntl
 
-    lock = open(f"{directory.rstrip(os.sep)}.lock", "a")  # noqa: SIM115 - held until the process ends
+    os.makedirs(directory, exist_ok=True)
+    lock = open(os.path.join(directory, ".lock"), "a")  # noqa: SIM115 - held while serving
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         lock.close()
         raise SystemExit(f"PROMETHEUS_MULTIPROC_DIR={directory}: in use by another running server; give each "
                          "instance its own (or its own AUTHSERVICE_VAR_DIR)") from None
+    for entry in os.scandir(directory):
+        if entry.name == ".lock":
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry.path)
     return lock
 
 
@@ -297,12 +345,9 @@ def serve_granian(app: str) -> None:
     # Relative paths mean what they mean to the workers (and to gunicorn): from ROOT.
     os.chdir(ROOT)
     sys.path.insert(0, str(ROOT))
-    directory = os.path.abspath(metrics_dir())
-    os.makedirs(os.path.dirname(directory), exist_ok=True)
+    directory = os.path.realpath(metrics_dir())
     with claim_metrics_dir(directory):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
-        shutil.rmtree(directory, ignore_errors=True)
-        os.makedirs(directory, exist_ok=True)
         os.environ[_APP_VARIABLE] = app
         granian_server(app).serve()
 
@@ -322,7 +367,8 @@ def worker_application():
     draining = None
     if drain_file := os.environ.get(_DRAIN_FILE_VARIABLE):
         try:
-            draining = WorkerDrain(DrainFlag.open(drain_file, int(os.environ.get(_DRAIN_SLOT_VARIABLE, "0"))))
+            draining = WorkerDrain(DrainFlag.open(drain_file, int(os.environ.get(_DRAIN_SLOT_VARIABLE, "0"))),
+                                   shared_socket=os.environ.get("GUNICORN_BIND", "").startswith("unix:"))
         except (OSError, ValueError):
             # Serving without the drain beats a crash loop that takes the server down.
             logging.getLogger(__name__).exception(
@@ -352,12 +398,14 @@ class WorkerDrain:
     POLL_SECONDS = 0.02
     SETTLE_SECONDS = 0.25
 
-    def __init__(self, flag: DrainFlag) -> None:
+    def __init__(self, flag: DrainFlag, *, shared_socket: bool = False) -> None:
         self.flag = flag
+        self.shared_socket = shared_socket  # unix: one socket, the main process's, open before the worker starts
         self.closing = False
         self.serving = False  # set by the WSGI wrapper at the first request
 
     def watch(self) -> None:
+        self.announce_listening()
         while not self.flag:
             time.sleep(self.POLL_SECONDS)
         try:
@@ -380,6 +428,14 @@ class WorkerDrain:
             logging.getLogger(__name__).exception("the drain could not stop this worker accepting")
         finally:
             self.closing = True  # whatever happened, connections are still told to close
+
+    def announce_listening(self) -> None:
+        """Tell the main process this worker listens: a reload drains the worker this one
+        replaces only then, so the port never goes without a listener."""
+        watchable = os.path.isdir("/proc/self/fd")  # Linux: listening_descriptors() can see the socket
+        while watchable and not self.shared_socket and not self.flag and not listening_descriptors():
+            time.sleep(self.POLL_SECONDS)
+        self.flag.mark_listening()
 
     def __bool__(self) -> bool:
         return self.closing

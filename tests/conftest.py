@@ -75,9 +75,14 @@ def _plain_static_storage(settings):
         "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
 
 
+# Changed by pytest itself, or by Django when a test's settings change TIME_ZONE (undone
+# by the settings fixture after this check runs).
+_SET_FOR_US = {"PYTEST_CURRENT_TEST", "TZ"}
+
+
 def _changed_since(before: dict) -> list[str]:
     return sorted(name for name in before.keys() | os.environ.keys()
-                  if before.get(name) != os.environ.get(name) and name != "PYTEST_CURRENT_TEST")
+                  if before.get(name) != os.environ.get(name) and name not in _SET_FOR_US)
 
 
 @pytest.fixture(autouse=True)

@@ -101,8 +101,8 @@ def test_metrics_are_refused_to_other_addresses(client, db, settings):
 
 def _manage_check(tmp_path, metrics_dir: str):
     root = Path(__file__).resolve().parents[2]
-    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": metrics_dir, "DATABASE_URL": f"sqlite:///{tmp_path / 'db'}",
-           "REDIS_URL": ""}
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "AUTHSERVICE_", "PROMETHEUS_"))},
+           "PROMETHEUS_MULTIPROC_DIR": metrics_dir, "DATABASE_URL": f"sqlite:///{tmp_path / 'db'}", "REDIS_URL": ""}
     return subprocess.run([sys.executable, "manage.py", "check"], cwd=root, env=env, capture_output=True, text=True,
                           timeout=120)
 

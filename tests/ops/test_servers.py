@@ -46,15 +46,17 @@ def children(pid: int) -> list[int]:
 class Served:
     """The service under ``server`` on a free port, two workers, SQLite in ``tmp_path``."""
 
-    def __init__(self, server: str, tmp_path: Path) -> None:
+    def __init__(self, server: str, tmp_path: Path, workers: int = 2) -> None:
         self.port = free_port()
+        self.worker_count = workers
         self.url = f"http://127.0.0.1:{self.port}"
         self.database = tmp_path / "db.sqlite3"
         self.var = tmp_path
         self.env = {**{k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "AUTHSERVICE_",
                                                                                  "GUNICORN_", "PROMETHEUS_"))},
                     "DATABASE_URL": f"sqlite:///{self.database}", "REDIS_URL": "", "AUTHSERVICE_VAR_DIR": str(tmp_path),
-                    "AUTHSERVICE_SERVER": server, "GUNICORN_BIND": f"127.0.0.1:{self.port}", "GUNICORN_WORKERS": "2",
+                    "AUTHSERVICE_SERVER": server, "GUNICORN_BIND": f"127.0.0.1:{self.port}",
+                    "GUNICORN_WORKERS": str(workers),
                     "DJANGO_SECRET_KEY": "launcher-test-secret-0123456789abcdef0123456789",
                     "AUTHSERVICE_KEY_ENCRYPTION_KEY": "launcher-test-kek", "PYTHONWARNINGS": "ignore"}
         self.log = tmp_path / "server.log"
@@ -70,7 +72,8 @@ class Served:
         while time.monotonic() < deadline:
             assert self.process.poll() is None, self.log.read_text()[-3000:]
             try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200 and len(self.workers()) == 2:
+                if (httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200
+                        and len(self.workers()) == self.worker_count):
                     return
             except httpx.HTTPError:
                 pass
@@ -252,11 +255,13 @@ def test_granian_stops_accepting_then_closes_each_kept_alive_connection_with_its
         service.kill()
 
 
-def test_granian_reload_on_sighup_replaces_every_worker_and_loses_no_kept_alive_request(tmp_path):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_granian_reload_on_sighup_replaces_every_worker_and_loses_no_kept_alive_request(tmp_path, workers):
     """SIGHUP: granian replaces each worker in turn; each old one first drains alone (its
-    own slot of the flag) once its replacement serves. Stock granian closed the old
-    worker's kept-alive connections under its clients (5 lost requests in 4 reloads)."""
-    service = Served("granian", tmp_path)
+    own slot of the flag) once its replacement listens. Stock granian closed the old
+    worker's kept-alive connections under its clients (5 lost requests in 4 reloads);
+    with one worker, draining it before its replacement listens would refuse clients."""
+    service = Served("granian", tmp_path, workers)
     service.start()
     errors: list[str] = []
     answered = [0]
@@ -281,7 +286,7 @@ def test_granian_reload_on_sighup_replaces_every_worker_and_loses_no_kept_alive_
         time.sleep(0.5)
         os.kill(service.process.pid, signal.SIGHUP)
         deadline = time.monotonic() + 40
-        while (set(service.workers()) & old or len(service.workers()) != 2) and time.monotonic() < deadline:
+        while (set(service.workers()) & old or len(service.workers()) != workers) and time.monotonic() < deadline:
             time.sleep(0.1)
         time.sleep(0.5)
         stop.set()
@@ -290,7 +295,9 @@ def test_granian_reload_on_sighup_replaces_every_worker_and_loses_no_kept_alive_
         assert not set(service.workers()) & old, service.log.read_text()[-3000:]
         assert answered[0] > 100
         assert errors == []
-        assert service.log.read_text().count("Draining old worker") == 2
+        log = service.log.read_text()
+        assert log.count("Draining old worker") == workers
+        assert "does not listen" not in log
         assert service.terminate() == 0
     finally:
         stop.set()
@@ -306,8 +313,13 @@ def test_drain_flag_slots_are_each_workers_own():
         assert not first and not second
         main.raise_(first.slot)
         assert first and not second  # one worker drains alone (a reload)
-        main.lower(first.slot)
+        assert not main.listening(second.slot)
+        second.mark_listening()
+        assert main.listening(second.slot) and not main.listening(first.slot)
+        main.reset(first.slot)
         assert not first
+        main.reset(second.slot)
+        assert not main.listening(second.slot)  # a slot handed to a new worker starts afresh
         main.raise_()
         assert first and second  # the whole server drains
         assert DrainFlag.slot_for(DrainFlag.SIZE - 1) == 1  # slots are reused, never slot 0
@@ -425,23 +437,26 @@ def test_granian_refuses_a_metrics_directory_another_running_server_uses(tmp_pat
 
 
 def test_a_granian_worker_without_its_drain_flag_still_serves(tmp_path):
-    """The drain flag is an aid, not a condition of serving: a worker respawned after the
-    flag's file was removed serves (and says so in the log) instead of crash-looping."""
+    """The drain flag is an aid, not a condition of serving: workers respawned after the
+    flag's file was removed serve (and say so in the log) instead of crash-looping."""
     service = Served("granian", tmp_path)
     service.start()
     try:
         for flag in (tmp_path / "metrics").glob("granian-*.drain"):
             flag.unlink()
-        victim = service.workers()[0]
-        os.kill(victim, signal.SIGKILL)
+        for victim in service.workers():  # both, in turn: every worker left is a flagless one
+            os.kill(victim, signal.SIGKILL)
+            deadline = time.monotonic() + 30
+            while (victim in service.workers() or len(service.workers()) < 2) and time.monotonic() < deadline:
+                assert service.process.poll() is None, service.log.read_text()[-3000:]
+                time.sleep(0.1)
         deadline = time.monotonic() + 30
-        while len(set(service.workers()) - {victim}) < 2 and time.monotonic() < deadline:
-            assert service.process.poll() is None, service.log.read_text()[-3000:]
+        while service.log.read_text().count("will not drain on SIGTERM") < 2 and time.monotonic() < deadline:
             time.sleep(0.1)
+        assert service.log.read_text().count("will not drain on SIGTERM") == 2, service.log.read_text()[-3000:]
         agent = onboard(service.env, "Flagless Agent")
         tokens(service, agent, 6)
         assert service.process.poll() is None
-        assert "will not drain on SIGTERM" in service.log.read_text()
     finally:
         service.kill()
 
