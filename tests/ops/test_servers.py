@@ -255,14 +255,19 @@ def test_granian_stops_accepting_then_closes_each_kept_alive_connection_with_its
         service.kill()
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_granian_reload_on_sighup_replaces_every_worker_and_loses_no_kept_alive_request(tmp_path, workers):
-    """SIGHUP: granian replaces each worker in turn; each old one first drains alone (its
-    own slot of the flag) once its replacement listens. Stock granian closed the old
-    worker's kept-alive connections under its clients (5 lost requests in 4 reloads);
-    with one worker, draining it before its replacement listens would refuse clients."""
-    service = Served("granian", tmp_path, workers)
-    service.start()
+def listening_ports_of_anyone() -> set[int]:
+    """Every listening TCP port on the host's loopback (this network namespace)."""
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A":
+                ports.add(int(fields[1].rpartition(":")[2], 16))
+    return ports
+
+
+def reload_under_load(service: Served, workers: int) -> list[str]:
+    """SIGHUP to ``service`` while 4 keep-alive clients ask /healthz; the failed requests."""
     errors: list[str] = []
     answered = [0]
     stop = threading.Event()
@@ -279,28 +284,71 @@ def test_granian_reload_on_sighup_replaces_every_worker_and_loses_no_kept_alive_
                     errors.append(repr(exc))
 
     clients = [threading.Thread(target=keep_asking) for _ in range(4)]
+    assert service.process.poll() is None, service.log.read_text()[-3000:]
     try:
         old = set(service.workers())
         for client in clients:
             client.start()
         time.sleep(0.5)
         os.kill(service.process.pid, signal.SIGHUP)
-        deadline = time.monotonic() + 40
+        deadline = time.monotonic() + 60
         while (set(service.workers()) & old or len(service.workers()) != workers) and time.monotonic() < deadline:
             time.sleep(0.1)
         time.sleep(0.5)
+    finally:
         stop.set()
         for client in clients:
             client.join(timeout=20)
-        assert not set(service.workers()) & old, service.log.read_text()[-3000:]
-        assert answered[0] > 100
-        assert errors == []
+    assert not set(service.workers()) & old, service.log.read_text()[-3000:]
+    assert answered[0] > 100
+    return errors
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_granian_reload_on_sighup_replaces_every_worker_and_loses_no_kept_alive_request(tmp_path, workers):
+    """SIGHUP: granian replaces each worker in turn; each old one first drains alone (its
+    own slot of the flag) once its replacement listens. Stock granian closed the old
+    worker's kept-alive connections under its clients (5 lost requests in 4 reloads)."""
+    service = Served("granian", tmp_path, workers)
+    service.start()
+    try:
+        assert reload_under_load(service, workers) == []
         log = service.log.read_text()
         assert log.count("Draining old worker") == workers
         assert "does not listen" not in log
         assert service.terminate() == 0
     finally:
-        stop.set()
+        service.kill()
+
+
+def test_granian_reload_stops_the_old_worker_only_once_its_slow_replacement_listens(tmp_path):
+    """One worker, whose replacement takes 6 s to load (granian stops the old one 3.5 s
+    after starting the new one): stopped then, the port would have no listener and
+    every client told to reconnect would be refused."""
+    service = Served("granian", tmp_path, workers=1)
+    marker = tmp_path / "slow"
+    service.env["AUTHSERVICE_TEST_SLOW_MARKER"] = str(marker)
+    service.start()
+    service.kill()  # started as the stock service (migrations, bootstrap); now the slow app, on the same port
+    deadline = time.monotonic() + 10
+    while service.port in listening_ports_of_anyone() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    with service.log.open("w") as out:
+        service.process = subprocess.Popen([sys.executable, "-m", "authservice.serve", "tests.ops.slow_app"],
+                                           cwd=ROOT, env=service.env, stdout=out, stderr=subprocess.STDOUT,
+                                           start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{service.url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        marker.write_text("")
+        assert reload_under_load(service, 1) == []
+        assert "does not listen" not in service.log.read_text()
+    finally:
         service.kill()
 
 
@@ -313,18 +361,24 @@ def test_drain_flag_slots_are_each_workers_own():
         assert not first and not second
         main.raise_(first.slot)
         assert first and not second  # one worker drains alone (a reload)
-        assert not main.listening(second.slot)
-        second.mark_listening()
-        assert main.listening(second.slot) and not main.listening(first.slot)
-        main.reset(first.slot)
+        main.lower(first.slot)
         assert not first
-        main.reset(second.slot)
-        assert not main.listening(second.slot)  # a slot handed to a new worker starts afresh
         main.raise_()
         assert first and second  # the whole server drains
         assert DrainFlag.slot_for(DrainFlag.SIZE - 1) == 1  # slots are reused, never slot 0
         with pytest.raises(ValueError):
             DrainFlag.open(main.path, DrainFlag.SIZE)
+
+
+def test_listening_ports_are_those_a_process_listens_on():
+    from authservice.serve import listening_ports
+
+    with socket.create_server(("127.0.0.1", 0)) as listener, socket.socket() as bound_only:
+        bound_only.bind(("127.0.0.1", 0))
+        ports = listening_ports(os.getpid())
+        assert listener.getsockname()[1] in ports
+        assert bound_only.getsockname()[1] not in ports
+    assert listening_ports(2**22 + 1) == set()  # no such process
 
 
 def test_stop_accepting_closes_listening_sockets_and_keeps_connections():
