@@ -255,6 +255,21 @@ def test_granian_stops_accepting_then_closes_each_kept_alive_connection_with_its
         service.kill()
 
 
+def wait_ready(url: str, process: subprocess.Popen, log) -> None:
+    """Until ``url``/readyz answers 200; fails, with ``log()``, if ``process`` exits first or
+    a minute passes."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert process.poll() is None, log()
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"{url} never became ready")
+
+
 def listening_ports_of_anyone() -> set[int]:
     """Every listening TCP port on the host's loopback (this network namespace)."""
     ports = set()
@@ -338,13 +353,7 @@ def test_granian_reload_stops_the_old_worker_only_once_its_slow_replacement_list
                                            cwd=ROOT, env=service.env, stdout=out, stderr=subprocess.STDOUT,
                                            start_new_session=True)
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{service.url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+        wait_ready(service.url, service.process, lambda: service.log.read_text()[-2000:])
         marker.write_text("")
         assert reload_under_load(service, 1) == []
         assert "does not listen" not in service.log.read_text()
@@ -473,16 +482,7 @@ def test_granian_refuses_a_metrics_directory_another_running_server_uses(tmp_pat
                                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                       start_new_session=True)
         try:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                assert relaunched.poll() is None, relaunched.stderr.read()[-2000:]
-                try:
-                    if httpx.get(f"http://127.0.0.1:{second.port}/readyz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.1)
-            else:
-                raise AssertionError("the relaunched server never became ready")
+            wait_ready(f"http://127.0.0.1:{second.port}", relaunched, lambda: relaunched.stderr.read()[-2000:])
         finally:
             os.killpg(relaunched.pid, signal.SIGKILL)
             relaunched.wait(timeout=10)
