@@ -16,14 +16,20 @@ no query on a cached client.
 
 What keeps it exact:
 
-- **Trusted only while the feed is known to be live.** The listener checks its
-  connection every ``HEARTBEAT`` seconds; requests trust the cache only within
-  ``TRUST_WINDOW`` of the last good check, and fall back to the per-request query
-  the moment the connection fails (PostgreSQL restarted or stopped, the backend
-  terminated). On reconnecting, the listener forgets every cached client and reloads
-  the running lockouts *after* ``LISTEN`` is in place, so nothing that happened while
-  it was away is missed. A silently dead network path (no error, no answer) is
-  trusted for at most ``TRUST_WINDOW``.
+- **Trusted only while the feed is shown to deliver.** Every ``HEARTBEAT`` seconds the
+  listener sends a canary: a ``NOTIFY`` with a fresh random payload, from a second
+  session, as a writer would. PostgreSQL delivers a channel's notices in commit order,
+  so when the canary arrives every change committed before it was sent has been
+  applied; requests then trust the cache until ``TRUST_WINDOW`` after the canary was
+  sent. A connection that answers queries is no proof: a transaction pooler
+  (PgBouncer in transaction mode) accepts ``LISTEN`` and never delivers a notice, and
+  there the canary never arrives, so the token endpoint reads the state on every
+  request. A silently dead path is trusted for at most ``TRUST_WINDOW``.
+- **A new session revalidates what was cached.** Notices sent while no session
+  listened are lost, so each (re)connection starts a new epoch: a record cached in an
+  earlier epoch is used again only after one generation check (a small indexed query),
+  never blindly, and never reloaded whole. Running lockouts are reloaded *after*
+  ``LISTEN`` is in place.
 - **No stale record stored after its notice.** A request that loads a client records
   the listener's sequence number first; it stores the record only if no notice (and
   no reconnection) arrived meanwhile, under the lock the listener applies notices
@@ -39,14 +45,17 @@ interval (5 ms) later.
 
 Started in each serving process by ``authservice.wsgi`` (gunicorn's workers import
 it after forking); never in tests or management commands unless started explicitly.
-``AUTHSERVICE_PUSHED_INVALIDATION=0`` turns it off (every request queries again).
-SQLite has no LISTEN: the embedded default always queries.
+``AUTHSERVICE_PUSHED_INVALIDATION=0`` turns it off (every request queries again): do
+so behind a transaction pooler, where the canary shows the feed cannot work (the
+listener then retries less and less often, and says so once in the log). SQLite has
+no LISTEN: the embedded default always queries.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -59,11 +68,16 @@ from authservice.observability import CHANGE_FEED_EVENTS, CHANGE_FEED_LIVE
 logger = logging.getLogger(__name__)
 
 CHANNEL = "authservice_changes"
-HEARTBEAT = 1.0  # seconds between checks of the listening connection
-TRUST_WINDOW = 2.5  # seconds the cache is trusted after the last good check
+HEARTBEAT = 0.5  # seconds between canaries
+TRUST_WINDOW = 1.0  # seconds the cache is trusted after the last canary that arrived was sent
 RECONNECT_DELAY = 0.5
+# Canaries missed in a row before the sessions are replaced (a path that delivers nothing);
+# each further replacement waits twice as long, up to MAX_RECONNECT_DELAY.
+MISSED_CANARIES_BEFORE_RECONNECT = 6
+MAX_RECONNECT_DELAY = 60.0
 CLIENT_PREFIX = "c:"
 LOCKOUT_PREFIX = "l:"
+CANARY_PREFIX = "h:"
 APPLICATION_NAME = "authservice-change-listener"  # how its connection shows in pg_stat_activity
 
 
@@ -78,10 +92,13 @@ class ChangeListener:
         self._stop = threading.Event()
         self._trusted_until = 0.0
         self.sequence = 0  # bumped by every notice and reconnection
+        self.epoch = 0  # bumped by every (re)connection: notices may have been lost before it
         self.lockouts: dict[int, float] = {}  # key -> locked_until (epoch seconds)
         self.forget_client: Callable[[str], None] = lambda client_id: None
-        self.forget_all_clients: Callable[[], None] = lambda: None
         self.connections = 0
+        self.canaries = 0  # canaries that came back
+        self._missed = 0  # canaries missed in a row
+        self._reconnect_delay = RECONNECT_DELAY
 
     # --- what requests ask --------------------------------------------------------------------
 
@@ -149,44 +166,84 @@ class ChangeListener:
         while not self._stop.is_set():
             try:
                 self._listen()
+            except _NoDelivery:
+                self._distrust("no canary came back")
             except Exception as exc:  # any failure means: stop trusting, reconnect
-                was_trusted = self._trusted_until > time.monotonic()
-                self._trusted_until = 0.0
-                CHANGE_FEED_LIVE.set(0)
-                CHANGE_FEED_EVENTS.labels("disconnect").inc()
-                if was_trusted:
-                    logger.warning("change feed lost (%s: %s); token requests query the database until it is back",
-                                   type(exc).__name__, exc)
-            self._stop.wait(RECONNECT_DELAY)
+                self._distrust(f"{type(exc).__name__}: {exc}")
+                self._reconnect_delay = RECONNECT_DELAY
+            self._stop.wait(self._reconnect_delay)
         CHANGE_FEED_LIVE.set(0)
+
+    def _distrust(self, why: str) -> None:
+        was_trusted = self._trusted_until > time.monotonic()
+        self._trusted_until = 0.0
+        CHANGE_FEED_LIVE.set(0)
+        CHANGE_FEED_EVENTS.labels("disconnect").inc()
+        if was_trusted:
+            logger.warning("change feed lost (%s); token requests query the database until it is back", why)
+
+    def _connection_params(self) -> dict:
+        params = connection.get_connection_params()
+        for name in ("pool", "cursor_factory", "context"):
+            params.pop(name, None)
+        params["application_name"] = APPLICATION_NAME
+        return params
 
     def _listen(self) -> None:
         import psycopg
 
-        params = connection.get_connection_params()
-        params.pop("pool", None)
-        params.pop("cursor_factory", None)
-        params.pop("context", None)
-        params["application_name"] = APPLICATION_NAME
-        with psycopg.connect(**params, autocommit=True) as conn:
+        params = self._connection_params()
+        with psycopg.connect(**params, autocommit=True) as conn, \
+                psycopg.connect(**params, autocommit=True) as canary:
             conn.execute(f"LISTEN {CHANNEL}")
             lockouts = self._running_lockouts(conn)
-            with self._lock:  # everything cached before LISTEN may have missed a notice
+            with self._lock:  # what was cached before LISTEN may have missed a notice
                 self.sequence += 1
-                self.forget_all_clients()
+                self.epoch += 1
                 self.lockouts = lockouts
             self.connections += 1
-            self._trusted_until = time.monotonic() + TRUST_WINDOW
-            CHANGE_FEED_LIVE.set(1)
+            self._missed = 0
             CHANGE_FEED_EVENTS.labels("connect").inc()
-            if self.connections > 1:
-                logger.info("change feed back; token requests trust the process cache again")
             while not self._stop.is_set():
-                for notice in conn.notifies(timeout=HEARTBEAT):
-                    self._apply(notice.payload)
-                conn.execute("SELECT 1")  # the connection (and so the feed) is alive
-                self._trusted_until = time.monotonic() + TRUST_WINDOW
+                self._beat(conn, canary)
                 self._prune_lockouts()
+
+    def _beat(self, conn, canary) -> None:
+        """Send a canary and apply notices for one heartbeat; trust is extended only
+        when the canary comes back through the listening session."""
+        payload = f"{CANARY_PREFIX}{os.getpid()}:{secrets.token_hex(8)}"
+        sent_at = time.monotonic()
+        canary.execute("SELECT pg_notify(%s, %s)", [CHANNEL, payload])
+        arrived = False
+        deadline = sent_at + HEARTBEAT
+        while (remaining := deadline - time.monotonic()) > 0 and not self._stop.is_set():
+            for notice in conn.notifies(timeout=remaining, stop_after=1):
+                if notice.payload == payload:
+                    arrived = True
+                    self._canary_arrived(sent_at)
+                elif not notice.payload.startswith(CANARY_PREFIX):  # another worker's canary: nothing to do
+                    self._apply(notice.payload)
+        if arrived:
+            self._missed = 0
+            return
+        self._missed += 1
+        CHANGE_FEED_EVENTS.labels("canary_missed").inc()
+        if self._missed >= MISSED_CANARIES_BEFORE_RECONNECT:
+            if self._reconnect_delay <= RECONNECT_DELAY:
+                logger.warning("change feed: %d canaries in a row did not come back (a transaction pooler such as "
+                               "PgBouncer delivers no notice; set AUTHSERVICE_PUSHED_INVALIDATION=0 there): token "
+                               "requests query the database", self._missed)
+            self._reconnect_delay = min(MAX_RECONNECT_DELAY, max(self._reconnect_delay * 2, 1.0))
+            raise _NoDelivery
+
+    def _canary_arrived(self, sent_at: float) -> None:
+        if self._trusted_until <= time.monotonic() and self.canaries:
+            logger.info("change feed back; token requests trust the process cache again")
+        self.canaries += 1
+        self._reconnect_delay = RECONNECT_DELAY
+        self._trusted_until = sent_at + TRUST_WINDOW
+        CHANGE_FEED_LIVE.set(1)
+        CHANGE_FEED_EVENTS.labels("canary").inc()
 
     @staticmethod
     def _running_lockouts(conn) -> dict[int, float]:
@@ -222,6 +279,10 @@ class ChangeListener:
 def enabled() -> bool:
     return (connection.vendor == "postgresql"
             and getattr(settings, "AUTHSERVICE_PUSHED_INVALIDATION", True))
+
+
+class _NoDelivery(Exception):
+    """The listening session answers, but delivers no notice (not even our own)."""
 
 
 listener = ChangeListener()

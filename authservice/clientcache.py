@@ -129,24 +129,31 @@ class _ClientCache:
     def get(self, client_id: str) -> ClientRecord | None:
         """The active client's record, or None for an unknown or inactive client.
 
-        While the change feed is live (``authservice.change_listener``), a cached record
-        is current by construction: no query. Otherwise the client's generation is read
-        and compared with the cached one."""
+        While the change feed is shown to deliver (``authservice.change_listener``), a
+        record cached in the feed's current epoch is current by construction: no query.
+        Otherwise the client's generation is read and compared with the cached one; a
+        record that still matches is kept (and stamped with the current epoch), so a
+        feed that was lost or late costs one small query per client, never a reload."""
+        epoch = listener.epoch
         if listener.trusted():
             cached = self.entries.get(client_id)
-            if cached is not None and cached[1] is not None:  # "unknown or inactive" is always re-read
+            # "unknown or inactive" is always re-read
+            if cached is not None and cached[1] is not None and cached[2] == epoch:
                 return cached[1]
         sequence = listener.sequence  # before reading: a notice after it keeps the record out
         generation = current_generation(client_id)  # before loading: a change after it shows next time
-        if not listener.trusted():
-            cached = self.entries.get(client_id, valid=lambda entry: entry[0] == generation)
-            if cached is not None:
-                return cached[1]
+        cached = self.entries.get(client_id, valid=lambda entry: entry[0] == generation)
+        if cached is not None:
+            if cached[2] != epoch:
+                self._store(client_id, sequence, (generation, cached[1], epoch))
+            return cached[1]
         record = self._load(client_id, generation)
-        entry = (generation, record)
-        listener.store_if_current(sequence, lambda: self.entries.put(
-            client_id, entry, size=approximate_size((client_id, generation, record))))
+        self._store(client_id, sequence, (generation, record, epoch))
         return record
+
+    def _store(self, client_id: str, sequence: int, entry: tuple) -> None:
+        listener.store_if_current(sequence, lambda: self.entries.put(
+            client_id, entry, size=approximate_size((client_id, entry[0], entry[1]))))
 
     @staticmethod
     def _load(client_id: str, generation: int | None) -> ClientRecord | None:
@@ -165,4 +172,3 @@ class _ClientCache:
 
 client_cache = _ClientCache()
 listener.forget_client = client_cache.entries.discard
-listener.forget_all_clients = client_cache.clear

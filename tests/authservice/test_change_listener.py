@@ -19,6 +19,7 @@ from authservice.clientcache import client_cache
 from authservice.models import AuthFailureCounter
 from authservice.services import client_create, client_deactivate, client_reactivate
 from tests.conftest import FORM, basic, form
+from tests.pgbouncer import PgBouncer
 
 ADDRESS = "127.0.0.9"
 NOTICE_WAIT = 5.0  # seconds a test waits for a notice before failing (a bound, not a timing)
@@ -124,7 +125,8 @@ class TestWithPostgreSQL:
                 type(client).objects.filter(pk=client.pk).update(name="kept")
 
             _elsewhere(change_then_roll_back)
-            notices = [n.payload for n in watcher.notifies(timeout=1.0)]
+            notices = [n.payload for n in watcher.notifies(timeout=1.0)
+                       if not n.payload.startswith(change_listener.CANARY_PREFIX)]
         assert notices == [f"c:{client.client_id}"]  # the committed update only
 
     def test_a_new_client_is_never_refused_from_a_stale_negative_entry(self, credentials):
@@ -188,6 +190,51 @@ class TestWithPostgreSQL:
         _wait(lambda: listener.trusted() and listener.connections > connected, "the feed coming back")
         _elsewhere(lambda: client_reactivate(client=client))
         _wait(lambda: _token(http, client.client_id, secret).status_code == 200, "the reactivation")
+
+    def test_a_record_cached_before_a_reconnection_costs_one_check_not_a_reload(self, credentials):
+        client, secret = credentials
+        http = Client()
+        assert _token(http, client.client_id, secret).status_code == 200
+        connected = listener.connections
+        with psycopg.connect(**_params(), autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+                          [APPLICATION_NAME])
+        _wait(lambda: listener.trusted() and listener.connections > connected, "the feed coming back")
+        with CaptureQueriesContext(connection) as queries:
+            assert _token(http, client.client_id, secret).status_code == 200
+        sql = [q["sql"] for q in queries.captured_queries]
+        assert [q for q in sql if "generation" in q], sql  # the one check of a record from the old session
+        assert not [q for q in sql if "registry_participant" in q or "is_active" in q], sql  # no reload
+        with CaptureQueriesContext(connection) as queries:
+            assert _token(http, client.client_id, secret).status_code == 200
+        assert _state_queries(queries.captured_queries) == []
+
+    def test_behind_a_transaction_pooler_the_feed_is_never_trusted(self, credentials):
+        """PgBouncer in transaction mode accepts LISTEN and answers every query, and
+        delivers no notice: the canary never comes back, so the cache is never trusted."""
+        if not PgBouncer.available():
+            assert os.environ.get("CI") != "true", "pgbouncer is not installed (.ci/run installs it)"
+            pytest.skip("pgbouncer is not installed")
+        bouncer = PgBouncer().start()
+
+        class ThroughPooler(ChangeListener):
+            def _connection_params(self) -> dict:
+                params = {**super()._connection_params(), "host": "127.0.0.1", "port": bouncer.port}
+                params.pop("options", None)  # PgBouncer refuses startup options (statement_timeout)
+                return params
+
+        feed = ThroughPooler()
+        try:
+            assert feed.start()
+            _wait(lambda: feed.connections > 0, "the pooled feed connecting")
+            deadline = time.monotonic() + 3 * change_listener.HEARTBEAT + 1
+            while time.monotonic() < deadline:
+                assert not feed.trusted()
+                time.sleep(0.01)
+            assert feed.canaries == 0
+        finally:
+            feed.stop()
+            bouncer.stop()
 
 
 def _params() -> dict:
