@@ -7,9 +7,11 @@ localhost); `DJANGO_SECURE_HTTPS=1` adds what a deployment behind TLS needs.
 
 import os
 import secrets
+import sys
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("AUTHSERVICE_VAR_DIR", BASE_DIR / "var"))
@@ -26,22 +28,53 @@ def env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
-def _secret_key() -> str:
-    """The secret key from the environment, else one generated once and kept in var/."""
-    key = os.environ.get("DJANGO_SECRET_KEY")
-    if key:
-        return key
+def env_secret(name: str, default: str = "") -> str:
+    """A secret from ``NAME``, or from the file ``NAME_FILE`` names (Docker and Kubernetes
+    secrets are mounted as files); one of the two, never both."""
+    path = os.environ.get(f"{name}_FILE", "").strip()
+    if not path:
+        return os.environ.get(name, default)
+    if os.environ.get(name):
+        raise ImproperlyConfigured(f"Both {name} and {name}_FILE are set: set one of them.")
+    try:
+        return Path(path).read_text().strip()
+    except OSError as exc:
+        raise ImproperlyConfigured(f"{name}_FILE={path}: cannot be read ({exc.strerror}).") from None
+
+
+# AUTHSERVICE_ENV=production (the Dockerfile, compose and Kubernetes files set it): the
+# service refuses to start without its own secrets, instead of inventing them per
+# replica (replicas that generate their own cannot read each other's signing keys,
+# audit links or one-time secret pages). Unset (development, `make run`): what is
+# missing is generated once into var/, and said so.
+ENVIRONMENT = os.environ.get("AUTHSERVICE_ENV", "development").strip().lower() or "development"
+if ENVIRONMENT not in ("development", "production"):
+    raise ImproperlyConfigured(f"AUTHSERVICE_ENV={ENVIRONMENT!r}: choose development or production.")
+PRODUCTION = ENVIRONMENT == "production"
+REQUIRED_IN_PRODUCTION = ("DJANGO_SECRET_KEY", "AUTHSERVICE_KEY_ENCRYPTION_KEY")
+if PRODUCTION and (missing := [name for name in REQUIRED_IN_PRODUCTION if not env_secret(name).strip()]):
+    raise ImproperlyConfigured(
+        f"AUTHSERVICE_ENV=production and {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set: "
+        "set each (or NAME_FILE, a file holding it) to the same secret on every instance.")
+
+
+def _development_secret_key() -> str:
+    """Development only: a secret key generated once and kept in var/."""
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     path = VAR_DIR / "secret_key"
-    if not path.exists():
+    try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_urlsafe(50))
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secrets.token_urlsafe(50))
+    print(f"Development secret key generated in {path} (production sets DJANGO_SECRET_KEY; "
+          "see AUTHSERVICE_ENV).", file=sys.stderr)
     return path.read_text().strip()
 
 
 DEBUG = env_bool("DJANGO_DEBUG", False)
-SECRET_KEY = _secret_key()
+SECRET_KEY = env_secret("DJANGO_SECRET_KEY") or _development_secret_key()
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]")
 
 INSTALLED_APPS = [
@@ -118,16 +151,18 @@ TEMPLATES = [
 
 # --- Database -------------------------------------------------------------------------
 VAR_DIR.mkdir(parents=True, exist_ok=True)
-DATABASE_URL = os.environ.get("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'db.sqlite3'}"
+DATABASE_URL = env_secret("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'db.sqlite3'}"
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Fail fast: an unreachable server is a 503 within about a second (see
     # authservice.availability), never a request parked for the pool's default 30 s.
     options = DATABASES["default"].setdefault("OPTIONS", {})
     options.setdefault("connect_timeout", int(os.environ.get("DATABASE_CONNECT_TIMEOUT", "2")))
-    # A statement (or a lock wait) never holds a request thread longer than this.
+    # A statement (or a lock wait) never holds a request thread longer than this. 0: none
+    # sent (PgBouncer refuses startup options: set it with ALTER ROLE ... SET there).
     statement_timeout_ms = int(os.environ.get("DATABASE_STATEMENT_TIMEOUT_MS", "30000"))
-    options.setdefault("options", f"-c statement_timeout={statement_timeout_ms}")
+    if statement_timeout_ms:
+        options.setdefault("options", f"-c statement_timeout={statement_timeout_ms}")
     # psycopg's pool keeps connections warm between requests and reconnects after a
     # database restart; Django requires CONN_MAX_AGE=0 alongside it.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
@@ -139,6 +174,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
             "max_size": int(os.environ.get("DATABASE_POOL_MAX_SIZE", "8")),
             # Seconds a request waits for a pooled connection before answering 503.
             "timeout": float(os.environ.get("DATABASE_POOL_TIMEOUT", "1")),
+            # psycopg_pool retries a failed connection with a growing delay (1 s, 2 s, 4 s, ...)
+            # for this long, then gives up until a request asks again (at once): short, so
+            # every worker reconnects within about a second of the database's return.
+            "reconnect_timeout": float(os.environ.get("DATABASE_POOL_RECONNECT_TIMEOUT", "1")),
         }
     # Each serving process listens for changes to clients and lockouts
     # (authservice.change_listener), so a token request for a cached client needs no
@@ -151,7 +190,7 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache ----------------------------------------------------------------------------
-REDIS_URL = os.environ.get("REDIS_URL", "")
+REDIS_URL = env_secret("REDIS_URL")
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
                           # A frozen or unreachable Redis costs half a second, not redis-py's unbounded wait.
@@ -263,10 +302,11 @@ AUTHSERVICE = {
     "ACCESS_TOKEN_TTL": int(os.environ.get("AUTHSERVICE_ACCESS_TOKEN_TTL", "900")),
     "ACCESS_TOKEN_TYP": os.environ.get("AUTHSERVICE_ACCESS_TOKEN_TYP", "at+jwt"),
     "SIGNING_ALG": os.environ.get("AUTHSERVICE_SIGNING_ALG", "RS256"),
-    "KEY_ENCRYPTION_KEYS": env_list("AUTHSERVICE_KEY_ENCRYPTION_KEY", ""),
+    "KEY_ENCRYPTION_KEYS": [item.strip() for item in env_secret("AUTHSERVICE_KEY_ENCRYPTION_KEY").split(",")
+                            if item.strip()],
     # The audit log's HMAC keys, comma-separated like the key-encryption key (the first
     # keys new links, every key verifies). Unset: derived from the key-encryption key.
-    "AUDIT_KEYS": env_list("AUTHSERVICE_AUDIT_KEY", ""),
+    "AUDIT_KEYS": [item.strip() for item in env_secret("AUTHSERVICE_AUDIT_KEY").split(",") if item.strip()],
     "REGISTRY_ALLOW_HTTP_ENDPOINTS": env_bool("AUTHSERVICE_ALLOW_HTTP_ENDPOINTS", False),
     # The token endpoint's hooks: the registry decides what a participant's client is
     # granted and which keys it may sign client assertions with.
