@@ -19,9 +19,10 @@ nothing, so it resets no counter, its own or another address's.
 Lockouts live in the database (``AuthFailureCounter.locked_until``), so they hold on
 every instance at once and never depend on Redis durability. Failures are counted in
 Redis when ``settings.REDIS_URL`` is set (``SET NX EX`` then ``INCR``, one round trip,
-so an attack's writes go there), else in the same rows (``UPDATE ... SET failures =
-failures + 1``); never in a per-process cache. A lockout starts with one conditional
-``UPDATE`` (or ``INSERT``), which exactly one worker wins.
+so an attack's writes go there), else, and whenever Redis fails to answer, in the
+same rows (``UPDATE ... SET failures = failures + 1``); never in a per-process cache.
+A lockout starts with one conditional ``UPDATE`` (or ``INSERT``), which exactly one
+worker wins.
 
 Cost on the hot path: no query of its own. The lockout state of the attempt's two keys
 is a subquery of the query every request already makes, the presented client's
@@ -220,8 +221,8 @@ def record_failure(attempt: Attempt) -> None:
     limits = {PAIR: authservice_settings.AUTH_FAILURE_LIMIT,
               ADDRESS: authservice_settings.AUTH_FAILURE_LIMIT_PER_ADDRESS}
     keys = {PAIR: attempt.pair_key, ADDRESS: attempt.address_key}
-    counter = _RedisCounter if getattr(settings, "REDIS_URL", "") else _DatabaseCounter
-    started = counter.count_failures([(keys[kind], limits[kind]) for kind in (PAIR, ADDRESS)], now)
+    items = [(keys[kind], limits[kind]) for kind in (PAIR, ADDRESS)]
+    started = _count_failures(items, now)
     for kind in (PAIR, ADDRESS):
         if keys[kind] in started:
             listener.lockout_started_here(keys[kind], started[keys[kind]])  # the others hear it from PostgreSQL
@@ -229,6 +230,30 @@ def record_failure(attempt: Attempt) -> None:
                             address=attempt.address, failures=limits[kind],
                             window_seconds=authservice_settings.AUTH_FAILURE_WINDOW,
                             locked_until=started[keys[kind]], endpoint=attempt.endpoint))
+
+
+def _count_failures(items: list[tuple[int, int]], now: float) -> dict[int, float]:
+    """In Redis when it is configured and answers, else in the database: a failure is
+    always counted, so an outage never gives unlimited guessing (nor a 503 that hides
+    which guess was right)."""
+    if not getattr(settings, "REDIS_URL", ""):
+        return _DatabaseCounter.count_failures(items, now)
+    try:
+        return _RedisCounter.count_failures(items, now)
+    except redis.RedisError as exc:
+        _log_redis_fallback(exc)
+        return _DatabaseCounter.count_failures(items, now)
+
+
+_fallback_logged_at = {"at": float("-inf")}
+
+
+def _log_redis_fallback(exc: Exception) -> None:
+    now = time.monotonic()
+    if now - _fallback_logged_at["at"] >= 60:
+        _fallback_logged_at["at"] = now
+        logger.warning("Redis unavailable (%s): failed client authentications are counted in the database",
+                       type(exc).__name__)
 
 
 def _report(lockout: Lockout) -> None:

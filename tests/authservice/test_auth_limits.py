@@ -325,3 +325,19 @@ def test_a_lockout_holds_in_every_process(settings, shared):
 
     assert auth_limits.check(attempt(ATTACKER)).locked_for > 0
     assert auth_limits.check(attempt(PARTICIPANT)).locked_for == 0
+
+
+def test_with_redis_down_a_wrong_secret_is_still_counted_and_locks_out(client, make_client, limits, settings):
+    """Redis stopped (nothing listens at REDIS_URL): failures are counted in the database
+    instead, so guessing is limited and the right secret is refused once locked out."""
+    from tests.test_support import free_port
+
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"
+    auth_limits._redis.cache_clear()
+    limits(per_client=3, per_address=100)
+    oauth_client, secret = make_client()
+    answers = [_token(client, oauth_client.client_id, "wrong-secret-long-enough", ATTACKER).status_code
+               for _ in range(5)]
+    assert answers == [401, 401, 401, 429, 429]
+    assert _token(client, oauth_client.client_id, secret, ATTACKER).status_code == 429  # no success signal
+    assert _token(client, oauth_client.client_id, secret, PARTICIPANT).status_code == 200  # another address
