@@ -25,14 +25,14 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server_without_database(tmp_path_factory):
-    """gunicorn with the project's configuration, its PostgreSQL pool pointed at a closed port."""
+    """The service as deployed (python -m authservice.serve), its PostgreSQL pool pointed at a closed port."""
     tmp = tmp_path_factory.mktemp("failfast")
     port = _free_port()
     env = {**{k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "AUTHSERVICE_"))},
            "DATABASE_URL": f"postgres://postgres@127.0.0.1:{_free_port()}/nowhere", "REDIS_URL": "",
            "AUTHSERVICE_VAR_DIR": str(tmp), "GUNICORN_BIND": f"127.0.0.1:{port}", "GUNICORN_WORKERS": "1"}
     log = (tmp / "server.log").open("w")
-    server = subprocess.Popen([sys.executable, "-m", "gunicorn", "authservice.wsgi", "--config", "gunicorn.conf.py"],
+    server = subprocess.Popen([sys.executable, "-m", "authservice.serve"],
                               cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     for _ in range(100):

@@ -30,6 +30,23 @@ def test_readyz_is_ready_with_a_signing_key(client, signing_key, settings):
     assert response.json()["checks"] == expected  # Redis is checked only when configured
 
 
+def test_readyz_stays_ready_and_names_redis_while_redis_is_down(client, signing_key, settings):
+    from tests.test_support import free_port
+
+    configured = settings.CACHES
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                                   "LOCATION": settings.REDIS_URL,
+                                   "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5}}}
+    try:
+        response = client.get("/readyz")
+    finally:
+        settings.CACHES = configured  # the cache is cleared after each test
+    assert response.status_code == 200
+    assert response.json() == {"status": "degraded",
+                               "checks": {"database": "ok", "signing_key": "ok", "redis": "unreachable"}}
+
+
 def test_readyz_is_unavailable_without_a_signing_key(client, db):
     response = client.get("/readyz")
     assert response.status_code == 503
