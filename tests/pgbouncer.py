@@ -37,6 +37,7 @@ listen_addr = 127.0.0.1
 listen_port = {self.port}
 unix_socket_dir =
 auth_type = any
+ignore_startup_parameters = extra_float_digits, options
 pool_mode = {pool_mode}
 max_client_conn = 200
 default_pool_size = 10
