@@ -17,8 +17,7 @@ install: $(STAMP)
 migrate: install
 	$(PY) manage.py migrate --noinput
 
-## Serve on http://127.0.0.1:8000 (embedded SQLite unless DATABASE_URL is set; granian unless
-## AUTHSERVICE_SERVER=gunicorn).
+## Serve on http://127.0.0.1:8000 with granian (embedded SQLite unless DATABASE_URL is set).
 run: install
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	$(PY) manage.py migrate --noinput

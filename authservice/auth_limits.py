@@ -142,10 +142,18 @@ def client_address(request: HttpRequest) -> str:
     Each proxy appends the peer it saw, so only the entries our own proxies appended
     can be believed: a malformed entry ends the walk at the last proxy we trust.
     """
-    remote = request.META.get("REMOTE_ADDR", "")
-    peer = _parsed_ip(remote)
+    client = client_ip(request)
+    if client is None:
+        return request.META.get("REMOTE_ADDR", "")[:MAX_ADDRESS_CHARS] or UNKNOWN_ADDRESS
+    return _label(client)
+
+
+def client_ip(request: HttpRequest) -> IPAddress | None:
+    """The client's address as client_address finds it (unlabelled); None when
+    REMOTE_ADDR is not an address."""
+    peer = _parsed_ip(request.META.get("REMOTE_ADDR", ""))
     if peer is None:
-        return remote[:MAX_ADDRESS_CHARS] or UNKNOWN_ADDRESS
+        return None
     client = peer
     if _trusted(peer):
         for hop in reversed(request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")):
@@ -155,7 +163,7 @@ def client_address(request: HttpRequest) -> str:
             client = ip
             if not _trusted(ip):
                 break
-    return _label(client)
+    return client
 
 
 # --- Attempts, lockouts and failures ------------------------------------------------------------

@@ -13,7 +13,7 @@ import re
 import time
 import uuid
 from contextvars import ContextVar
-from ipaddress import ip_address, ip_network
+from ipaddress import ip_network
 from pathlib import Path
 
 from django.conf import settings
@@ -24,10 +24,12 @@ from prometheus_client import REGISTRY as DEFAULT_REGISTRY
 
 REQUEST_ID_HEADER = "X-Request-ID"
 REQUEST_ID_META = "HTTP_X_REQUEST_ID"
+# The request's log context, left in the WSGI environ for the access line (authservice.serve).
+CONTEXT_ENVIRON_KEY = "authservice.log_context"
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 request_context: ContextVar[dict | None] = ContextVar("request_context", default=None)
 
-# --- Metrics (per process; summed across gunicorn workers via PROMETHEUS_MULTIPROC_DIR) -------
+# --- Metrics (per process; summed across the server's workers via PROMETHEUS_MULTIPROC_DIR) -----
 
 def _multiprocess_directory_ready() -> None:
     """prometheus_client writes each process's samples under PROMETHEUS_MULTIPROC_DIR and,
@@ -102,9 +104,14 @@ class RequestIdMiddleware:
         offered = request.META.get(REQUEST_ID_META, "")  # not request.headers: it copies every header
         request_id = offered if _VALID_REQUEST_ID.fullmatch(offered) else uuid.uuid4().hex
         request.request_id = request_id
-        token = request_context.set({"request_id": request_id})
+        context = {"request_id": request_id}
+        request.META[CONTEXT_ENVIRON_KEY] = context
+        token = request_context.set(context)
         started = time.perf_counter()
         try:
+            from authservice.auth_limits import client_ip
+
+            context["client_addr"] = str(client_ip(request) or "-")
             response = self.get_response(request)
             response[REQUEST_ID_HEADER] = request_id
             REQUEST_SECONDS.labels(_endpoint(request), request.method, str(response.status_code)).observe(
@@ -117,9 +124,12 @@ class RequestIdMiddleware:
 
 
 class RequestContextFilter(logging.Filter):
-    """Every record gets request_id, client_id and participant_id ("-" outside a request)."""
+    """Every record gets request_id, client_id and participant_id ("-" outside a request),
+    unless it was given them (the access line)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "access", None) is not None:
+            return True
         # Django logs a refused request (django.request) after the middleware is done:
         # the record then carries the request itself.
         request = getattr(record, "request", None)
@@ -140,6 +150,9 @@ class JsonFormatter(logging.Formatter):
             "client_id": getattr(record, "client_id", "-"),
             "participant_id": getattr(record, "participant_id", "-"),
         }
+        access = getattr(record, "access", None)
+        if access is not None:
+            entry.update(access)
         if record.exc_info and record.exc_info[1] is not None:
             exc = record.exc_info[1]
             entry["exception"] = f"{type(exc).__name__}: {exc}"[:500]
@@ -149,12 +162,49 @@ class JsonFormatter(logging.Formatter):
 JsonFormatter.converter = time.gmtime
 
 
+# --- The access line ------------------------------------------------------------------------------
+
+def log_access(logger: logging.Logger, environ: dict, status: str, headers, sent: int | None,
+               seconds: float) -> None:
+    """One line for one request, written by the server's WSGI wrapper (authservice.serve)
+    once the application has answered: the request id the response carries, the method,
+    the path without its query string (a client that puts a secret in the URL does not
+    get it logged), the status, the body's bytes when known, the latency in ms, the
+    client id when it authenticated, the peer's address (REMOTE_ADDR) and the client's
+    (behind a trusted proxy, from X-Forwarded-For). Never a header or a body."""
+    context = environ.get(CONTEXT_ENVIRON_KEY) or {}
+    request_id = next((value for name, value in headers if name.lower() == "x-request-id"), None) \
+        or context.get("request_id") or "-"
+    code = status.split(" ", 1)[0]
+    milliseconds = round(seconds * 1000, 2)
+    remote = environ.get("REMOTE_ADDR", "-")
+    method, path = environ.get("REQUEST_METHOD", "-"), environ.get("PATH_INFO", "-")
+    protocol = environ.get("SERVER_PROTOCOL", "-")
+    access = {"method": method, "path": path, "status": int(code) if code.isdigit() else code, "bytes": sent,
+              "latency_ms": milliseconds, "remote_addr": remote, "client_addr": context.get("client_addr") or remote}
+    logger.info('%s "%s %s %s" %s %s %.2fms', _quoted(remote), _quoted(method), _quoted(path), _quoted(protocol),
+                _quoted(code), sent, milliseconds,
+                extra={"access": access, "request_id": request_id, "client_id": context.get("client_id") or "-",
+                       "participant_id": context.get("participant_id") or "-"})
+
+
+# Control characters (a percent-decoded %0A in a path) written as \xNN: one request, one line.
+_CONTROL = {code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F)}
+
+
+def _quoted(value: str) -> str:
+    return value.replace('"', '\\"').translate(_CONTROL)
+
+
 # --- /metrics ------------------------------------------------------------------------------------
 
-def _allowed(address: str) -> bool:
-    try:
-        peer = ip_address(address)
-    except ValueError:
+def _allowed(request: HttpRequest) -> bool:
+    """Whether the client (its real address: behind a trusted proxy, the one the proxy
+    forwards, as the failed-authentication limits see it) may read the metrics."""
+    from authservice.auth_limits import client_ip
+
+    peer = client_ip(request)
+    if peer is None:
         return False
     for entry in settings.AUTHSERVICE_METRICS_ALLOWED_IPS:
         try:
@@ -166,9 +216,9 @@ def _allowed(address: str) -> bool:
 
 
 def _forget_dead_processes(directory: str) -> None:
-    """Drop the live gauges of worker processes that are gone. gunicorn's child_exit hook
-    does this for every worker; under granian a worker killed outright (SIGKILL, OOM)
-    gets no hook, and its last values would count forever."""
+    """Drop the live gauges of worker processes that are gone. A worker that exits marks
+    its own dead (authservice.serve); one killed outright (SIGKILL, OOM) cannot, and its
+    last values would count forever."""
     from prometheus_client import multiprocess
 
     for path in Path(directory).glob("gauge_live*_*.db"):
@@ -185,7 +235,7 @@ def _forget_dead_processes(directory: str) -> None:
 
 def metrics(request: HttpRequest) -> HttpResponse:
     """Prometheus text format, for the addresses in AUTHSERVICE_METRICS_ALLOWED_IPS only."""
-    if not _allowed(request.META.get("REMOTE_ADDR", "")):
+    if not _allowed(request):
         return JsonResponse({"error": "forbidden", "error_description": "Metrics are not served to this address."},
                             status=403)
     registry = DEFAULT_REGISTRY

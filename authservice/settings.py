@@ -347,6 +347,9 @@ LOGGING = {
         # oauthlib logs request bodies (client secrets) at DEBUG: never let that through.
         "oauthlib": {"level": "WARNING"},
         "oauth2_provider": {"level": "WARNING"},
+        # One line per request, written by the server (authservice.serve; GUNICORN_ACCESS_LOG=0: none),
+        # whatever LOG_LEVEL says.
+        "authservice.access": {"level": "INFO"},
     },
 }
 

@@ -1,9 +1,9 @@
-"""A WSGI app that answers with the names of the launcher's secret variables its request environ carries."""
+"""A WSGI app that answers with its request environ's keys and string values (as JSON)."""
 
-from authservice.serve import SECRET_VARIABLES
+import json
 
 
 def application(environ, start_response):
-    body = ",".join(sorted(name for name in SECRET_VARIABLES if name in environ)).encode() or b"-"
-    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    body = json.dumps({name: value for name, value in environ.items() if isinstance(value, str)}).encode()
+    start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
     return [body]
