@@ -88,8 +88,8 @@ def parse_bind(bind: str) -> dict:
     return {"address": host.strip("[]") or "0.0.0.0", "port": int(port)}  # noqa: S104 - ":8000" means every address
 
 
-def _count(environ, name: str, default: int) -> int:
-    value = environ.get(name, "").strip()
+def _count(name: str, value: str | None, default: int) -> int:
+    value = (value or "").strip()
     if not value:
         return default
     if not value.isdigit() or int(value) < 1:
@@ -129,8 +129,8 @@ def granian_server(environ=os.environ):
         factory=True,
         interface=Interfaces.WSGI,
         **parse_bind(environ.get("GUNICORN_BIND", "127.0.0.1:8000")),
-        workers=_count(environ, "GUNICORN_WORKERS", os.cpu_count() or 2),
-        blocking_threads=_count(environ, "GUNICORN_THREADS", 1),
+        workers=_count("GUNICORN_WORKERS", environ.get("GUNICORN_WORKERS"), os.cpu_count() or 2),
+        blocking_threads=_count("GUNICORN_THREADS", environ.get("GUNICORN_THREADS"), 1),
         http=HTTPModes.http1,
         websockets=False,
         backlog=BACKLOG,

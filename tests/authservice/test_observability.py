@@ -120,3 +120,22 @@ def test_a_metrics_directory_that_cannot_be_made_is_named(tmp_path):
     result = _manage_check(tmp_path, str(tmp_path / "file" / "metrics"))
     assert result.returncode != 0
     assert f"PROMETHEUS_MULTIPROC_DIR={tmp_path / 'file' / 'metrics'}: cannot create it" in result.stderr
+
+
+def test_metrics_through_a_trusted_same_host_proxy_judge_the_client_not_the_proxy(client, db, settings):
+    """A proxy on the same host relays every client from 127.0.0.1: the allowlist must see
+    the client it forwards (as the failed-authentication limits do), not the proxy."""
+    settings.AUTHSERVICE = {**settings.AUTHSERVICE, "TRUSTED_PROXIES": ["127.0.0.1"]}
+    relayed = client.get("/metrics", REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="198.51.100.23")
+    assert relayed.status_code == 403
+    # A client that writes X-Forwarded-For itself is the proxy's last entry, not its first.
+    forged = client.get("/metrics", REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="127.0.0.1, 198.51.100.23")
+    assert forged.status_code == 403
+    assert client.get("/metrics", REMOTE_ADDR="127.0.0.1").status_code == 200  # the proxy's own check
+    settings.AUTHSERVICE_METRICS_ALLOWED_IPS = ["10.0.0.0/8"]
+    assert client.get("/metrics", REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="10.4.5.6").status_code == 200
+
+
+def test_metrics_from_an_untrusted_peer_ignore_its_forwarded_for(client, db):
+    assert client.get("/metrics", REMOTE_ADDR="198.51.100.23", HTTP_X_FORWARDED_FOR="127.0.0.1").status_code == 403
+    assert client.get("/metrics", REMOTE_ADDR="::1").status_code == 200
