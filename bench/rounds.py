@@ -1,7 +1,7 @@
 """Rounds against running servers: how steady is throughput, and where do connections go?
 
     .venv/bin/python bench/run.py rounds                 # ten 4 s rounds, every variant
-    .venv/bin/python bench/rounds.py --rounds 3 --variants balanced,gthread --duration 2
+    .venv/bin/python bench/rounds.py --rounds 3 --variants granian,log-json --duration 2
 
 Each variant is one server started once (on a temporary database made here) and kept
 running; then, round after round, each variant in turn gets `wrk -c8` for --duration
@@ -12,17 +12,12 @@ rest of the machine used meanwhile (wrk and any other load). It prints, per vari
 min / median / max tokens/s and the spread (max - min) / median; a spread above 20%
 is flagged, with its likely cause: skewed worker ticks (imbalance) or other load.
 
-Variants (--variants):
-  gthread        gunicorn's stock gthread worker, 1 thread (gunicorn.conf.py, -k gthread)
-  balanced       gunicorn.conf.py's BalancedThreadWorker (gunicorn's default here), 1 thread
-  gthread-2t     gunicorn's stock gthread worker, 2 threads
-  balanced-2t    balanced with 2 threads per worker
-  granian        the project's default server: granian's WSGI server through the launcher, same workers
-  granian-log    granian with the default logging (text, access log on, INFO): the default configuration
-  log-text       balanced, with the default logging (text, access log on, INFO)
-  log-json       balanced, LOG_FORMAT=json, access log on, INFO
-The server variants run with logging off (access log off, WARNING), like bench/run.py;
-log-text and log-json are compared with "balanced" for the logging cost.
+Variants (--variants), each the service through its launcher (granian):
+  granian        1 thread per worker, logging off (access log off, WARNING), like bench/run.py
+  granian-2t     2 threads per worker, logging off
+  granian-log    the default logging (text, access log on, INFO): the default configuration
+  log-json       LOG_FORMAT=json, access log on, INFO
+granian-log and log-json are compared with "granian" for the logging cost.
 """
 
 from __future__ import annotations
@@ -50,19 +45,14 @@ sys.path.insert(0, str(ROOT))
 from bench.run import PY, basic, free_port, wait_for, wrk  # noqa: E402
 
 ADMIN_DSN = os.environ.get("BENCH_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
-VENV_BIN = Path(PY).parent
 SPREAD_LIMIT = 0.20
 LOGGING_OFF = {"GUNICORN_ACCESS_LOG": "0", "LOG_LEVEL": "WARNING"}
 LOGGING_DEFAULT = {"GUNICORN_ACCESS_LOG": "1", "LOG_LEVEL": "INFO", "LOG_FORMAT": "text"}
 VARIANTS = {
-    "gthread": ("gunicorn", ["-k", "gthread"], {**LOGGING_OFF, "GUNICORN_THREADS": "1"}),
-    "balanced": ("gunicorn", [], {**LOGGING_OFF, "GUNICORN_THREADS": "1"}),
-    "gthread-2t": ("gunicorn", ["-k", "gthread"], {**LOGGING_OFF, "GUNICORN_THREADS": "2"}),
-    "balanced-2t": ("gunicorn", [], {**LOGGING_OFF, "GUNICORN_THREADS": "2"}),
     "granian": ("granian", [], {**LOGGING_OFF, "GUNICORN_THREADS": "1"}),
+    "granian-2t": ("granian", [], {**LOGGING_OFF, "GUNICORN_THREADS": "2"}),
     "granian-log": ("granian", [], {**LOGGING_DEFAULT, "GUNICORN_THREADS": "1"}),
-    "log-text": ("gunicorn", [], {**LOGGING_DEFAULT, "GUNICORN_THREADS": "1"}),
-    "log-json": ("gunicorn", [], {**LOGGING_DEFAULT, "LOG_FORMAT": "json", "GUNICORN_THREADS": "1"}),
+    "log-json": ("granian", [], {**LOGGING_DEFAULT, "LOG_FORMAT": "json", "GUNICORN_THREADS": "1"}),
 }
 
 
@@ -117,12 +107,7 @@ class Server:
         env = {**self.env, **self.extra_env, "AUTHSERVICE_VAR_DIR": str(self.var),
                "PROMETHEUS_MULTIPROC_DIR": str(self.var / "metrics"),
                "GUNICORN_BIND": f"127.0.0.1:{self.port}", "GUNICORN_WORKERS": str(self.workers)}
-        if self.kind == "granian":
-            env["AUTHSERVICE_SERVER"] = "granian"
-            command = [PY, "-m", "authservice.serve"]
-        else:
-            command = [str(VENV_BIN / "gunicorn"), "authservice.wsgi", "--config", "gunicorn.conf.py",
-                       *self.extra_args]
+        command = [PY, "-m", "authservice.serve", *self.extra_args]
         self.log = open(self.var / "server.log", "wb")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True, stdout=self.log,
                                         stderr=subprocess.STDOUT)
@@ -204,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--wrk-threads", type=int, default=2)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
-    parser.add_argument("--variants", default="gthread,balanced,gthread-2t,balanced-2t,granian,log-text,log-json")
+    parser.add_argument("--variants", default="granian,granian-2t,granian-log,log-json")
     parser.add_argument("--port", type=int, default=int(os.environ.get("BENCH_PORT", "0")),
                         help="first port of the variants' servers (one each); 0: any free ports")
     parser.add_argument("--db-prefix", default="ocen_rounds", help="name prefix of the temporary database")
@@ -268,10 +253,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"CPU used outside the measured server per round (wrk + everything else), ticks: median "
           f"{statistics.median(others):.0f}, max {max(others)} (100 ticks = one core-second)")
     by_name = {s["variant"]: s["median"] for s in summaries}
-    if "balanced" in by_name:
-        base = by_name["balanced"]
-        print("\nratios of medians to 'balanced' (logging off): " + ", ".join(
-            f"{name} {median / base:.2f}x" for name, median in by_name.items() if name != "balanced"))
+    if "granian" in by_name:
+        base = by_name["granian"]
+        print("\nratios of medians to 'granian' (logging off): " + ", ".join(
+            f"{name} {median / base:.2f}x" for name, median in by_name.items() if name != "granian"))
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
     (output / "rounds-latest.json").write_text(json.dumps({"args": vars(args), "variants": summaries}, indent=2))

@@ -6,7 +6,7 @@
 
 Starts this service through its launcher (python -m authservice.serve) on PostgreSQL in
 production settings — by default the production logging too (access log on, INFO) —
-under one or more servers (--servers gunicorn,granian) and the peer
+under granian (the only server; --servers granian) and the peer
 (node-oidc-provider, configured equivalently) on the same machine, loads each in turn
 with wrk (alternating A/B/A/B), and prints a table with each figure's ratio to the peer
 and the CPU each request cost the server's processes (utime + stime from /proc over the
@@ -181,9 +181,9 @@ class Row:
         }
 
 
-# --- The two servers -------------------------------------------------------------------------
+# --- The server -----------------------------------------------------------------------------
 
-# The production configuration's logging (gunicorn.conf.py's access log, LOG_LEVEL's default), or none.
+# The production configuration's logging (the access log, LOG_LEVEL's default), or none.
 LOGGING = {"default": {"GUNICORN_ACCESS_LOG": "1", "LOG_LEVEL": "INFO"},
            "off": {"GUNICORN_ACCESS_LOG": "0", "LOG_LEVEL": "WARNING"}}
 
@@ -191,14 +191,14 @@ LOGGING = {"default": {"GUNICORN_ACCESS_LOG": "1", "LOG_LEVEL": "INFO"},
 class Service:
     """The service through its launcher (python -m authservice.serve) under ``server``."""
 
-    def __init__(self, *, workers: int, threads: int, worker_class: str, server: str | None = None,
+    def __init__(self, *, workers: int, threads: int, server: str | None = None,
                  port: int | None = None, logging: str = "off") -> None:
         from authservice.serve import chosen_server
 
         server = server or chosen_server()
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.workers, self.threads, self.worker_class = workers, threads, worker_class
+        self.workers, self.threads = workers, threads
         self.server = server
         self.var = Path(tempfile.mkdtemp(prefix="ocen-bench-"))
         self.env = {
@@ -216,7 +216,6 @@ class Service:
             "GUNICORN_BIND": f"127.0.0.1:{self.port}",
             "GUNICORN_WORKERS": str(workers),
             "GUNICORN_THREADS": str(threads),
-            "GUNICORN_WORKER_CLASS": worker_class,
             **LOGGING[logging],
         }
         self.process: subprocess.Popen | None = None
@@ -457,7 +456,7 @@ def print_table(rows: list[dict], verify_rows: list[dict], info: dict, meta: dic
     print(f"\nOCEN Auth Service benchmarks — {meta['started']} — {meta['machine']}")
     print(f"load: wrk -t{meta['wrk_threads']} -c{meta['connections']} -d{meta['duration']}s x {meta['rounds']} "
           f"rounds (A/B alternating, median round); service: {meta['servers']} x {meta['workers']} workers "
-          f"x {meta['gunicorn_threads']} thread(s) (gunicorn: {meta['worker_class']}), logging "
+          f"x {meta['gunicorn_threads']} thread(s), logging "
           f"{meta['logging']}, PostgreSQL")
     header = (f"{'case':<38} {'server':<25} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} "
               f"{'RSS MiB':>8} {'CPU µs/req':>10} {'vs peer':>8}")
@@ -481,9 +480,6 @@ def print_table(rows: list[dict], verify_rows: list[dict], info: dict, meta: dic
         print("\n" + json.dumps(info, indent=2))
 
 
-DEFAULT_WORKER_CLASS = "authservice.gunicorn_worker.BalancedThreadWorker"
-
-
 def main() -> int:
     if sys.argv[1:2] == ["rounds"]:
         from bench.rounds import main as rounds_main
@@ -500,13 +496,10 @@ def main() -> int:
     parser.add_argument("--wrk-threads", type=int, default=2)
     parser.add_argument("--workers", type=int, default=int(os.environ.get("BENCH_WORKERS", str(os.cpu_count()))))
     parser.add_argument("--gunicorn-threads", type=int, default=int(os.environ.get("BENCH_GTHREADS", "1")))
-    # The service's own default (gunicorn.conf.py): the production configuration is what is measured.
-    parser.add_argument("--worker-class", default=os.environ.get("BENCH_WORKER_CLASS", DEFAULT_WORKER_CLASS))
     from authservice.serve import chosen_server
 
     parser.add_argument("--servers", default=os.environ.get("BENCH_SERVERS", chosen_server()),
-                        help="comma-separated: the servers the launcher runs the service under (gunicorn, granian), "
-                             "each measured in the same rounds")
+                        help="the server the launcher runs the service under: granian (the only one)")
     parser.add_argument("--logging", choices=sorted(LOGGING), default="default",
                         help="default: the production configuration's (access log on, INFO); off: none")
     parser.add_argument("--port", type=int, default=int(os.environ.get("BENCH_PORT", "0")),
@@ -527,17 +520,17 @@ def main() -> int:
     meta = {"started": datetime.now(UTC).isoformat(timespec="seconds"),
             "machine": f"{os.cpu_count()} cores, {os.uname().machine}", "duration": args.duration,
             "rounds": args.rounds, "connections": args.connections, "wrk_threads": args.wrk_threads,
-            "workers": args.workers, "gunicorn_threads": args.gunicorn_threads, "worker_class": args.worker_class,
+            "workers": args.workers, "gunicorn_threads": args.gunicorn_threads,
             "servers": args.servers, "logging": args.logging}
     servers = [name.strip() for name in args.servers.split(",") if name.strip()]
-    unknown = set(servers) - {"gunicorn", "granian"}
+    unknown = set(servers) - {"granian"}
     if unknown or not servers:
-        parser.error(f"--servers: gunicorn and/or granian, not {', '.join(sorted(unknown)) or 'nothing'}")
+        parser.error(f"--servers: granian (the only server), not {', '.join(sorted(unknown)) or 'nothing'}")
     rows: list[Row] = []
     verify_rows: list[dict] = []
     info: dict = {}
     with bench_database() as dsn:
-        services = [Service(workers=args.workers, threads=args.gunicorn_threads, worker_class=args.worker_class,
+        services = [Service(workers=args.workers, threads=args.gunicorn_threads,
                             server=name, port=args.port + n if args.port else None, logging=args.logging)
                     for n, name in enumerate(servers)]
         service = services[0]  # migrations, onboarding, and the cases that change the database

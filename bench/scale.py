@@ -8,7 +8,7 @@ exactly the rows the services write for an onboarded participant (organisation,
 OAuth client with a hashed secret, approved participant, endpoint, validated key,
 registry mapping, and the three audit events of onboarding, chained and keyed as
 ``record_event`` chains them), bulk-inserted. At each size the service runs under
-gunicorn, restarted so nothing is cached, and every figure is taken: reads under
+granian, restarted so nothing is cached, and every figure is taken: reads under
 wrk (the median of ``--rounds`` runs), a cursor crawl of every page, writes through
 the services, the audit verification, incremental and full, and the token endpoint
 in process (CPU per request, for a cached and an uncached client).
@@ -55,7 +55,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.run import DEFAULT_WORKER_CLASS, PY, Service, bench_database, onboard, rss_kib, wrk  # noqa: E402
+from bench.run import PY, Service, bench_database, onboard, rss_kib, wrk  # noqa: E402
 
 FILL_MARK = "Scale Org"
 CRAWL_PAGE_SIZE = 200
@@ -377,7 +377,7 @@ def process_cpu_seconds(pid: int) -> float:
 
 
 def server_cpu_seconds(service: Service, dsn: str) -> float:
-    """CPU seconds used so far by the service (gunicorn and its workers) and by its
+    """CPU seconds used so far by the service (granian and its workers) and by its
     PostgreSQL backends: per request, a cost that load from elsewhere on the machine
     changes far less than it changes req/s."""
     pids, pending = [], [service.process.pid]
@@ -575,7 +575,7 @@ def _fmt(value) -> str:
 
 
 def print_table(sizes: list[int], results: dict[int, dict], meta: dict) -> None:
-    print(f"\nRegistry at scale — {meta['started']} — {meta['machine']}; gunicorn {meta['workers']} workers, "
+    print(f"\nRegistry at scale — {meta['started']} — {meta['machine']}; granian {meta['workers']} workers, "
           f"wrk -c{meta['connections']} -d{meta['duration']}s, median of {meta['rounds']} runs, PostgreSQL")
     header = f"{'figure':<40} {'unit':>6} " + " ".join(f"{size:>10,}" for size in sizes) + f" {'growth':>8}"
     print(header)
@@ -636,7 +636,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[int, dict] = {}
     workdir = Path(tempfile.mkdtemp(prefix="ocen-scale-"))
     with bench_database(args.database) as dsn:
-        service = Service(workers=args.workers, threads=1, worker_class=DEFAULT_WORKER_CLASS)
+        service = Service(workers=args.workers, threads=1)
         service.env["DATABASE_URL"] = dsn.replace("postgresql://", "postgres://")
         service.manage("migrate", "--noinput")
         service.manage("bootstrap", "--no-admin")

@@ -1,7 +1,7 @@
 """Shared pieces of the operations scripts (cluster.py, faults.py, soak.py).
 
-Instances run through the project's launcher (python -m authservice.serve: granian, or gunicorn
-with gunicorn.conf.py when AUTHSERVICE_SERVER=gunicorn, or the scripts' --server);
+Instances run through the project's launcher (python -m authservice.serve: granian, the only
+server; the scripts' --server accepts granian);
 databases are temporary (created and dropped here, named with a prefix the scripts take
 as --db-prefix); a PostgreSQL cluster and a Redis server can be started privately on a
 given port, so fault tests never touch a shared server.

@@ -3,7 +3,7 @@
     make soak                                  # ten minutes (SOAK_SECONDS=... to change)
     .venv/bin/python scripts/soak.py --seconds 20 --interval 5   # a quick run
 
-One instance (the project's launcher: granian, or gunicorn with --server; two workers) on a temporary database on
+One instance (the project's launcher: granian; two workers) on a temporary database on
 the given PostgreSQL server (created and dropped here) and a private redis-server.
 Client threads send a steady mix: token requests, introspection, registry reads; a
 writer thread makes admin/service writes through the registry's commands (onboard a
