@@ -114,7 +114,11 @@ def log_config(environ=os.environ) -> dict:
             "_granian": {"handlers": ["server"], "level": "INFO", "propagate": False},
             "granian.access": {"handlers": ["server"], "level": "INFO", "propagate": False},
             "authservice.serve": {"handlers": ["server"], "level": "INFO", "propagate": False},
+            # Reconfigured by Django's LOGGING in a worker serving the service; as is, for another application.
+            ACCESS_LOGGER: {"handlers": ["server"], "level": "INFO", "propagate": False},
         },
+        # Anything else the main process logs (a captured warning), until Django configures a worker's.
+        "root": {"handlers": ["server"], "level": "WARNING"},
     }
 
 
@@ -336,11 +340,12 @@ def main(argv: list[str] | None = None) -> None:
     if ":" not in app:
         app += ":application"
     logging.config.dictConfig(log_config())
+    logging.captureWarnings(True)  # a warning is a log line too (JSON under LOG_FORMAT=json), as Django does
     try:
         chosen_server()
         if os.environ.get("AUTHSERVICE_DRAIN_SECONDS"):
             logger.warning("AUTHSERVICE_DRAIN_SECONDS is ignored: draining is the proxy's and the orchestrator's "
-                           "job (README, Servers)")
+                           "job (README, Server)")
         if os.environ.get("GUNICORN_MAX_REQUESTS", "0") not in ("", "0"):
             logger.warning("GUNICORN_MAX_REQUESTS is ignored (granian has no equivalent)")
         refuse_a_port_in_use(parse_bind(os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")))

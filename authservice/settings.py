@@ -349,7 +349,7 @@ LOGGING = {
         "oauth2_provider": {"level": "WARNING"},
         # One line per request, written by the server (authservice.serve; GUNICORN_ACCESS_LOG=0: none),
         # whatever LOG_LEVEL says.
-        "authservice.access": {"level": "INFO"},
+        "authservice.access": {"level": "INFO", "propagate": True},
     },
 }
 
