@@ -349,10 +349,10 @@ def main(argv: list[str] | None = None) -> None:
         if os.environ.get("GUNICORN_MAX_REQUESTS", "0") not in ("", "0"):
             logger.warning("GUNICORN_MAX_REQUESTS is ignored (granian has no equivalent)")
         refuse_a_port_in_use(parse_bind(os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")))
-        server = granian_server()
-        # Relative paths mean what they mean to the workers: from ROOT.
+        # Relative paths (a unix: socket, the metrics directory) mean what they mean to the workers: from ROOT.
         os.chdir(ROOT)
         sys.path.insert(0, str(ROOT))
+        server = granian_server()
         directory = os.path.realpath(metrics_dir())
         lock = claim_metrics_dir(directory)
     except Refused as exc:
