@@ -13,7 +13,7 @@ from the environment:
   "Connection limits");
 - a worker that dies is replaced (``respawn_failed_workers``); on SIGTERM the workers
   finish what they hold and are killed after ``KILL_TIMEOUT_SECONDS``; draining is the
-  proxy's and the orchestrator's job (README, "Servers");
+  proxy's and the orchestrator's job (README, "Server");
 - granian's own lines through ``LOG_FORMAT``'s formatter (``log_dictconfig``; JSON with
   ``LOG_FORMAT=json``); granian's access log off: the access line is written by
   ``serving`` below, one per request, with its request id;
@@ -347,7 +347,7 @@ def main(argv: list[str] | None = None) -> None:
             logger.warning("AUTHSERVICE_DRAIN_SECONDS is ignored: draining is the proxy's and the orchestrator's "
                            "job (README, Server)")
         if os.environ.get("GUNICORN_MAX_REQUESTS", "0") not in ("", "0"):
-            logger.warning("GUNICORN_MAX_REQUESTS is ignored (granian has no equivalent)")
+            logger.warning("GUNICORN_MAX_REQUESTS is ignored (granian replaces workers by age, not by requests)")
         refuse_a_port_in_use(parse_bind(os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")))
         # Relative paths (a unix: socket, the metrics directory) mean what they mean to the workers: from ROOT.
         os.chdir(ROOT)
