@@ -332,6 +332,20 @@ def _checked(environ, start_response):
 
 # --- The main process --------------------------------------------------------------------------
 
+def settings_refused() -> None:
+    """Read the service's settings once here, so a setting they refuse (production without
+    its secrets) stops the launcher with one line, instead of every worker in turn."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "authservice.settings")
+    try:
+        from django.conf import settings
+
+        settings.SECRET_KEY  # noqa: B018 - imports the settings module
+    except ImproperlyConfigured as exc:
+        raise Refused(str(exc)) from None
+
+
 def main(argv: list[str] | None = None) -> None:
     import logging.config
 
@@ -349,6 +363,8 @@ def main(argv: list[str] | None = None) -> None:
         if os.environ.get("GUNICORN_MAX_REQUESTS", "0") not in ("", "0"):
             logger.warning("GUNICORN_MAX_REQUESTS is ignored (granian replaces workers by age, not by requests)")
         refuse_a_port_in_use(parse_bind(os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")))
+        if app == DEFAULT_APP:
+            settings_refused()
         # Relative paths (a unix: socket, the metrics directory) mean what they mean to the workers: from ROOT.
         os.chdir(ROOT)
         sys.path.insert(0, str(ROOT))

@@ -75,3 +75,18 @@ def test_development_generates_its_key_once_and_says_so(tmp_path):
     assert second.returncode == 0
     assert "generated" not in second.stderr
     assert (tmp_path / "var" / "secret_key").read_text() == key
+
+
+def test_the_launcher_refuses_production_without_secrets_before_any_worker_starts(tmp_path):
+    from tests.test_support import free_port
+
+    base = {k: v for k, v in os.environ.items()
+            if not k.startswith(("DJANGO_", "AUTHSERVICE_", "DATABASE_", "REDIS_", "GUNICORN_", "PROMETHEUS_"))}
+    result = subprocess.run([sys.executable, "-m", "authservice.serve"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=120, env={**base, "AUTHSERVICE_ENV": "production",
+                                              "AUTHSERVICE_VAR_DIR": str(tmp_path),
+                                              "GUNICORN_BIND": f"127.0.0.1:{free_port()}",
+                                              "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"})
+    assert result.returncode == 2
+    assert "DJANGO_SECRET_KEY and AUTHSERVICE_KEY_ENCRYPTION_KEY are not set" in result.stderr
+    assert "Spawning worker" not in result.stderr
