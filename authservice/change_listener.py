@@ -43,8 +43,8 @@ bound on "at once" across processes: a millisecond or two on one host (measured 
 the GIL like any other, so a busy worker may apply a notice up to one switch
 interval (5 ms) later.
 
-Started in each serving process by ``authservice.wsgi`` (gunicorn's workers import
-it after forking); never in tests or management commands unless started explicitly.
+Started in each serving process by ``authservice.wsgi`` (each granian worker imports
+it); never in tests or management commands unless started explicitly.
 ``AUTHSERVICE_PUSHED_INVALIDATION=0`` turns it off (every request queries again): do
 so behind a transaction pooler, where the canary shows the feed cannot work (the
 listener then retries less and less often, and says so once in the log). SQLite has

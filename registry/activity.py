@@ -6,8 +6,8 @@ Cheap on the token endpoint: ``record_token_request`` (the service's
 ``AUTHSERVICE["TOKEN_ACTIVITY_RECORDER"]``) only adds to counters in this process's
 memory. They are added to hourly rows (``ParticipantActivity``: one per participant and
 hour, never one per token) by one UPSERT batch, run by the first request that finds them
-older than ``FLUSH_SECONDS``, when too many client ids are held, when a gunicorn worker
-exits (``worker_exit`` in gunicorn.conf.py), and before they are read here. Client
+older than ``FLUSH_SECONDS``, when too many client ids are held, when a serving worker
+exits (``authservice.serve``), and before they are read here. Client
 ids that belong to no participant are dropped then, so guessed client_ids add no rows.
 Counts are best-effort: a worker killed outright loses at most its last few seconds.
 """

@@ -63,7 +63,7 @@ setting_changed.connect(_reset)
 
 
 def request_target(request: HttpRequest) -> str:
-    # gunicorn passes the target exactly as sent; elsewhere Django rebuilds it.
+    # Servers that pass the target exactly as sent (RAW_URI / REQUEST_URI); elsewhere Django rebuilds it.
     return request.META.get("RAW_URI") or request.get_full_path()
 
 
