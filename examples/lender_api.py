@@ -7,6 +7,7 @@ Auth Service.
 """
 
 import json
+import uuid
 
 from django.http import JsonResponse
 from django.urls import include, path
@@ -16,14 +17,14 @@ from ocen_sdk.django import ocen_protected
 
 @ocen_protected
 def loan_offers(request):
-    """Answers a loan agent's request for offers; the caller is already verified."""
+    """Answers a loan agent's request for offers (each answer a new offer id); the caller is already verified."""
     caller = request.ocen
     try:
         application = json.loads(request.body or b"{}")
     except ValueError:
         return JsonResponse({"error": "invalid_json"}, status=400)
     return JsonResponse({
-        "offers": [{"offerId": "OFFER-1", "amount": application.get("amount", 0), "interestRate": 13.5}],
+        "offers": [{"offerId": f"OFFER-{uuid.uuid4().hex[:12]}", "amount": application.get("amount", 0), "interestRate": 13.5}],
         "requestedBy": caller.participant_id,
         "verifiedWithKid": caller.signature.key.kid,
     })

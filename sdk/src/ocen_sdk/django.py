@@ -6,6 +6,14 @@
 or ``@ocen_protected`` on a view, or ``OCENAuthentication`` in DRF (with
 ``ResponseSigningMiddleware`` to sign responses). Needs Django (``pip install
 ocen-sdk[django]``); the rest of the SDK does not.
+
+Used request ids (and, in compat mode, the responses kept for duplicates) live in the
+Django cache ``OCEN_PROVIDER["REPLAY_CACHE"]`` unless REPLAY_STORE says otherwise. It
+must be shared by every worker and instance: a system check (``ocen_sdk.E001``), and
+the guard when it is built, refuse one that is per process or keeps nothing
+(LocMemCache, DummyCache, and FileBasedCache, shared on one host only and without an
+atomic add) unless ``REPLAY_CACHE_SINGLE_PROCESS_OK`` says this is a single-process
+development server.
 """
 
 from __future__ import annotations
@@ -15,22 +23,101 @@ from functools import wraps
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import caches
+from django.core import checks
+from django.core.cache import InvalidCacheBackendError, caches
+from django.core.cache.backends.dummy import DummyCache
+from django.core.cache.backends.filebased import FileBasedCache
+from django.core.cache.backends.locmem import LocMemCache
+from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from ocen_sdk.http import ALTERNATE_SIGNATURE_HEADER, SIGNATURE_HEADER
-from ocen_sdk.provider import Caller, ProviderAuthError, ProviderGuard, claimed_request_id
+from ocen_sdk.provider import (
+    Caller,
+    DuplicateRequest,
+    ProviderAuthError,
+    ProviderGuard,
+    RecordedResponse,
+    claimed_request_id,
+)
 
 logger = logging.getLogger(__name__)
 
 
+CACHE_REPLAY_STORE = "ocen_sdk.django.cache_replay_store"
+CACHE_RESPONSE_STORE = "ocen_sdk.django.cache_response_store"
+# Cache backends that are per process, keep nothing, or have no atomic add across processes.
+UNSHARED_CACHES = (LocMemCache, DummyCache, FileBasedCache)
+
+
+def _replay_cache():
+    alias = (getattr(settings, "OCEN_PROVIDER", {}) or {}).get("REPLAY_CACHE", "default")
+    return caches[alias]
+
+
 def cache_replay_store(key: str, ttl: int) -> bool:
     """The default replay store under Django: an atomic add in the cache REPLAY_CACHE,
-    which must be shared by every worker and instance (Redis, or Django's DatabaseCache)."""
-    alias = (getattr(settings, "OCEN_PROVIDER", {}) or {}).get("REPLAY_CACHE", "default")
-    return caches[alias].add(f"ocen-replay:{key}", 1, timeout=ttl)
+    which must be shared by every worker and instance (Redis, Memcached, or Django's
+    DatabaseCache)."""
+    return _replay_cache().add(f"ocen-replay:{key}", 1, timeout=ttl)
+
+
+class CacheResponseStore:
+    """The default response store under Django (compat mode): the cache REPLAY_CACHE."""
+
+    def get(self, key: str) -> bytes | None:
+        return _replay_cache().get(f"ocen-response:{key}")
+
+    def set(self, key: str, value: bytes, ttl: int) -> None:
+        _replay_cache().set(f"ocen-response:{key}", value, timeout=ttl)
+
+
+cache_response_store = CacheResponseStore()
+
+
+def unshared_replay_cache(config: dict[str, Any]) -> str | None:
+    """Why ``config`` (an OCEN_PROVIDER) keeps used request ids or kept responses where
+    another worker cannot see them, or None when it does not."""
+    config = _with_defaults(config)
+    uses_cache = config["REPLAY_STORE"] == CACHE_REPLAY_STORE or (
+        config.get("ALLOW_B64_WITHOUT_CRIT") and config["RESPONSE_STORE"] == CACHE_RESPONSE_STORE)
+    if not uses_cache or config.get("REPLAY_CACHE_SINGLE_PROCESS_OK"):
+        return None
+    alias = config.get("REPLAY_CACHE", "default")
+    try:
+        cache = caches[alias]
+    except InvalidCacheBackendError:
+        return f'OCEN_PROVIDER["REPLAY_CACHE"] names cache {alias!r}, which CACHES does not define.'
+    if isinstance(cache, UNSHARED_CACHES):
+        return (f'OCEN_PROVIDER["REPLAY_CACHE"] is cache {alias!r}, a {type(cache).__name__}: it is not shared by '
+                f'every worker and instance (or keeps nothing), so a replayed signed request would be accepted by '
+                f'another worker.')
+    return None
+
+
+def replay_cache_check(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+    """System check ocen_sdk.E001: the replay cache is shared by every worker and instance."""
+    if not hasattr(settings, "OCEN_PROVIDER"):
+        return []
+    problem = unshared_replay_cache(settings.OCEN_PROVIDER or {})
+    if problem is None:
+        return []
+    return [checks.Error(problem, id="ocen_sdk.E001", hint=(
+        'Use a shared cache (Redis, Memcached, DatabaseCache) as REPLAY_CACHE, or a shared REPLAY_STORE; for '
+        'a single-process development server only, set OCEN_PROVIDER["REPLAY_CACHE_SINGLE_PROCESS_OK"] = True.'))]
+
+
+checks.register(replay_cache_check, checks.Tags.security, checks.Tags.caches)
+
+
+def _shared_guard(config: dict[str, Any]) -> ProviderGuard:
+    """The guard for ``config``, refused (ImproperlyConfigured) when its replay cache is not shared."""
+    problem = unshared_replay_cache(config)
+    if problem is not None:
+        raise ImproperlyConfigured(f"{problem} See the system check ocen_sdk.E001.")
+    return ProviderGuard(_with_defaults(config))
 
 
 def _refusal(exc: ProviderAuthError) -> JsonResponse:
@@ -40,7 +127,7 @@ def _refusal(exc: ProviderAuthError) -> JsonResponse:
 
 
 def _with_defaults(config: dict[str, Any]) -> dict[str, Any]:
-    return {"REPLAY_STORE": "ocen_sdk.django.cache_replay_store", **config}
+    return {"REPLAY_STORE": CACHE_REPLAY_STORE, "RESPONSE_STORE": CACHE_RESPONSE_STORE, **config}
 
 
 _guard: ProviderGuard | None = None
@@ -49,7 +136,7 @@ _guard: ProviderGuard | None = None
 def guard_from_settings() -> ProviderGuard:
     global _guard
     if _guard is None:
-        _guard = ProviderGuard(_with_defaults(getattr(settings, "OCEN_PROVIDER", {})))
+        _guard = _shared_guard(getattr(settings, "OCEN_PROVIDER", {}) or {})
     return _guard
 
 
@@ -92,7 +179,7 @@ class OCENProviderMiddleware:
 
     def __init__(self, get_response, config: dict[str, Any] | None = None) -> None:
         self.get_response = get_response
-        self._guard = ProviderGuard(_with_defaults(config)) if config is not None else None
+        self._guard = _shared_guard(config) if config is not None else None
 
     @property
     def guard(self) -> ProviderGuard:
@@ -105,13 +192,35 @@ class OCENProviderMiddleware:
         return _guarded(guard, request, self.get_response)
 
 
+def recorded_django_response(recorded: RecordedResponse) -> HttpResponse:
+    """The response kept for a compat-mode request, as it was sent (signature included)."""
+    response = HttpResponse(recorded.body, status=recorded.status)
+    for name, value in recorded.headers.items():
+        response[name] = value
+    return response
+
+
+def record_django_response(guard: ProviderGuard, caller: Caller, response: HttpResponse) -> None:
+    """Keep a compat-mode request's (signed) response for its duplicates."""
+    if caller.duplicate_key is not None and not response.streaming:
+        guard.record_response(caller, status=response.status_code, headers=dict(response.items()),
+                              body=response.content)
+
+
 def _guarded(guard: ProviderGuard, request: HttpRequest, respond) -> HttpResponse:
     try:
         request.ocen = verify_django_request(guard, request)
+    except DuplicateRequest as exc:
+        if exc.response is not None:
+            logger.info("answered a duplicate request to %s with the first response", request.path)
+            return recorded_django_response(exc.response)
+        return sign_django_response(guard, _refusal(exc), None)
     except ProviderAuthError as exc:
         logger.info("refused request to %s: %s (%s)", request.path, exc.error, exc.code)
         return sign_django_response(guard, _refusal(exc), _claimed_request_id(request))
-    return sign_django_response(guard, respond(request), request.ocen.request_id)
+    response = sign_django_response(guard, respond(request), request.ocen.request_id)
+    record_django_response(guard, request.ocen, response)
+    return response
 
 
 def ocen_protected(view):
@@ -133,12 +242,18 @@ except ImportError:  # pragma: no cover - exercised only without DRF installed
 
 class OCENAuthentication(BaseAuthentication):
     """DRF authentication: the same checks as the middleware. Pair it with the
-    ``ocen_sdk.django.ResponseSigningMiddleware`` to sign responses."""
+    ``ocen_sdk.django.ResponseSigningMiddleware`` to sign responses (and, in compat
+    mode, to answer a duplicate with the first response)."""
 
     def authenticate(self, request):
         guard = guard_from_settings()
         try:
             caller = verify_django_request(guard, request._request)
+        except DuplicateRequest as exc:
+            if exc.response is not None:  # the view does not run; ResponseSigningMiddleware answers
+                request._request.ocen_first_response = exc.response
+            raise drf_exceptions.AuthenticationFailed(
+                {"error": exc.error, "error_description": exc.description, "code": exc.code}) from exc
         except ProviderAuthError as exc:
             raise drf_exceptions.AuthenticationFailed(
                 {"error": exc.error, "error_description": exc.description, "code": exc.code}) from exc
@@ -150,7 +265,8 @@ class OCENAuthentication(BaseAuthentication):
 
 
 class ResponseSigningMiddleware:
-    """Signs the exact bytes of every response under PATH_PREFIXES."""
+    """Signs the exact bytes of every response under PATH_PREFIXES; in compat mode keeps
+    it for duplicates, and answers a duplicate with the response kept the first time."""
 
     def __init__(self, get_response) -> None:
         self.get_response = get_response
@@ -159,7 +275,12 @@ class ResponseSigningMiddleware:
         response = self.get_response(request)
         guard = guard_from_settings()
         if guard.applies_to(request.path):
+            first = getattr(request, "ocen_first_response", None)
+            if first is not None:
+                return recorded_django_response(first)
             caller = getattr(request, "ocen", None)
             sign_django_response(guard, response, caller.request_id if caller else _claimed_request_id(request))
+            if caller is not None:
+                record_django_response(guard, caller, response)
         return response
 

@@ -175,6 +175,11 @@ class VerifiedSignature:
     header: dict[str, Any]
     key: VerificationKey
     payload: bytes = field(repr=False, default=b"")
+    # The protected header as sent and the signature value in its normal form
+    # (``normalised_signature``): together with the payload they name the message,
+    # whatever way its signature was re-encoded.
+    encoded_header: str = field(repr=False, default="")
+    signature: bytes = field(repr=False, default=b"")
 
 
 @dataclass(frozen=True)
@@ -225,6 +230,21 @@ def _raw_verify(alg: str, key: PublicKey, signature: bytes, data: bytes) -> None
         key.verify(signature, data)
 
 
+# The order of P-256, for the low-s form of an ES256 signature.
+_P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+
+
+def normalised_signature(alg: str, signature: bytes) -> bytes:
+    """One form per signature: for ES256 the low-s form, since (r, s) and (r, n - s)
+    verify alike; other algorithms' values have one valid form already (an RSA value
+    below its modulus, EdDSA's canonical S)."""
+    if alg == "ES256" and len(signature) == 64:
+        r, s = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
+        s = min(s, _P256_ORDER - s)
+        return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+    return signature
+
+
 # --- Encoding ----------------------------------------------------------------------------------
 
 def b64url_encode(data: bytes) -> str:
@@ -238,13 +258,19 @@ _FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
 
 
 def b64url_decode(data: str) -> bytes:
+    """Decode canonical base64url without padding (RFC 7515 §2): a last character whose
+    unused bits are set is refused (RFC 4648 §3.5 lets decoders refuse it; every
+    conforming encoder writes them as zero), so one value has one encoding only."""
     if not isinstance(data, str) or not _BASE64URL.fullmatch(data):
         raise MalformedSignature("not base64url")
     padded = (data + "=" * (-len(data) % 4)).encode("ascii").translate(_FROM_URLSAFE)
     try:
-        return binascii.a2b_base64(padded, strict_mode=True)
+        decoded = binascii.a2b_base64(padded, strict_mode=True)
     except (binascii.Error, ValueError) as exc:
         raise MalformedSignature("not base64url") from exc
+    if b64url_encode(decoded) != data:
+        raise MalformedSignature("not canonical base64url (the last character's unused bits are set)")
+    return decoded
 
 
 def _encode_header(header: dict[str, Any]) -> str:
@@ -401,7 +427,7 @@ def _check_key(alg: str, candidate: VerificationKey) -> bool:
 
 
 def _verify_with(alg: str, header: dict[str, Any], candidates: Sequence[VerificationKey], signature: bytes,
-                 signing_input: bytes, payload: bytes) -> VerifiedSignature:
+                 signing_input: bytes, payload: bytes, encoded_header: str = "") -> VerifiedSignature:
     if not candidates:
         raise KeyNotFound("no key is registered for this signer" + (f" with kid {header['kid']!r}"
                                                                      if "kid" in header else ""))
@@ -417,7 +443,8 @@ def _verify_with(alg: str, header: dict[str, Any], candidates: Sequence[Verifica
             _raw_verify(alg, candidate.key, signature, signing_input)
         except InvalidSignature:
             continue
-        return VerifiedSignature(header=header, key=candidate, payload=payload)
+        return VerifiedSignature(header=header, key=candidate, payload=payload, encoded_header=encoded_header,
+                                 signature=normalised_signature(alg, signature))
     raise SignatureInvalid("the signature does not match the payload and the signer's key")
 
 
@@ -453,7 +480,7 @@ def verify_detached(signature: str, payload: bytes, resolver: Resolver, *,
         raise MalformedSignature("kid must be a string")
     candidates = resolver(header)
     return _verify_with(alg, header, candidates, raw_signature, _signing_input(encoded_header, payload, b64),
-                        payload)
+                        payload, encoded_header)
 
 
 def _compact_parts(token: str) -> list[str]:
@@ -477,7 +504,7 @@ def verify_compact(token: str, resolver: Resolver, *, algorithms: Iterable[str])
     payload = b64url_decode(parts[1])
     raw_signature = b64url_decode(parts[2])
     return _verify_with(alg, header, resolver(header), raw_signature,
-                        f"{parts[0]}.{parts[1]}".encode("ascii"), payload)
+                        f"{parts[0]}.{parts[1]}".encode("ascii"), payload, parts[0])
 
 
 def verify_jwt(token: str, resolver: Resolver, *, algorithms: Iterable[str],

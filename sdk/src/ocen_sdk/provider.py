@@ -23,14 +23,19 @@ JSON naming what failed and a stable ``code``; never a 500. ``request.ocen``
 carries the verified caller. ``OCENAuthentication`` does the same for DRF views.
 
 ``ALLOW_B64_WITHOUT_CRIT`` is OCEN reference compatibility (see the README): it also
-accepts signatures over the body alone, which bind nothing but the body.
+accepts signatures over the body alone, which bind nothing but the body. A duplicate of
+such a request within the replay window is answered with the response kept from the
+first time (``RESPONSE_STORE``), as OCEN asks of a callee; the view does not run again.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import importlib
+import json
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -57,6 +62,7 @@ from ocen_sdk.jws import (
     MalformedSignature,
     VerifiedSignature,
     b64url_decode,
+    b64url_encode,
     parse_json_object,
     sign_detached,
     verify_detached,
@@ -106,7 +112,19 @@ DEFAULTS: dict[str, Any] = {
     # Django cache REPLAY_CACHE.
     "REPLAY_STORE": None,
     "REPLAY_CACHE": "default",
+    # The Django layer refuses a REPLAY_CACHE that is per process or keeps nothing
+    # (LocMemCache, DummyCache, FileBasedCache) unless this says the provider runs as
+    # one process (a development server).
+    "REPLAY_CACHE_SINGLE_PROCESS_OK": False,
+    # Compat mode: where the first response to a body-only signed request is kept for
+    # the replay window, so a duplicate gets it again. An object with get(key) -> bytes
+    # or None and set(key, value: bytes, ttl), or its dotted path, shared like
+    # REPLAY_STORE. The Django layer defaults to the Django cache REPLAY_CACHE. Unset
+    # (outside Django), duplicates are refused as replays.
+    "RESPONSE_STORE": None,
 }
+# What a kept response carries besides its status and body.
+RECORDED_HEADERS = ("Content-Type", "Content-Language", "Location", "Retry-After", SIGNATURE_HEADER)
 
 
 def _import(path: str) -> Any:
@@ -133,6 +151,49 @@ class MemoryReplayStore:
             return True
 
 
+class MemoryResponseStore:
+    """A response store for ONE process (tests, a single-process server), like
+    ``MemoryReplayStore``."""
+
+    def __init__(self) -> None:
+        self._kept: dict[str, tuple[float, bytes]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> bytes | None:
+        with self._lock:
+            until, value = self._kept.get(key, (0.0, b""))
+            return value if until > time.monotonic() else None
+
+    def set(self, key: str, value: bytes, ttl: int) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if len(self._kept) > 10_000:
+                self._kept = {k: kept for k, kept in self._kept.items() if kept[0] > now}
+            self._kept[key] = (now + ttl, value)
+
+
+@dataclass(frozen=True)
+class RecordedResponse:
+    """The response a provider sent to a compat-mode request, kept for its duplicates."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes = field(repr=False)
+
+    def to_bytes(self) -> bytes:
+        return json.dumps({"status": self.status, "headers": self.headers,
+                           "body": base64.b64encode(self.body).decode("ascii")}).encode("utf-8")
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> RecordedResponse | None:
+        try:
+            kept = json.loads(raw)
+            return cls(status=int(kept["status"]), headers={str(k): str(v) for k, v in kept["headers"].items()},
+                       body=base64.b64decode(kept["body"], validate=True))
+        except (ValueError, TypeError, KeyError, AttributeError):
+            return None
+
+
 class ProviderAuthError(Exception):
     """The caller's token, standing or signature was refused."""
 
@@ -153,11 +214,25 @@ def _signature_refused(description: str, code: str) -> ProviderAuthError:
     return ProviderAuthError("invalid_signature", description, code)
 
 
+class DuplicateRequest(ProviderAuthError):
+    """Compat mode: this body-only signed request was accepted before, within the replay
+    window. ``response`` is the response sent the first time, to be sent again as it is;
+    None while the first is still being answered (then this is a 409 to retry later)."""
+
+    def __init__(self, response: RecordedResponse | None) -> None:
+        super().__init__("invalid_signature", "this signed request is being answered: retry in a moment",
+                         "ERR_SIG_DUPLICATE_IN_PROGRESS", status=409)
+        self.response = response
+
+
 @dataclass(frozen=True)
 class Caller:
     token: VerifiedToken
     signature: VerifiedSignature = field(repr=False)
     is_authenticated: bool = True
+    # Compat mode, a body-only signature: the key its response is kept under
+    # (``ProviderGuard.record_response``); None otherwise.
+    duplicate_key: str | None = None
 
     @property
     def participant_id(self) -> str:
@@ -175,7 +250,7 @@ class ProviderGuard:
 
     def __init__(self, config: dict[str, Any], *, http: httpx.Client | None = None,
                  async_http: httpx.AsyncClient | None = None,
-                 replay_store: Callable[[str, int], bool] | None = None) -> None:
+                 replay_store: Callable[[str, int], bool] | None = None, response_store: Any = None) -> None:
         unknown = set(config) - set(DEFAULTS)
         if unknown:
             raise ValueError(f"unknown OCEN_PROVIDER settings: {', '.join(sorted(unknown))}")
@@ -189,6 +264,8 @@ class ProviderGuard:
             raise ValueError("OCEN_PROVIDER needs REPLAY_STORE: a callable(key, ttl) -> bool shared by every "
                              "worker and instance (see ocen_sdk.provider.MemoryReplayStore for one process)")
         self.replay_store = _import(store) if isinstance(store, str) else store
+        responses = response_store or self.config["RESPONSE_STORE"]
+        self.response_store = _import(responses) if isinstance(responses, str) else responses
         http = http or httpx.Client(timeout=10)
         self.service_keys = ServiceKeys(self.config["ISSUER"], http=http, async_http=async_http)
         self.tokens = TokenManager(
@@ -265,12 +342,38 @@ class ProviderGuard:
             raise _signature_refused(f"request signature: {exc}", exc.code) from exc
         except RegistryError as exc:
             raise _signature_refused(f"caller's keys unavailable: {exc}", "ERR_REGISTRY") from exc
-        replay_key = self._check_binding(verified, method=method, target=target,
-                                         participant_id=verified_token.participant_id, signature=signature)
-        window = int(self.config["REPLAY_WINDOW"] + self.config["LEEWAY"])
-        if not self.replay_store(replay_key, window):
+        replay_key, bound = self._check_binding(verified, method=method, target=target,
+                                                participant_id=verified_token.participant_id)
+        if not self.replay_store(replay_key, self._remember_for(verified.header.get("iat") if bound else None)):
+            if not bound and self.response_store is not None:
+                raise DuplicateRequest(self.recorded_response(replay_key))
             raise _signature_refused("this signed request was accepted before (replay)", "ERR_SIG_REPLAYED")
-        return Caller(token=verified_token, signature=verified)
+        duplicate_key = replay_key if not bound and self.response_store is not None else None
+        return Caller(token=verified_token, signature=verified, duplicate_key=duplicate_key)
+
+    def _remember_for(self, iat: float | None) -> int:
+        """How long a request id stays used: until the signature's window closes, that is
+        ``iat + REPLAY_WINDOW + LEEWAY`` (an iat up to LEEWAY ahead is accepted, so from
+        acceptance that may be longer than the window); from now for body-only signatures."""
+        now = time.time()
+        issued = max(iat, now) if iat is not None else now
+        return math.ceil(issued - now + self.config["REPLAY_WINDOW"] + self.config["LEEWAY"])
+
+    def recorded_response(self, key: str) -> RecordedResponse | None:
+        """The response kept for a compat-mode request, if any."""
+        raw = self.response_store.get(key) if self.response_store is not None else None
+        return RecordedResponse.from_bytes(raw) if raw else None
+
+    def record_response(self, caller: Caller, *, status: int, headers: dict[str, str], body: bytes) -> None:
+        """Keep the response to a compat-mode request for its duplicates (status, the
+        RECORDED_HEADERS among ``headers`` and the body, as sent); other requests: nothing."""
+        if caller.duplicate_key is None or self.response_store is None:
+            return
+        wanted = {name.lower(): name for name in RECORDED_HEADERS}
+        kept = {wanted[name.lower()]: value for name, value in headers.items() if name.lower() in wanted}
+        self.response_store.set(caller.duplicate_key,
+                                RecordedResponse(status=status, headers=kept, body=body).to_bytes(),
+                                self._remember_for(None))
 
     @staticmethod
     def _bearer(authorization: str) -> str:
@@ -316,16 +419,20 @@ class ProviderGuard:
             raise _signature_refused(f"the {SIGNATURE_HEADER} header is missing", MalformedSignature.code)
         return value
 
-    def _check_binding(self, verified: VerifiedSignature, *, method: str, target: str, participant_id: str,
-                       signature: str) -> str:
-        """Check what the signature says the request is; return the replay-store key."""
+    def _check_binding(self, verified: VerifiedSignature, *, method: str, target: str,
+                       participant_id: str) -> tuple[str, bool]:
+        """Check what the signature says the request is; return the replay-store key and
+        whether the signature binds the request (strict) or only the body (compat)."""
         header = verified.header
         if not is_bound(header, REQUEST_BINDING):
             if not self.compat:
                 raise _signature_refused("the signature binds only the body; sign htm, htu, aud, iat and jti "
                                          "(critical)", "ERR_SIG_NOT_BOUND")
-            # Compat: nothing but the body is bound; a byte-identical resend is a replay.
-            return f"sig:{hashlib.sha256(signature.strip().encode()).hexdigest()}"
+            # Compat: nothing but the body is bound. The same request again, however its
+            # signature is re-encoded (the value is normalised), is a duplicate.
+            message = "\n".join([participant_id, method.upper(), target, verified.encoded_header,
+                                 hashlib.sha256(verified.payload).hexdigest(), b64url_encode(verified.signature)])
+            return f"msg:{hashlib.sha256(message.encode('utf-8')).hexdigest()}", False
         missing = [name for name in REQUEST_BINDING if name not in header.get("crit", [])]
         if missing:
             raise _signature_refused(f"binding member {missing[0]!r} is not critical", "ERR_SIG_NOT_BOUND")
@@ -343,7 +450,7 @@ class ProviderGuard:
         if not isinstance(jti, str) or not 0 < len(jti) <= MAX_JTI_LENGTH:
             raise _signature_refused("the signature's jti must be a string of 1 to 128 characters",
                                      "ERR_SIG_NOT_BOUND")
-        return f"jti:{participant_id}:{jti}"
+        return f"jti:{participant_id}:{jti}", True
 
     def sign_response(self, body: bytes, *, status: int = 200, request_id: str | None = None) -> str | None:
         """Sign the response body; bound to the request's id and the status when the
