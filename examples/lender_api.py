@@ -24,7 +24,8 @@ def loan_offers(request):
     except ValueError:
         return JsonResponse({"error": "invalid_json"}, status=400)
     return JsonResponse({
-        "offers": [{"offerId": f"OFFER-{uuid.uuid4().hex[:12]}", "amount": application.get("amount", 0), "interestRate": 13.5}],
+        "offers": [{"offerId": f"OFFER-{uuid.uuid4().hex[:12]}", "amount": application.get("amount", 0),
+                    "interestRate": 13.5}],
         "requestedBy": caller.participant_id,
         "verifiedWithKid": caller.signature.key.kid,
     })
