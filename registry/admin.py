@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from urllib.parse import urljoin
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -61,7 +62,7 @@ from registry.admin_forms import (
     ScopeForm,
 )
 from registry.audit_status import chain_state
-from registry.four_eyes import pending_action
+from registry.four_eyes import approval_content, content_digest, pending_action
 from registry.key_material import PRIVATE_JWK_MEMBERS
 from registry.models import (
     HOLDING_STATUSES,
@@ -294,6 +295,24 @@ def _granted(mapping) -> str:
     return f"{verb}: before {mapping.scopes_before}; after {mapping.scopes}."
 
 
+class ApproveForm(ConfirmForm):
+    """The approve page: carries the digest of what the operator was shown, so an
+    application changed since is refused rather than approved unseen."""
+
+    digest = forms.CharField(required=False, max_length=64, widget=forms.HiddenInput)
+
+    def __init__(self, *args, participant: Participant, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.approval = approval_content(participant)
+        self.approval_digest = content_digest(self.approval)
+        self.fields["digest"].initial = self.approval_digest
+
+
+def _approve(participant: Participant, data: dict, user):
+    return services.participant_approve(participant=participant, acting_user=user,
+                                        expected_digest=data.get("digest") or None)
+
+
 def _four_eyes_on() -> bool:
     return authservice_settings.FOUR_EYES
 
@@ -327,10 +346,11 @@ LIVE = (Status.APPLIED, Status.UNDER_REVIEW, Status.APPROVED, Status.SUSPENDED)
 WORKFLOWS = [
     Workflow("review", "Start review", "onboard_participant", (Status.APPLIED,),
              lambda p, data, user: services.participant_start_review(participant=p, acting_user=user)),
-    Workflow("approve", "Approve", "onboard_participant", (Status.APPLIED, Status.UNDER_REVIEW),
-             lambda p, data, user: services.participant_approve(participant=p, acting_user=user),
+    Workflow("approve", "Approve", "onboard_participant", (Status.APPLIED, Status.UNDER_REVIEW), _approve,
+             ApproveForm,
              explanation="Validates the participant again, creates its OAuth client, grants registry.read and "
-                         "shows the client secret once."),
+                         "shows the client secret once. You approve exactly what is listed below (its digest is "
+                         "recorded in the audit log); if it changes before you confirm, the approval is refused."),
     Workflow("reject", "Reject", "onboard_participant", (Status.APPLIED, Status.UNDER_REVIEW),
              lambda p, data, user: services.participant_reject(participant=p, reason=data["reason"],
                                                                acting_user=user),
@@ -559,7 +579,7 @@ class ParticipantAdmin(ServiceBackedAdmin):
     # --- pages -------------------------------------------------------------------------------
 
     def _page(self, request, *, participant, title, form, explanation="", removes=None, danger=False,
-              submit="Confirm", status=200) -> HttpResponse:
+              submit="Confirm", status=200, approval=None) -> HttpResponse:
         _forget_private_key(form)
         return TemplateResponse(request, "registry/admin/workflow.html", {
             **self.admin_site.each_context(request),
@@ -573,6 +593,8 @@ class ParticipantAdmin(ServiceBackedAdmin):
             "removes": {**EMPTY_PLAN, **removes} if removes else None,
             "danger": danger,
             "submit": submit,
+            # The approve page: what is approved and its digest (registry.four_eyes).
+            "approval": approval,
             "cancel_url": (reverse("admin:registry_participant_change", args=[participant.pk])
                            if participant else reverse("admin:registry_participant_changelist")),
         }, status=status)
@@ -615,12 +637,14 @@ class ParticipantAdmin(ServiceBackedAdmin):
         participant = get_object_or_404(Participant.objects.select_related("organisation", "client"), pk=pk)
         if not request.user.has_perm(f"registry.{workflow.permission}"):
             raise PermissionDenied
-        takes_participant = issubclass(workflow.form_class, (GrantMappingForm, ConfirmNameForm))
+        takes_participant = issubclass(workflow.form_class, (GrantMappingForm, ConfirmNameForm, ApproveForm))
         kwargs = {"participant": participant} if takes_participant else {}
         form = workflow.form_class(request.POST or None, **kwargs)
         page = {"participant": participant, "title": f"{workflow.label}: {participant}",
                 "explanation": workflow.explanation, "danger": workflow.danger, "submit": workflow.label,
-                "removes": offboarding_plan(participant) if workflow.shows_removals else None}
+                "removes": offboarding_plan(participant) if workflow.shows_removals else None,
+                "approval": ({"content": form.approval, "digest": form.approval_digest}
+                             if isinstance(form, ApproveForm) else None)}
         if request.method != "POST" or not form.is_valid():
             return self._page(request, form=form, status=400 if request.method == "POST" else 200, **page)
 

@@ -123,11 +123,14 @@ def actor_label_for(user) -> str:
 
 
 def canonical_event(event: AuditEvent) -> bytes:
-    """The bytes a link covers: the event's content, its key id and the previous hash."""
+    """The bytes a link covers: the event's content, its key id and the previous hash.
+
+    The actor is its label, the username snapshot taken when the event was written, not
+    the account row's id: an account renamed or deactivated later changes no link (and
+    one that acted cannot be deleted: ``AuditEvent.actor`` is PROTECT)."""
     return _canonical({
         "sequence": event.sequence,
         "occurred_at": event.occurred_at.isoformat(),
-        "actor_id": event.actor_id,
         "actor_label": event.actor_label,
         "action": event.action,
         "participant_id": event.participant_id,
@@ -195,6 +198,7 @@ class Checkpoint:
 
 @dataclass(frozen=True)
 class ChainReport:
+    # Events verified before the first break (all of them when none is broken).
     checked: int
     broken_at: int | None = None
     reason: str = ""
@@ -204,6 +208,8 @@ class ChainReport:
     # Incremental verification: the verified checkpoint it started from (links up to it
     # were not re-read this time); None for a full verification.
     since: "Checkpoint | None" = None
+    # Every broken event, in order, with why: (sequence, reason). The first is broken_at.
+    breaks: tuple[tuple[int, str], ...] = ()
 
     @property
     def recomputed(self) -> int:
@@ -215,69 +221,75 @@ class ChainReport:
         return self.broken_at is None
 
 
-def _link_fault(event: AuditEvent, expected_sequence: int, expected_prev: str,
-                checkpoint: Checkpoint | None) -> str:
-    """Why this link does not hold ("" when it does)."""
+def _link_faults(event: AuditEvent, expected_sequence: int, expected_prev: str,
+                 checkpoint: Checkpoint | None) -> list[str]:
+    """Why this link does not hold (empty when it does). Its content is checked even
+    after a gap, so a row changed next to a deleted one is reported too."""
+    faults = []
     if event.sequence != expected_sequence:
-        return f"event #{expected_sequence} is missing (found #{event.sequence} next)"
-    if event.prev_hash != expected_prev:
-        return "prev_hash does not match the previous event's hash"
+        faults.append(f"event #{expected_sequence} is missing (found #{event.sequence} next)")
+    elif event.prev_hash != expected_prev:
+        faults.append("prev_hash does not match the previous event's hash")
+    key = _audit_key(event.key_id) if event.key_id else None
     if not event.key_id:
-        return "the link is unkeyed (no audit key id); every link is keyed since registry migration 0003"
-    key = _audit_key(event.key_id)
-    if key is None:
-        return f"it is keyed with audit key {event.key_id}, which is not configured (AUTHSERVICE_AUDIT_KEY)"
-    if not _same(link_digest(event, key), event.hash):
-        return "content does not match its hash (row was altered)"
+        faults.append("the link is unkeyed (no audit key id); every link is keyed since registry migration 0003")
+    elif key is None:
+        faults.append(f"it is keyed with audit key {event.key_id}, which is not configured (AUTHSERVICE_AUDIT_KEY)")
+    elif not _same(link_digest(event, key), event.hash):
+        faults.append("content does not match its hash (row was altered)")
     if checkpoint is not None and event.sequence == checkpoint.sequence and not _same(event.hash, checkpoint.hash):
-        return (f"its hash differs from the checkpoint's (issued {checkpoint.issued_at}): "
-                f"the chain was rewritten up to it")
-    return ""
+        faults.append(f"its hash differs from the checkpoint's (issued {checkpoint.issued_at}): "
+                      f"the chain was rewritten up to it")
+    return faults
 
 
 def verify_chain(checkpoint: Checkpoint | None = None, *, since: Checkpoint | None = None) -> ChainReport:
-    """Recompute every link in order; report the first broken one.
+    """Recompute every link in order; report every broken one, the first as ``broken_at``.
 
     With a ``checkpoint`` (from ``checkpoint_verify``), the chain must also still hold
     the checkpoint's event with the checkpoint's hash. With ``since`` (a verified
     checkpoint of an earlier verification), only the links after its event are
-    recomputed, once that event is found still carrying its hash.
+    recomputed, once that event is found still carrying its hash; when it is not, that
+    is a break and every link is recomputed.
     """
     # The head is read first, so events appended while the chain is read are no "deletion".
     head = AuditChainHead.objects.filter(pk=1).first()
     expected_prev = GENESIS_HASH
-    checked = 0
+    last_sequence = verified = 0
     links_by_key: Counter[str] = Counter()
-
-    def broken(at: int, reason: str) -> ChainReport:
-        return ChainReport(checked, at, reason, expected_prev, dict(links_by_key), since)
+    breaks: list[tuple[int, str]] = []
 
     events = AuditEvent.objects.order_by("sequence")
     if since is not None:
         anchor = AuditEvent.objects.filter(sequence=since.sequence).values_list("hash", flat=True).first()
         if anchor is None:
-            return broken(since.sequence, f"the event of the last verified checkpoint (verified {since.issued_at}) "
-                                          f"is missing")
-        if not _same(anchor, since.hash):
-            return broken(since.sequence, f"its hash differs from the last verified checkpoint's (verified "
-                                          f"{since.issued_at}): the chain was rewritten up to it")
-        expected_prev, checked = since.hash, since.sequence
-        events = events.filter(sequence__gt=since.sequence)
+            breaks.append((since.sequence, f"the event of the last verified checkpoint (verified {since.issued_at}) "
+                                           f"is missing"))
+        elif not _same(anchor, since.hash):
+            breaks.append((since.sequence, f"its hash differs from the last verified checkpoint's (verified "
+                                           f"{since.issued_at}): the chain was rewritten up to it"))
+        else:
+            expected_prev, last_sequence, verified = since.hash, since.sequence, since.sequence
+            events = events.filter(sequence__gt=since.sequence)
     for event in events.iterator(chunk_size=2000):
-        fault = _link_fault(event, checked + 1, expected_prev, checkpoint)
-        if fault:
-            return broken(event.sequence, fault)
-        expected_prev = event.hash
-        checked += 1
-        links_by_key[event.key_id] += 1
-    if head is not None and head.sequence > checked:
-        return broken(checked + 1, f"the chain head records {head.sequence} events; "
-                                   f"{checked} remain (events were deleted from the end)")
-    if checkpoint is not None and checkpoint.sequence > checked:
-        return broken(checked + 1, f"the checkpoint issued {checkpoint.issued_at} records event "
-                                   f"#{checkpoint.sequence}; the chain ends at #{checked} "
-                                   f"(events were deleted from the end)")
-    return ChainReport(checked, last_hash=expected_prev, links_by_key=dict(links_by_key), since=since)
+        faults = _link_faults(event, last_sequence + 1, expected_prev, checkpoint)
+        if faults:
+            breaks.append((event.sequence, "; ".join(faults)))
+        elif not breaks:
+            verified = event.sequence
+            links_by_key[event.key_id] += 1
+        expected_prev, last_sequence = event.hash, max(last_sequence, event.sequence)
+    if head is not None and head.sequence > last_sequence:
+        breaks.append((last_sequence + 1, f"the chain head records {head.sequence} events; "
+                                          f"{last_sequence} remain (events were deleted from the end)"))
+    if checkpoint is not None and checkpoint.sequence > last_sequence:
+        breaks.append((last_sequence + 1, f"the checkpoint issued {checkpoint.issued_at} records event "
+                                          f"#{checkpoint.sequence}; the chain ends at #{last_sequence} "
+                                          f"(events were deleted from the end)"))
+    if breaks:
+        first_at, first_reason = breaks[0]
+        return ChainReport(verified, first_at, first_reason, expected_prev, dict(links_by_key), since, tuple(breaks))
+    return ChainReport(verified, last_hash=expected_prev, links_by_key=dict(links_by_key), since=since)
 
 
 # --- Checkpoints ----------------------------------------------------------------------------------

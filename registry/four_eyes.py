@@ -1,15 +1,56 @@
 """Who must act next on a participant, and who may not (``AUTHSERVICE["FOUR_EYES"]``):
 for the participant page and the dashboard. The services enforce the rule; this only
-describes it."""
+describes it.
 
+Four-eyes is over content: whoever recorded a pending application or changed it since
+(its endpoints, keys or organisation: ``Participant.makers``) may not approve it, nor
+may whoever started its review. What an approval approves is ``approval_content``; its
+SHA-256 (``approval_digest``) is shown on the approve page and recorded in the approval's
+audit event.
+"""
+
+import hashlib
+import json
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from django.db.models import Q
 from django.db.models.functions import Coalesce
 
 from authservice.conf import authservice_settings
-from registry.models import Participant, Status
+from registry.models import KeyStatus, Participant, Status
+
+PENDING = (Status.APPLIED, Status.UNDER_REVIEW)
+
+
+def approval_content(participant: Participant) -> dict[str, Any]:
+    """Exactly what approving ``participant`` approves: its organisation, role, API base
+    URLs and active keys (by RFC 7638 thumbprint), in a canonical order."""
+    organisation = participant.organisation
+    keys = participant.keys.filter(status=KeyStatus.ACTIVE).order_by("thumbprint")
+    return {
+        "participant_id": str(participant.participant_id),
+        "organisation": {"org_id": str(organisation.org_id), "legal_name": organisation.legal_name},
+        "role": participant.role,
+        "endpoints": sorted(participant.endpoints.values_list("url", flat=True)),
+        "keys": [{"kid": key.kid, "thumbprint": key.thumbprint, "alg": key.alg} for key in keys],
+    }
+
+
+def content_digest(content: dict[str, Any]) -> str:
+    """SHA-256 (hex) of the canonical JSON of ``content`` (sorted keys, no spaces, UTF-8)."""
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def approval_digest(participant: Participant) -> str:
+    return content_digest(approval_content(participant))
+
+
+def is_maker(participant: Participant, user) -> bool:
+    """Whether ``user`` recorded or changed ``participant``'s pending application."""
+    return any(maker.get("id") == user.pk for maker in participant.makers)
 
 
 @dataclass(frozen=True)
@@ -31,12 +72,16 @@ def _names(usernames: list[str]) -> str:
     return usernames[0] if len(usernames) == 1 else f"{', '.join(usernames[:-1])} and {usernames[-1]}"
 
 
-def _pending(step: str, since: datetime, users: list, waiting: str) -> PendingAction:
-    users = [user for user in users if user is not None] if authservice_settings.FOUR_EYES else []
-    unique = list({user.pk: user for user in users}.values())
-    usernames = [user.get_username() for user in unique]
+def _people(users: list) -> list[tuple[int, str]]:
+    return [(user.pk, user.get_username()) for user in users if user is not None]
+
+
+def _pending(step: str, since: datetime, people: list[tuple[int, str]], waiting: str) -> PendingAction:
+    """``people``: (user id, username) of who may not take the step, in order."""
+    unique = dict(people) if authservice_settings.FOUR_EYES else {}
+    usernames = list(unique.values())
     by = f"an operator other than {_names(usernames)}" if usernames else "an operator"
-    return PendingAction(step=step, since=since, excluded_user_ids=frozenset(user.pk for user in unique),
+    return PendingAction(step=step, since=since, excluded_user_ids=frozenset(unique),
                          excluded_usernames=tuple(usernames), sentence=f"{waiting} by {by}.")
 
 
@@ -45,15 +90,17 @@ def pending_action(participant: Participant) -> PendingAction | None:
     if participant.offboarding_requested:
         requester = participant.offboarding_requested_by
         who = requester.get_username() if requester is not None else "the system"
-        return _pending("offboarding confirmation", participant.offboarding_requested_at, [requester],
+        return _pending("offboarding confirmation", participant.offboarding_requested_at, _people([requester]),
                         f"Offboarding requested by {who} ({participant.offboarding_reason}): waiting for "
                         f"confirmation")
+    makers = [(maker["id"], maker["username"]) for maker in participant.makers]
+    recorder = _people([participant.recorded_by])
     if participant.status == Status.APPLIED:
-        return _pending("review or approval", participant.status_changed_at, [participant.recorded_by],
+        return _pending("review or approval", participant.status_changed_at, [*recorder, *makers],
                         "Waiting for review or approval")
     if participant.status == Status.UNDER_REVIEW:
         return _pending("approval", participant.status_changed_at,
-                        [participant.recorded_by, participant.reviewed_by], "Waiting for approval")
+                        [*recorder, *makers, *_people([participant.reviewed_by])], "Waiting for approval")
     return None
 
 

@@ -87,6 +87,10 @@ class Participant(models.Model):
                                                  on_delete=models.SET_NULL, related_name="+")
     offboarding_requested_at = models.DateTimeField(null=True, blank=True)
     offboarding_reason = models.TextField(blank=True)
+    # Four-eyes over content: everyone who recorded or changed the application while it
+    # was pending (its endpoints, keys or organisation); none of them may approve it.
+    # [{"id": user pk, "username": as it was}], in the order they acted (no query to list them).
+    makers = models.JSONField(default=list, blank=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
     # Changes with every change to what the registry API shows of this participant;
@@ -293,11 +297,16 @@ class AuditAction(models.TextChoices):
 
 class AuditEvent(models.Model):
     """Append-only; each event carries the hash of the one before it, and its own hash is
-    keyed with the audit key ``key_id`` names (see ``registry.audit``)."""
+    keyed with the audit key ``key_id`` names (see ``registry.audit``).
+
+    ``actor_label`` is the actor's username (or "system", "os:<user>") as it was when the
+    event was written: the immutable snapshot the link covers. ``actor`` points to the
+    account for navigation only. An account that acted is deactivated, never deleted
+    (PROTECT; the admin's delete page says so)."""
 
     sequence = models.PositiveBigIntegerField(unique=True, editable=False)
     occurred_at = models.DateTimeField(default=timezone.now, editable=False)
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
                               related_name="+")
     actor_label = models.CharField(max_length=150)
     action = models.CharField(max_length=32, choices=AuditAction.choices)

@@ -36,6 +36,7 @@ from authservice.services import (
     client_rotate_secret,
 )
 from registry.audit import actor_user, record_event
+from registry.four_eyes import PENDING, approval_content, content_digest, is_maker
 from registry.invalidation import (
     grants_changed,
     lock_participants_of,
@@ -155,6 +156,16 @@ def _make_key(participant: Participant, material: str, kid: str | None) -> Publi
     )
 
 
+def _add_maker(participant: Participant, acting_user) -> None:
+    """Four-eyes over content: who changes a pending application becomes one of its
+    makers, and so may not approve it."""
+    user = actor_user(acting_user)
+    if user is None or participant.status not in PENDING or is_maker(participant, user):
+        return
+    participant.makers = [*participant.makers, {"id": user.pk, "username": user.get_username()}]
+    participant.save(update_fields=["makers"])
+
+
 def _save(instance) -> None:
     """full_clean then save; a race on a unique constraint becomes a ValidationError."""
     instance.full_clean()
@@ -197,6 +208,8 @@ def organisation_update(*, organisation: Organisation, acting_user, **changes: s
     for field, value in after.items():
         setattr(organisation, field, value)
     _save(organisation)
+    for participant in organisation.participants.filter(status__in=PENDING):
+        _add_maker(participant, acting_user)
     organisation_changed(organisation)  # the registry API shows the organisation's details
     record_event(action=AuditAction.ORGANISATION_UPDATED, acting_user=acting_user, organisation=organisation,
                  before=before, after=after)
@@ -219,6 +232,7 @@ def participant_apply(*, organisation: Organisation, role: str, base_url: str, p
     _save(endpoint)
     key.participant = participant
     _save(key)
+    _add_maker(participant, acting_user)
     participant_changed(participant)
     record_event(action=AuditAction.PARTICIPANT_APPLIED, acting_user=acting_user, participant=participant,
                  after={**_snapshot(participant), "base_url": url, "key": {"kid": key.kid,
@@ -252,12 +266,16 @@ class Credentials:
 
 
 @transaction.atomic
-def participant_approve(*, participant: Participant, acting_user, four_eyes: bool | None = None) -> Credentials:
+def participant_approve(*, participant: Participant, acting_user, four_eyes: bool | None = None,
+                        expected_digest: str | None = None) -> Credentials:
     """Validate again, create the OAuth client, grant registry.read, set APPROVED.
 
-    With four-eyes (``four_eyes``, by default ``AUTHSERVICE["FOUR_EYES"]``) the user who
-    recorded the application or started its review may not approve it. The secret is
-    returned once; only its hash is kept.
+    With four-eyes (``four_eyes``, by default ``AUTHSERVICE["FOUR_EYES"]``) none of the
+    application's makers (who recorded it or changed its endpoints, keys or organisation
+    while it was pending) and not who started its review may approve it. With
+    ``expected_digest`` (the approve page's ``registry.four_eyes.approval_digest``) an
+    application changed since is refused. The audit event records the digest of what was
+    approved. The secret is returned once; only its hash is kept.
     """
     participant = _locked(participant)
     before = _snapshot(participant)
@@ -265,10 +283,16 @@ def participant_approve(*, participant: Participant, acting_user, four_eyes: boo
     user = actor_user(acting_user)
     if _four_eyes(four_eyes) and user is not None:
         doing = ("recorded" if participant.recorded_by_id == user.pk
+                 else "changed" if is_maker(participant, user)
                  else "reviewed" if participant.reviewed_by_id == user.pk else "")
         if doing:
             raise FourEyesRequired(f"Four-eyes approval: you {doing} this application, so another operator "
                                    f"must approve it.")
+    approved = approval_content(participant)
+    digest = content_digest(approved)
+    if expected_digest is not None and expected_digest != digest:
+        raise ValidationError("The application changed since you opened this page (its digest is now "
+                              f"{digest[:12]}…): review what it holds now and approve again.")
     if participant.client_id is not None:
         raise ValidationError("This participant already has an OAuth client.")
     if not participant.endpoints.exists():
@@ -292,7 +316,8 @@ def participant_approve(*, participant: Participant, acting_user, four_eyes: boo
     participant_changed(participant)
     record_event(action=AuditAction.PARTICIPANT_APPROVED, acting_user=acting_user, participant=participant,
                  before=before, after={**_snapshot(participant),
-                                       "granted": {"registry": authservice_settings.REGISTRY_SCOPE}})
+                                       "granted": {"registry": authservice_settings.REGISTRY_SCOPE},
+                                       "approved": approved, "approved_digest": digest})
     return Credentials(participant=participant, client_id=client.client_id, client_secret=secret)
 
 
@@ -534,6 +559,7 @@ def public_key_add(*, participant: Participant, key_material: str, kid: str | No
     _require_live(participant)
     key = _make_key(participant, key_material, kid)
     _save(key)
+    _add_maker(participant, acting_user)
     participant_changed(participant)
     record_event(action=AuditAction.KEY_ADDED, acting_user=acting_user, participant=participant,
                  after={"kid": key.kid, "thumbprint": key.thumbprint, "alg": key.alg,
@@ -553,6 +579,7 @@ def public_key_revoke(*, key: PublicKey, acting_user) -> PublicKey:
                               "before revoking the last one.")
     key.status, key.revoked_at = KeyStatus.REVOKED, timezone.now()
     key.save(update_fields=["status", "revoked_at"])
+    _add_maker(participant, acting_user)
     participant_changed(participant)
     record_event(action=AuditAction.KEY_REVOKED, acting_user=acting_user, participant=participant,
                  before={"kid": key.kid, "status": KeyStatus.ACTIVE}, after={"kid": key.kid, "status": key.status})
@@ -568,6 +595,7 @@ def endpoint_add(*, participant: Participant, url: str, acting_user) -> Endpoint
         raise ValidationError(f"{normalised} is already registered for this participant.")
     endpoint = Endpoint(participant=participant, url=normalised)
     _save(endpoint)
+    _add_maker(participant, acting_user)
     participant_changed(participant)
     record_event(action=AuditAction.ENDPOINT_ADDED, acting_user=acting_user, participant=participant,
                  after={"url": normalised})
@@ -581,6 +609,7 @@ def endpoint_remove(*, endpoint: Endpoint, acting_user) -> None:
         raise ValidationError("An approved participant must keep at least one API base URL.")
     url = endpoint.url
     endpoint.delete()
+    _add_maker(participant, acting_user)
     participant_changed(participant)
     record_event(action=AuditAction.ENDPOINT_REMOVED, acting_user=acting_user, participant=participant,
                  before={"url": url})

@@ -100,7 +100,10 @@ def test_one_organisation_holds_each_role_once_but_may_hold_several_roles(organi
 
 
 def test_approve_creates_client_and_registry_mapping_and_returns_the_secret_once(applied, admin_user, audit):
+    from registry.four_eyes import approval_content, approval_digest
+
     before = _snapshot(applied)
+    approved, digest = approval_content(applied), approval_digest(applied)
     trail = audit()
     credentials = services.participant_approve(participant=applied, acting_user=admin_user)
     applied.refresh_from_db()
@@ -112,7 +115,8 @@ def test_approve_creates_client_and_registry_mapping_and_returns_the_secret_once
     mapping = ResourceMapping.objects.get(client=applied)
     assert mapping.provider is None and mapping.scopes == "registry.read"
     event = trail.assert_one(action=AuditAction.PARTICIPANT_APPROVED, actor=admin_user, participant=applied,
-                             before=before, after={**_snapshot(applied), "granted": {"registry": "registry.read"}})
+                             before=before, after={**_snapshot(applied), "granted": {"registry": "registry.read"},
+                                                   "approved": approved, "approved_digest": digest})
     assert event.after["client_id"] == credentials.client_id
     assert credentials.client_secret not in str(event.before) + str(event.after)
 

@@ -18,7 +18,7 @@ MAX_CHECKPOINT_BYTES = 4096
 
 
 class Command(BaseCommand):
-    help = ("Recompute the audit log's keyed hash chain and report the first broken link. By default "
+    help = ("Recompute the audit log's keyed hash chain and report every broken link. By default "
             "incremental: only the events after the last verified checkpoint (stored, signed, by each "
             "successful verification) are verified, once that checkpoint's event is found unchanged; --full "
             "recomputes every link (run it periodically too). With --checkpoint, the whole chain is verified "
@@ -37,8 +37,12 @@ class Command(BaseCommand):
         record_verification(report, checkpoint_sequence=expected.sequence if expected else None,
                             checkpoint_issued_at=expected.issued_at if expected else "")
         if not report.ok:
-            raise CommandError(f"Audit log chain broken at event #{report.broken_at}: {report.reason} "
-                               f"({report.checked} events verified before it).")
+            message = (f"Audit log chain broken at event #{report.broken_at}: {report.reason} "
+                       f"({report.checked} events verified before it).")
+            if len(report.breaks) > 1:
+                listed = "\n".join(f"  #{sequence}: {reason}" for sequence, reason in report.breaks)
+                message += f"\n{len(report.breaks)} broken events in all:\n{listed}"
+            raise CommandError(message)
         record_verified(report)
         if since is None:
             self.stdout.write(f"Audit log intact: {report.checked} events verified.")
