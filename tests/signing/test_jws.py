@@ -169,3 +169,30 @@ def test_signing_refuses_mismatched_key_and_alg(keys):
         sign_detached(BODY, keys["ES256"].private_key, alg="RS256")
     with pytest.raises(jws.AlgorithmNotAllowed):
         sign_detached(BODY, keys["RS256"].private_key, alg="HS256")
+
+
+@pytest.mark.parametrize("alg", sorted(PAIRS))
+def test_a_value_with_its_unused_base64url_bits_set_is_refused(keys, alg):
+    """RFC 4648 §3.5: one value, one encoding. Conforming encoders (jose4j, joserfc, ours)
+    write the unused bits as zero, so refusing them costs no interop."""
+    signature = sign_detached(BODY, keys[alg].private_key, alg=alg, kid="k1")
+    assert verify_detached(signature, BODY, resolver_for(keys[alg]))
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    assert len(signature.split(".")[2]) % 4 in (2, 3)  # its last character carries unused bits
+    flipped = signature[:-1] + alphabet[alphabet.index(signature[-1]) ^ 1]
+    with pytest.raises(jws.MalformedSignature, match="not canonical base64url"):
+        verify_detached(flipped, BODY, resolver_for(keys[alg]))
+    with pytest.raises(jws.MalformedSignature):
+        jws.b64url_decode("AB")  # "AB" carries 4 unused bits, the canonical form is "AA"
+
+
+def test_an_es256_signature_and_its_high_s_twin_normalise_to_one_value(keys):
+    signature = sign_detached(BODY, keys["ES256"].private_key, alg="ES256", kid="k1")
+    raw = jws.b64url_decode(signature.split(".")[2])
+    r, s = int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big")
+    n = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+    twin = f"{signature.rsplit('.', 1)[0]}.{b64(r.to_bytes(32, 'big') + (n - s).to_bytes(32, 'big'))}"
+    first = verify_detached(signature, BODY, resolver_for(keys["ES256"]))
+    second = verify_detached(twin, BODY, resolver_for(keys["ES256"]))  # both verify: ECDSA is malleable
+    assert first.signature == second.signature
+    assert int.from_bytes(first.signature[32:], "big") <= n // 2
