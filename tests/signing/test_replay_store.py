@@ -186,3 +186,24 @@ def test_strict_mode_still_refuses_a_reused_request_id(net):
     assert _post(net, signature).status_code == 200
     replay = _post(net, signature)
     assert replay.status_code == 401 and replay.json()["code"] == "ERR_SIG_REPLAYED"
+
+
+@pytestmark_live
+def test_a_compat_retry_to_a_drf_view_gets_the_first_response(net, settings):
+    from django.test import Client
+
+    _compat(settings)
+    settings.ROOT_URLCONF = "tests.signing.drf_provider"
+    settings.MIDDLEWARE = [*settings.MIDDLEWARE, "ocen_sdk.django.ResponseSigningMiddleware"]
+    encoded, r, s = _reference_signature(net)
+    http = Client()
+
+    def post(signature):
+        return http.post("/lender/drf-offers", data=BODY, content_type="application/json",
+                         headers={"Authorization": f"Bearer {net.tokens().get()}", SIGNATURE_HEADER: signature})
+
+    first = post(_compact(encoded, r, s))
+    assert first.status_code == 200 and first.json()["offerId"].startswith("OFFER-"), first.content
+    for again in (post(_compact(encoded, r, s)), post(_compact(encoded, r, P256_ORDER - s))):
+        assert again.status_code == 200 and again.content == first.content
+        assert again[SIGNATURE_HEADER] == first[SIGNATURE_HEADER]
