@@ -171,6 +171,19 @@ def test_a_signature_with_its_unused_base64url_bits_set_is_refused(net, settings
 
 
 @pytestmark_live
+def test_a_compat_signature_used_once_is_refused_at_another_path_not_answered(net, settings):
+    """A body-only signature binds no path: sent to another operation after its first use, it is a
+    replay (as before), never a run of that operation nor the first operation's answer."""
+    _compat(settings)
+    signature = _compact(*_reference_signature(net))
+    assert _post(net, signature).status_code == 200
+    elsewhere = net.http.post(f"{net.base}/lender/loan-accept", content=BODY, headers={
+        "Content-Type": "application/json", "Authorization": f"Bearer {net.tokens().get()}",
+        SIGNATURE_HEADER: signature})
+    assert elsewhere.status_code == 401 and elsewhere.json()["code"] == "ERR_SIG_REPLAYED", elsewhere.text
+
+
+@pytestmark_live
 def test_a_different_compat_request_still_runs_the_view(net, settings):
     _compat(settings)
     first = _post(net, _compact(*_reference_signature(net)))

@@ -179,9 +179,11 @@ class RecordedResponse:
     status: int
     headers: dict[str, str]
     body: bytes = field(repr=False)
+    # The request it answered, "METHOD target": a duplicate elsewhere is a replay.
+    request: str = ""
 
     def to_bytes(self) -> bytes:
-        return json.dumps({"status": self.status, "headers": self.headers,
+        return json.dumps({"status": self.status, "headers": self.headers, "request": self.request,
                            "body": base64.b64encode(self.body).decode("ascii")}).encode("utf-8")
 
     @classmethod
@@ -189,7 +191,7 @@ class RecordedResponse:
         try:
             kept = json.loads(raw)
             return cls(status=int(kept["status"]), headers={str(k): str(v) for k, v in kept["headers"].items()},
-                       body=base64.b64decode(kept["body"], validate=True))
+                       body=base64.b64decode(kept["body"], validate=True), request=str(kept["request"]))
         except (ValueError, TypeError, KeyError, AttributeError):
             return None
 
@@ -231,8 +233,10 @@ class Caller:
     signature: VerifiedSignature = field(repr=False)
     is_authenticated: bool = True
     # Compat mode, a body-only signature: the key its response is kept under
-    # (``ProviderGuard.record_response``); None otherwise.
+    # (``ProviderGuard.record_response``) and the request it came as ("METHOD target");
+    # None otherwise.
     duplicate_key: str | None = None
+    duplicate_of: str | None = None
 
     @property
     def participant_id(self) -> str:
@@ -344,12 +348,17 @@ class ProviderGuard:
             raise _signature_refused(f"caller's keys unavailable: {exc}", "ERR_REGISTRY") from exc
         replay_key, bound = self._check_binding(verified, method=method, target=target,
                                                 participant_id=verified_token.participant_id)
+        request_line = f"{method.upper()} {target}"
         if not self.replay_store(replay_key, self._remember_for(verified.header.get("iat") if bound else None)):
             if not bound and self.response_store is not None:
-                raise DuplicateRequest(self.recorded_response(replay_key))
+                recorded = self.recorded_response(replay_key)
+                if recorded is None or recorded.request == request_line:
+                    raise DuplicateRequest(recorded)
+            # A body-only signature is used once, wherever it is sent: sent elsewhere, it is a replay.
             raise _signature_refused("this signed request was accepted before (replay)", "ERR_SIG_REPLAYED")
-        duplicate_key = replay_key if not bound and self.response_store is not None else None
-        return Caller(token=verified_token, signature=verified, duplicate_key=duplicate_key)
+        if bound or self.response_store is None:
+            return Caller(token=verified_token, signature=verified)
+        return Caller(token=verified_token, signature=verified, duplicate_key=replay_key, duplicate_of=request_line)
 
     def _remember_for(self, iat: float | None) -> int:
         """How long a request id stays used: until the signature's window closes, that is
@@ -372,7 +381,8 @@ class ProviderGuard:
         wanted = {name.lower(): name for name in RECORDED_HEADERS}
         kept = {wanted[name.lower()]: value for name, value in headers.items() if name.lower() in wanted}
         self.response_store.set(caller.duplicate_key,
-                                RecordedResponse(status=status, headers=kept, body=body).to_bytes(),
+                                RecordedResponse(status=status, headers=kept, body=body,
+                                                 request=caller.duplicate_of or "").to_bytes(),
                                 self._remember_for(None))
 
     @staticmethod
@@ -428,10 +438,11 @@ class ProviderGuard:
             if not self.compat:
                 raise _signature_refused("the signature binds only the body; sign htm, htu, aud, iat and jti "
                                          "(critical)", "ERR_SIG_NOT_BOUND")
-            # Compat: nothing but the body is bound. The same request again, however its
-            # signature is re-encoded (the value is normalised), is a duplicate.
-            message = "\n".join([participant_id, method.upper(), target, verified.encoded_header,
-                                 hashlib.sha256(verified.payload).hexdigest(), b64url_encode(verified.signature)])
+            # Compat: nothing but the body is bound. The same signed message again, however
+            # its signature is re-encoded (the value is normalised), is a duplicate if it is
+            # the same request (``_accept``), a replay if it is sent elsewhere.
+            message = "\n".join([participant_id, verified.encoded_header, hashlib.sha256(verified.payload).hexdigest(),
+                                 b64url_encode(verified.signature)])
             return f"msg:{hashlib.sha256(message.encode('utf-8')).hexdigest()}", False
         missing = [name for name in REQUEST_BINDING if name not in header.get("crit", [])]
         if missing:
