@@ -220,3 +220,23 @@ def test_a_compat_retry_to_a_drf_view_gets_the_first_response(net, settings):
     for again in (post(_compact(encoded, r, s)), post(_compact(encoded, r, P256_ORDER - s))):
         assert again.status_code == 200 and again.content == first.content
         assert again[SIGNATURE_HEADER] == first[SIGNATURE_HEADER]
+
+
+def test_manage_py_check_refuses_a_local_replay_cache_in_a_project_listing_the_sdk_app(tmp_path):
+    """In a fresh process, before anything imported ocen_sdk.django: the check runs from INSTALLED_APPS."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    (tmp_path / "provider_settings.py").write_text(
+        "from authservice.settings import *  # noqa: F403\n"
+        "INSTALLED_APPS = [*INSTALLED_APPS, 'ocen_sdk.django.OCENProviderConfig']  # noqa: F405\n"
+        "CACHES = {'default': {'BACKEND': 'django.core.cache.backends.locmem.LocMemCache'}}\n"
+        f"OCEN_PROVIDER = {dict(PROVIDER, REPLAY_CACHE='default')!r}\n")
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "provider_settings", "DATABASE_URL": "", "REDIS_URL": "",
+           "PYTHONPATH": os.pathsep.join([str(tmp_path), str(root)])}
+    result = subprocess.run([sys.executable, "-m", "django", "check"], env=env, cwd=root, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode != 0 and "ocen_sdk.E001" in result.stderr, result.stderr

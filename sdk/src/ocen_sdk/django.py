@@ -13,7 +13,9 @@ must be shared by every worker and instance: a system check (``ocen_sdk.E001``),
 the guard when it is built, refuse one that is per process or keeps nothing
 (LocMemCache, DummyCache, and FileBasedCache, shared on one host only and without an
 atomic add) unless ``REPLAY_CACHE_SINGLE_PROCESS_OK`` says this is a single-process
-development server.
+development server. The check is registered when this module is imported; list
+``"ocen_sdk.django.OCENProviderConfig"`` in INSTALLED_APPS to have ``manage.py check``
+run it before anything else imports it.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import logging
 from functools import wraps
 from typing import Any
 
+from django.apps import AppConfig
 from django.conf import settings
 from django.core import checks
 from django.core.cache import InvalidCacheBackendError, caches
@@ -110,6 +113,14 @@ def replay_cache_check(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
 
 
 checks.register(replay_cache_check, checks.Tags.security, checks.Tags.caches)
+
+
+class OCENProviderConfig(AppConfig):
+    """Optional, in INSTALLED_APPS: loads this module (and so its system check) with the apps."""
+
+    name = "ocen_sdk"
+    label = "ocen_sdk"
+    verbose_name = "OCEN provider"
 
 
 def _shared_guard(config: dict[str, Any]) -> ProviderGuard:
