@@ -84,8 +84,9 @@ def unshared_replay_cache(config: dict[str, Any]) -> str | None:
     """Why ``config`` (an OCEN_PROVIDER) keeps used request ids or kept responses where
     another worker cannot see them, or None when it does not."""
     config = _with_defaults(config)
-    uses_cache = config["REPLAY_STORE"] == CACHE_REPLAY_STORE or (
-        config.get("ALLOW_B64_WITHOUT_CRIT") and config["RESPONSE_STORE"] == CACHE_RESPONSE_STORE)
+    uses_cache = config["REPLAY_STORE"] in (CACHE_REPLAY_STORE, cache_replay_store) or (
+        config.get("ALLOW_B64_WITHOUT_CRIT") and config["RESPONSE_STORE"] in (CACHE_RESPONSE_STORE,
+                                                                              cache_response_store))
     if not uses_cache or config.get("REPLAY_CACHE_SINGLE_PROCESS_OK"):
         return None
     alias = config.get("REPLAY_CACHE", "default")
