@@ -77,6 +77,10 @@ def test_an_application_changed_after_the_approve_page_was_opened_is_not_approve
     assert "changed since" in refused.content.decode()
     participant.refresh_from_db()
     assert participant.status == Status.APPLIED and participant.client is None
+    # The refusal shows what the application holds now, with its digest: confirming that approves it.
+    now = approval_digest(participant)
+    assert now != digest and f'name="digest" value="{now}"' in refused.content.decode()
+    assert carol.http.post(workflow_url(participant, "approve"), {"confirm": "1", "digest": now}).status_code == 303
 
 
 @pytest.mark.parametrize("change", ["endpoint_add", "endpoint_remove", "public_key_add", "public_key_revoke",
