@@ -26,15 +26,19 @@ PENDING = (Status.APPLIED, Status.UNDER_REVIEW)
 
 def approval_content(participant: Participant) -> dict[str, Any]:
     """Exactly what approving ``participant`` approves: its organisation, role, API base
-    URLs and active keys (by RFC 7638 thumbprint), in a canonical order."""
+    URLs, active keys (by RFC 7638 thumbprint) and the grants it already holds as a
+    client (they take effect with the approval), in a canonical order."""
     organisation = participant.organisation
     keys = participant.keys.filter(status=KeyStatus.ACTIVE).order_by("thumbprint")
+    grants = participant.mappings_as_client.select_related("provider")
     return {
         "participant_id": str(participant.participant_id),
         "organisation": {"org_id": str(organisation.org_id), "legal_name": organisation.legal_name},
         "role": participant.role,
         "endpoints": sorted(participant.endpoints.values_list("url", flat=True)),
         "keys": [{"kid": key.kid, "thumbprint": key.thumbprint, "alg": key.alg} for key in keys],
+        "grants": sorted(({"audience": grant.audience, "scopes": grant.scopes} for grant in grants),
+                         key=lambda grant: grant["audience"]),
     }
 
 

@@ -59,6 +59,7 @@ def test_the_approval_records_a_digest_of_exactly_what_was_approved(operators):
     content = approval_content(participant)
     assert content["role"] == "LENDER" and len(content["keys"]) == 2 and len(content["endpoints"]) == 2
     assert content["organisation"]["legal_name"] == "Four Eyes Bank"
+    assert content["grants"] == []
     canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
     assert digest == hashlib.sha256(canonical).hexdigest()
     response = carol.http.post(workflow_url(participant, "approve"), {"confirm": "1", "digest": digest})
@@ -81,6 +82,19 @@ def test_an_application_changed_after_the_approve_page_was_opened_is_not_approve
     now = approval_digest(participant)
     assert now != digest and f'name="digest" value="{now}"' in refused.content.decode()
     assert carol.http.post(workflow_url(participant, "approve"), {"confirm": "1", "digest": now}).status_code == 303
+
+
+def test_a_grant_made_to_a_pending_application_changes_what_is_approved(operators):
+    alice, _, carol = operators
+    participant = _record(alice)
+    digest = approval_digest(participant)
+    services.scope_define(name="ocen.loan", acting_user=None)
+    services.mapping_grant(client=participant, provider=None, scopes="ocen.loan", acting_user=alice.user)
+    assert approval_content(participant)["grants"] == [{"audience": "urn:ocen:registry", "scopes": "ocen.loan"}]
+    page = carol.http.get(workflow_url(participant, "approve")).content.decode()
+    assert "ocen.loan" in page and approval_digest(participant) in page
+    refused = carol.http.post(workflow_url(participant, "approve"), {"confirm": "1", "digest": digest})
+    assert refused.status_code == 400 and "changed since" in refused.content.decode()
 
 
 @pytest.mark.parametrize("change", ["endpoint_add", "endpoint_remove", "public_key_add", "public_key_revoke",
