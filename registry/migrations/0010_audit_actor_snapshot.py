@@ -56,19 +56,19 @@ def _relink(apps, *, holds, digest, key_id: str) -> None:
     hold is left untouched (and the next one still names its hash)."""
     AuditEvent = apps.get_model("registry", "AuditEvent")
     AuditChainHead = apps.get_model("registry", "AuditChainHead")
-    new_hash: dict[str, str] = {}
+    # The previous event's hash before and after: a link names the event just before it.
+    previous_old = previous_new = None
     for event in _in_order(AuditEvent):
-        if not holds(event):
-            continue
         old = event.hash
-        event.prev_hash = new_hash.get(event.prev_hash, event.prev_hash)
-        event.key_id = key_id
-        event.hash = digest(event)
-        event.save(update_fields=["prev_hash", "key_id", "hash"])
-        new_hash[old] = event.hash
-    head = AuditChainHead.objects.filter(pk=1).first()
-    if head is not None and head.last_hash in new_hash:
-        AuditChainHead.objects.filter(pk=1).update(last_hash=new_hash[head.last_hash])
+        if holds(event):
+            if event.prev_hash == previous_old:
+                event.prev_hash = previous_new
+            event.key_id = key_id
+            event.hash = digest(event)
+            event.save(update_fields=["prev_hash", "key_id", "hash"])
+        previous_old, previous_new = old, event.hash
+    if previous_old is not None:
+        AuditChainHead.objects.filter(pk=1, last_hash=previous_old).update(last_hash=previous_new)
     apps.get_model("registry", "AuditVerification").objects.all().delete()
 
 

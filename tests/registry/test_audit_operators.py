@@ -139,3 +139,19 @@ def test_the_migration_relinks_the_old_chain_and_an_operator_deleted_before_it_n
     assert "broken at event #2:" in message and "content does not match its hash" in message
     # The honest events around it, the deleted operator's included, verify under the new links.
     assert "broken events in all" not in message and "#3" not in message and "#4" not in message
+
+
+def test_the_migration_relinks_an_intact_old_chain_under_the_current_key(operator):
+    from django.apps import apps
+
+    from registry.models import AuditChainHead
+
+    relink_migration.relink_with_actor_ids(apps, None)
+    with pytest.raises(CommandError, match="broken at event #1: content does not match"):
+        _verify("--full")  # old links do not verify as new ones
+    relink_migration.relink_without_actor_ids(apps, None)
+    assert _verify("--full").startswith("Audit log intact: 3 events verified.")
+    head = AuditChainHead.objects.get(pk=1)
+    assert head.last_hash == AuditEvent.objects.get(sequence=3).hash
+    services.organisation_create(legal_name="After the upgrade", acting_user=operator)
+    assert "4 events" in _verify()
