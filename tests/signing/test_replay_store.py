@@ -240,3 +240,28 @@ def test_manage_py_check_refuses_a_local_replay_cache_in_a_project_listing_the_s
     result = subprocess.run([sys.executable, "-m", "django", "check"], env=env, cwd=root, capture_output=True,
                             text=True, timeout=120)
     assert result.returncode != 0 and "ocen_sdk.E001" in result.stderr, result.stderr
+
+
+@pytestmark_live
+def test_the_sdk_signs_its_retry_anew_with_a_fresh_request_id(net):
+    """Strict mode keeps refusing a reused jti, so the SDK never resends one: its retry after a
+    refused token carries a new signature with a new jti."""
+    import httpx
+
+    from registry import services
+
+    sent = []
+
+    def record(request):
+        sent.append(request.headers[SIGNATURE_HEADER])
+
+    tokens = net.tokens()
+    tokens.get()
+    services.participant_revoke_tokens(participant=net.agent.participant, reason="leaked", acting_user=None)
+    with httpx.Client(timeout=10, event_hooks={"request": [record]}) as http:
+        response = http.post(net.url, content=BODY, headers={"Content-Type": "application/json"},
+                             auth=net.auth(tokens))
+    assert response.status_code == 200, response.text
+    assert len(sent) == 2
+    jtis = [json.loads(base64.urlsafe_b64decode(value.split(".")[0] + "=="))["jti"] for value in sent]
+    assert jtis[0] != jtis[1]
