@@ -265,3 +265,25 @@ def test_the_sdk_signs_its_retry_anew_with_a_fresh_request_id(net):
     assert len(sent) == 2
     jtis = [json.loads(base64.urlsafe_b64decode(value.split(".")[0] + "=="))["jti"] for value in sent]
     assert jtis[0] != jtis[1]
+
+
+@pytestmark_live
+def test_a_strict_signature_re_encoded_high_s_is_still_a_replay(net):
+    signature = net.sign(BODY)
+    assert _post(net, signature).status_code == 200
+    head, raw = signature.rsplit(".", 1)
+    value = base64.urlsafe_b64decode(raw + "==")
+    r, s = int.from_bytes(value[:32], "big"), int.from_bytes(value[32:], "big")
+    twin = f"{head}.{_b64(r.to_bytes(32, 'big') + (P256_ORDER - s).to_bytes(32, 'big'))}"
+    replay = _post(net, twin)
+    assert replay.status_code == 401 and replay.json()["code"] == "ERR_SIG_REPLAYED", replay.text
+
+
+@pytestmark_live
+def test_a_compat_duplicate_under_the_alternate_signature_header_gets_the_first_response(net, settings):
+    _compat(settings)
+    signature = _compact(*_reference_signature(net))
+    first = _post(net, signature)
+    again = net.http.post(net.url, content=BODY, headers={
+        "Content-Type": "application/json", "Authorization": f"Bearer {net.tokens().get()}", "Signature": signature})
+    _same_answer(first, again)
