@@ -54,7 +54,7 @@ def approval_digest(participant: Participant) -> str:
 
 def is_maker(participant: Participant, user) -> bool:
     """Whether ``user`` recorded or changed ``participant``'s pending application."""
-    return any(maker.get("id") == user.pk for maker in participant.makers)
+    return any(maker.get("id") == user.pk for maker in participant.makers or [])
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,7 @@ def pending_action(participant: Participant) -> PendingAction | None:
         return _pending("offboarding confirmation", participant.offboarding_requested_at, _people([requester]),
                         f"Offboarding requested by {who} ({participant.offboarding_reason}): waiting for "
                         f"confirmation")
-    makers = [(maker["id"], maker["username"]) for maker in participant.makers]
+    makers = [(maker["id"], maker["username"]) for maker in participant.makers or []]
     recorder = _people([participant.recorded_by])
     if participant.status == Status.APPLIED:
         return _pending("review or approval", participant.status_changed_at, [*recorder, *makers],

@@ -89,8 +89,10 @@ class Participant(models.Model):
     offboarding_reason = models.TextField(blank=True)
     # Four-eyes over content: everyone who recorded or changed the application while it
     # was pending (its endpoints, keys or organisation); none of them may approve it.
-    # [{"id": user pk, "username": as it was}], in the order they acted (no query to list them).
-    makers = models.JSONField(default=list, blank=True, editable=False)
+    # [{"id": user pk, "username": as it was}], in the order they acted (no query to list
+    # them); None for none. Nullable without a default, so adding it to a table SQLite
+    # triggers watch needs no table rebuild.
+    makers = models.JSONField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
     # Changes with every change to what the registry API shows of this participant;

@@ -162,7 +162,7 @@ def _add_maker(participant: Participant, acting_user) -> None:
     user = actor_user(acting_user)
     if user is None or participant.status not in PENDING or is_maker(participant, user):
         return
-    participant.makers = [*participant.makers, {"id": user.pk, "username": user.get_username()}]
+    participant.makers = [*(participant.makers or []), {"id": user.pk, "username": user.get_username()}]
     participant.save(update_fields=["makers"])
 
 

@@ -119,7 +119,7 @@ def test_a_tampering_before_and_after_a_deleted_row_are_all_reported(operator):
     assert "#6: content does not match its hash" in message
 
 
-relink_migration = importlib.import_module("registry.migrations.0010_audit_actor_snapshot")
+relink_migration = importlib.import_module("registry.migrations.0011_audit_actor_snapshot")
 
 
 def test_the_migration_relinks_the_old_chain_and_an_operator_deleted_before_it_no_longer_breaks_it(operator):

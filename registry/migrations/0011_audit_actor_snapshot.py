@@ -112,7 +112,7 @@ def relink_with_actor_ids(apps, schema_editor) -> None:
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('registry', '0009_scoped_generations_and_audit_indexes'),
+        ('registry', '0010_client_generation_triggers'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -21,7 +21,7 @@ def pending_makers(apps, schema_editor) -> None:
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('registry', '0010_audit_actor_snapshot'),
+        ('registry', '0011_audit_actor_snapshot'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
@@ -29,7 +29,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='participant',
             name='makers',
-            field=models.JSONField(blank=True, default=list, editable=False),
+            field=models.JSONField(blank=True, editable=False, null=True),
         ),
         migrations.RunPython(pending_makers, migrations.RunPython.noop),
     ]
