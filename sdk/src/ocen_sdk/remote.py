@@ -2,7 +2,8 @@
 registry's participant keys. No Django; used by the SDK and the provider middleware.
 
 - ``TokenManager``: client_credentials tokens (client secret or private_key_jwt),
-  cached until shortly before expiry, one refresh at a time.
+  cached until shortly before expiry, one refresh at a time; sent once more when the
+  connection dropped without an answer.
 - ``ServiceKeys``: the service's JWKS found through discovery, cached for its
   max-age, refetched once on an unknown kid (rate-limited).
 - ``AccessTokenVerifier``: offline validation of the service's RFC 9068 tokens.
@@ -87,6 +88,10 @@ class ProviderUnknown(RegistryError):
 
 REGISTRY_AUDIENCE = "urn:ocen:registry"
 
+# A connection refused, or closed or reset before any answer: the token request is sent
+# once more. Never after an answer (whatever its status) or a timeout.
+DROPPED_CONNECTION = (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+
 
 def _max_age(response: httpx.Response, default: int) -> int:
     match = MAX_AGE.search(response.headers.get("cache-control", ""))
@@ -169,6 +174,9 @@ class TokenManager:
                   "exp": now + 60, "jti": uuid.uuid4().hex}
         return sign_jwt(claims, Signer(key=self.private_key, alg=self.alg, kid=self.kid), typ="JWT")
 
+    def _unreachable(self, exc: httpx.HTTPError) -> TokenRequestError:
+        return TokenRequestError(0, "unreachable", f"the token endpoint {self.token_url} is unreachable: {exc}")
+
     def _hint(self, error: str) -> str:
         """What to check, for the errors a participant's engineer meets first."""
         if error == "invalid_client" and self.private_key is not None:
@@ -181,7 +189,7 @@ class TokenManager:
                     f"resource={self.resource!r}.")
         return ""
 
-    def _fetch_flow(self) -> Flow[tuple[str, float]]:
+    def _token_call(self) -> Call:
         data: dict[str, Any] = {"grant_type": "client_credentials"}
         if self.scope:
             data["scope"] = self.scope
@@ -192,11 +200,21 @@ class TokenManager:
             data.update({"client_assertion_type": ASSERTION_TYPE, "client_assertion": self.client_assertion()})
         else:
             auth = (self.client_id, self.client_secret)
-        try:
-            response = yield Call("POST", self.token_url, data=data, auth=auth)
-        except httpx.HTTPError as exc:
-            raise TokenRequestError(0, "unreachable", f"the token endpoint {self.token_url} is unreachable: "
-                                                      f"{exc}") from exc
+        return Call("POST", self.token_url, data=data, auth=auth)
+
+    def _fetch_flow(self) -> Flow[tuple[str, float]]:
+        # A client_credentials request is idempotent (each answer is just another token):
+        # when the connection dropped without an answer, it is sent once more, built afresh
+        # (a new client assertion: the first one's jti may have been used).
+        for attempt in (1, 2):
+            try:
+                response = yield self._token_call()
+                break
+            except DROPPED_CONNECTION as exc:
+                if attempt == 2:
+                    raise self._unreachable(exc) from exc
+            except httpx.HTTPError as exc:
+                raise self._unreachable(exc) from exc
         self.fetches += 1
         try:
             body = response.json()
