@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -347,6 +348,61 @@ def rss_kib(pid: int) -> int:
     except FileNotFoundError:
         return 0
     return next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS")), 0)
+
+
+class ShippedHAProxy:
+    """deploy/haproxy.cfg itself (not a copy), on 127.0.0.1:``port`` in front of two instances:
+    its LB_* variables name the addresses; its log (stdout) goes to ``workdir``/haproxy.log."""
+
+    CONFIG = ROOT / "deploy" / "haproxy.cfg"
+
+    def __init__(self, port: int, app1: Instance, app2: Instance, workdir: Path) -> None:
+        self.port, self.url = port, f"http://127.0.0.1:{port}"
+        self.env = {**os.environ, "LB_BIND": f"127.0.0.1:{port}", "LB_APP1": f"127.0.0.1:{app1.port}",
+                    "LB_APP2": f"127.0.0.1:{app2.port}"}
+        self.logfile = workdir / "haproxy.log"
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 20.0) -> None:
+        subprocess.run(["haproxy", "-c", "-q", "-f", str(self.CONFIG)], env=self.env, check=True, timeout=30)
+        with open(self.logfile, "ab") as output:
+            self.process = subprocess.Popen(["haproxy", "-db", "-f", str(self.CONFIG)], env=self.env, stdout=output,
+                                            stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"HAProxy exited: {self.log_tail()}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"HAProxy did not come up: {self.log_tail()}")
+
+    def log_tail(self, chars: int = 3000) -> str:
+        try:
+            return self.logfile.read_text(errors="replace")[-chars:]
+        except FileNotFoundError:
+            return ""
+
+    def state_changes(self, server: str) -> list[str]:
+        """HAProxy's own lines about ``server`` (app1, app2) going UP or DOWN, oldest first."""
+        return re.findall(rf"Server instances/{server} is (UP|DOWN)", self.log_tail(10**7))
+
+    def wait_state(self, server: str, state: str, *, after: int = 0, timeout: float = 30.0) -> bool:
+        """Until HAProxy reports ``server`` in ``state`` (beyond its first ``after`` changes)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if state in self.state_changes(server)[after:]:
+                return True
+            time.sleep(0.1)
+        return False
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
 
 
 # --- Load -----------------------------------------------------------------------------------------
