@@ -40,12 +40,14 @@ bench: install
 	$(PY) bench/run.py $(BENCH_ARGS)
 
 ## Operations checks (README "Operations"): three instances behind HAProxy; PostgreSQL,
-## Redis and worker faults on a private PostgreSQL cluster and Redis; a bounded soak.
+## Redis and worker faults on a private PostgreSQL cluster and Redis, then SIGTERM and a
+## rolling restart through deploy/haproxy.cfg as shipped; a bounded soak.
 cluster: install
 	@command -v haproxy >/dev/null || (apt-get update -qq && apt-get install -y -qq haproxy)
 	$(PY) scripts/cluster.py $(CLUSTER_ARGS)
 
 faults: install
+	@command -v haproxy >/dev/null || (apt-get update -qq && apt-get install -y -qq haproxy)
 	$(PY) scripts/faults.py $(FAULTS_ARGS)
 
 ## SOAK_SECONDS (default 600) bounds it.

@@ -3,7 +3,7 @@
     make cluster                               # three instances, then the checks
     .venv/bin/python scripts/cluster.py --instances 2 --load-seconds 3   # a quick run
 
-Starts N instances (the project's launcher: granian, or gunicorn with --server) on loopback ports behind
+Starts N instances (the project's launcher) on loopback ports behind
 Debian's HAProxy (health checks on /readyz), sharing a temporary database on the given
 PostgreSQL server (created and dropped here, never an existing one) and a private
 redis-server. Then checks, and prints a table:

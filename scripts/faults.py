@@ -1,26 +1,33 @@
 """Faults under load, on a PostgreSQL cluster and a Redis server started here for the purpose.
 
-    make faults                                   # the full run (about two minutes)
+    make faults                                   # the full run (about three minutes)
     .venv/bin/python scripts/faults.py --pg-outage 3 --redis-outage 1 --settle 1   # a quick run
 
 Never touches a shared server: initdb makes a private PostgreSQL cluster in a
 temporary directory (run as the postgres user when started as root) and a private
-redis-server (no persistence) is started, each on its own port. One instance of the
-service (the project's launcher: granian, or gunicorn with --server; two workers) runs on them while client
-threads send token requests (client_secret_basic, and every fourth one a fresh
-private_key_jwt assertion). Then, in turn:
+redis-server (no persistence) is started, each on its own port. Two instances of the
+service (the project's launcher, two workers each) run on them, behind HAProxy running
+deploy/haproxy.cfg itself (as shipped). Client threads send token requests
+(client_secret_basic, and every fourth one a fresh private_key_jwt assertion) to the
+first instance directly while, in turn:
 
   PostgreSQL restarted; PostgreSQL stopped for --pg-outage seconds (default 30);
   Redis restarted (down --redis-outage seconds); Redis flushed (FLUSHALL);
   one worker killed (SIGKILL); SIGHUP (a reload: every worker replaced, no request
-  may fail); SIGTERM to the server under load.
+  may fail).
 
 For each: the time from the fault to the first 503, the number of 500s (must be 0),
 the slowest /healthz (must answer 200 within the liveness probe's 2 s timeout) and
 what /readyz said (503 while PostgreSQL is down),
 the time from the dependency's return until requests succeed again (must be < 2 s),
 and, after the Redis restart and the flush, whether a client assertion used before
-is refused when replayed (it must be). SIGTERM must reset no connection in use.
+is refused when replayed (it must be).
+
+Then the same requests go through HAProxy, and the instances are restarted as an
+orchestrator does it: SIGTERM to one instance (started again once it has exited), then a
+rolling restart (each in turn, the next once HAProxy has the previous back). No request
+may fail: HAProxy's health checks (/readyz) take a stopping instance out, and what meets
+it on the way is sent to the other (retry-on in deploy/haproxy.cfg).
 Prints a table; exits 1 when a promise fails, 2 when it cannot run.
 """
 
@@ -48,6 +55,7 @@ from opslib import (
     OwnPostgres,
     OwnRedis,
     Participant,
+    ShippedHAProxy,
     add_server_option,
     initdb_available,
     log,
@@ -59,11 +67,9 @@ from opslib import (
 )
 
 RECOVERY_LIMIT = 2.0
-# The liveness probe's timeout in deploy/k8s (timeoutSeconds: 2): slower, and a healthy pod is killed.
+# /healthz answers within compose.yaml's health check timeout (2 s), whatever the dependencies do.
 HEALTHZ_LIMIT_MS = 2000.0
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-# A request whose connection the server reset or closed without an answer, after it was sent.
-RESET_ERRORS = {"RemoteProtocolError", "ReadError", "WriteError"}
 
 
 @dataclass
@@ -89,9 +95,9 @@ class Result:
                 seconds(self.recovery_s), self.replay, healthz, self.readyz, "PASS" if self.ok else "FAIL", self.note]
 
 
-def mixed_requests(url: str, participant: Participant):
+def mixed_requests(url: str, participant: Participant, issuer: str):
     token_url = f"{url}/oauth2/token"
-    audience = f"{url}/oauth2/token"
+    audience = f"{issuer}/oauth2/token"
     auth = (participant.client_id, participant.client_secret)
 
     def make(client: httpx.Client, n: int):
@@ -177,15 +183,18 @@ def main() -> int:
     parser.add_argument("--settle", type=float, default=3.0, help="seconds of load after each recovery")
     parser.add_argument("--threads", type=int, default=4, help="client threads")
     parser.add_argument("--base-port", type=int, default=int(os.environ.get("FAULTS_BASE_PORT", "18420")),
-                        help="PostgreSQL on this port, Redis on +1, the service on +2")
+                        help="PostgreSQL on this port, Redis on +1, the instances on +2 and +3, HAProxy on +4")
     add_server_option(parser)
     args = parser.parse_args()
-    if not initdb_available() or shutil.which("redis-server") is None:
-        print("make faults needs PostgreSQL's server binaries (initdb, pg_ctl) and redis-server", file=sys.stderr)
+    if not initdb_available() or shutil.which("redis-server") is None or shutil.which("haproxy") is None:
+        print("make faults needs PostgreSQL's server binaries (initdb, pg_ctl), redis-server and haproxy",
+              file=sys.stderr)
         return 2
     workdir = Path(tempfile.mkdtemp(prefix="ocen-faults-"))
     pg, redis = OwnPostgres(args.base_port, workdir), OwnRedis(args.base_port + 1, workdir)
     instance: Instance | None = None
+    other: Instance | None = None
+    proxy: ShippedHAProxy | None = None
     load: Load | None = None
     probes: Load | None = None
     results: list[Result] = []
@@ -197,13 +206,22 @@ def main() -> int:
         with psycopg.connect(pg.admin_dsn, autocommit=True) as conn:
             conn.execute("CREATE DATABASE ocen")
         url = f"http://127.0.0.1:{args.base_port + 2}"
+        proxy_url = f"http://127.0.0.1:{args.base_port + 4}"
+        # The issuer is the proxy's address (a client assertion's audience); the instances
+        # trust the proxy's X-Forwarded-For, and answer its health checks' Host.
         env = service_env(database_url=f"postgres://postgres@127.0.0.1:{args.base_port}/ocen", redis_url=redis.url,
-                          issuer=url)
+                          issuer=proxy_url, extra={"AUTHSERVICE_TRUSTED_PROXIES": "127.0.0.1",
+                                                   "ALLOWED_HOSTS": "authservice,127.0.0.1,localhost"})
         prepare_database(env)
         agent = onboard(env, "Faults Agent")
-        instance = Instance("faults", args.base_port + 2, env, workers=2, server=args.server)
-        instance.start()
-        load = Load(mixed_requests(url, agent), threads=args.threads, pause=0.002).start()
+        instance = Instance("app1", args.base_port + 2, env, workers=2, server=args.server)
+        other = Instance("app2", args.base_port + 3, env, workers=2, server=args.server)
+        instance.start(wait=False)
+        other.start()
+        instance.wait_ready()
+        proxy = ShippedHAProxy(args.base_port + 4, instance, other, workdir)
+        proxy.start()
+        load = Load(mixed_requests(url, agent, proxy_url), threads=args.threads, pause=0.002).start()
         probes = Load(health_probes(url), threads=1, pause=0.1).start()
         time.sleep(args.settle)
         warmup = outcomes(load.snapshot())
@@ -229,7 +247,7 @@ def main() -> int:
                                outage=f"{args.pg_outage:g} s", expect_503=args.pg_outage >= 1, probes=probes))
 
         # Redis restarted: everything it held is gone.
-        used = agent.assertion(f"{url}/oauth2/token")
+        used = agent.assertion(f"{proxy_url}/oauth2/token")
         first_use = assertion_request(url, used)
         t_fault = time.monotonic()
         redis.stop()
@@ -245,7 +263,7 @@ def main() -> int:
         results.append(result)
 
         # Redis flushed.
-        used = agent.assertion(f"{url}/oauth2/token")
+        used = agent.assertion(f"{proxy_url}/oauth2/token")
         first_use = assertion_request(url, used)
         t_fault = time.monotonic()
         redis.flushall()
@@ -287,40 +305,49 @@ def main() -> int:
         result.ok = replaced and not failed and instance.process.poll() is None
         results.append(result)
 
-        # SIGTERM under load: in-flight requests finish; no connection in use is reset.
-        probes.stop()
-        t_fault = time.monotonic()
-        instance.signal(signal.SIGTERM)
-        instance.process.wait(timeout=60)
-        t_exit = time.monotonic()
-        time.sleep(0.5)
+        # Through HAProxy as shipped: restarts as an orchestrator makes them, no request may fail.
         load.stop()
-        samples = [s for s in load.snapshot() if s.ended >= t_fault]
-        resets = [s for s in samples if s.outcome in RESET_ERRORS]
-        result = Result("SIGTERM under load", count_500=sum(1 for s in samples if s.outcome.startswith("5")))
-        counts = outcomes(s for s in samples if s.outcome != "200")
-        result.errors = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
-        finished = sum(1 for s in samples if s.outcome == "200")
-        result.note = (f"exit after {t_exit - t_fault:.2f} s; {finished} requests answered after the signal; "
-                       f"{len(resets)} reset (ConnectError = refused after the listener closed)")
-        result.ok = result.count_500 == 0 and not resets
-        results.append(result)
+        probes.stop()
+        for server in ("app1", "app2"):
+            if not wait_until(lambda server=server: proxy.in_rotation(server), 30):
+                raise RuntimeError(f"HAProxy does not have {server} back: {proxy.state_changes(server)}")
+        load = Load(mixed_requests(proxy_url, agent, proxy_url), threads=args.threads, pause=0.002).start()
+        time.sleep(args.settle)
+        for fault, restarted in (("SIGTERM via HAProxy", [(instance, "app1")]),
+                                 ("rolling restart via HAProxy", [(instance, "app1"), (other, "app2")])):
+            t_fault = time.monotonic()
+            timings = []
+            for running, server in restarted:
+                exited, back = proxy.restart(running, server)
+                timings.append(f"{server} exited {exited:.2f} s after SIGTERM, back in rotation after {back:.1f} s")
+            time.sleep(args.settle)
+            samples = [s for s in load.snapshot() if s.ended >= t_fault]
+            failed = outcomes(s for s in samples if s.outcome != "200")
+            result = Result(fault, count_500=sum(1 for s in samples if s.outcome.startswith("5")))
+            result.errors = ", ".join(f"{k}: {v}" for k, v in sorted(failed.items()))
+            result.note = f"{sum(1 for s in samples if s.outcome == '200')} answered 200; " + "; ".join(timings)
+            result.ok = not failed and sum(1 for s in samples if s.outcome == "200") > 0
+            results.append(result)
     except Exception as exc:
         results.append(Result("faults ran", ok=False, note=f"{type(exc).__name__}: {exc}"[:300]))
-        if instance:
-            log(instance.log_tail())
+        for running in (instance, other, proxy):
+            if running:
+                log(running.log_tail())
     finally:
         for running in (load, probes):
             if running:
                 running.stop()
-        if instance:
-            instance.cleanup()
+        if proxy:
+            proxy.stop()
+        for running in (instance, other):
+            if running:
+                running.cleanup()
         redis.stop()
         with contextlib.suppress(Exception):
             pg.stop()
         shutil.rmtree(workdir, ignore_errors=True)
-    print_table(f"make faults — one instance ({args.server}, 2 workers), {args.threads} client threads, private "
-                f"PostgreSQL + Redis ({time.monotonic() - started:.0f} s)",
+    print_table(f"make faults — two instances ({args.server}, 2 workers each) behind deploy/haproxy.cfg, "
+                f"{args.threads} client threads, private PostgreSQL + Redis ({time.monotonic() - started:.0f} s)",
                 ["fault", "outage", "first 503 (s)", "500s", "other non-200", "recovery (s)", "replay (status)",
                  "healthz max ms", "readyz", "result", "note"], [r.row() for r in results])
     return 0 if results and all(r.ok for r in results) else 1

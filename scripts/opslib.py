@@ -1,7 +1,8 @@
-"""Shared pieces of the operations scripts (cluster.py, faults.py, soak.py).
+"""Shared pieces of the operations scripts (cluster.py, faults.py, soak.py) and the topology tests.
 
 Instances run through the project's launcher (python -m authservice.serve: granian, the only
-server; the scripts' --server accepts granian);
+server; the scripts' --server accepts granian); deploy/haproxy.cfg
+itself runs in front of two of them (ShippedHAProxy);
 databases are temporary (created and dropped here, named with a prefix the scripts take
 as --db-prefix); a PostgreSQL cluster and a Redis server can be started privately on a
 given port, so fault tests never touch a shared server.
@@ -247,12 +248,14 @@ def prepare_database(env: dict) -> None:
         manage(env, "define_scope", scope)
 
 
-def add_server_option(parser) -> None:
-    """--server: which server the launcher runs (AUTHSERVICE_SERVER, else the launcher's default)."""
-    from authservice.serve import SERVERS, chosen_server
+# What the launcher (python -m authservice.serve) runs: one server, stock granian.
+SERVER = "granian"
 
-    parser.add_argument("--server", choices=SERVERS, default=chosen_server(),
-                        help="the HTTP server the instances run (python -m authservice.serve)")
+
+def add_server_option(parser) -> None:
+    """--server: kept for callers that pass it; the launcher runs one server."""
+    parser.add_argument("--server", choices=[SERVER], default=SERVER,
+                        help="the HTTP server the instances run (python -m authservice.serve: granian)")
 
 
 def add_db_prefix_option(parser, default: str) -> None:
@@ -270,15 +273,11 @@ class Instance:
         self.var = Path(tempfile.mkdtemp(prefix=f"ocen-{name}-"))
         self.env = {**env, "GUNICORN_BIND": f"127.0.0.1:{port}", "GUNICORN_WORKERS": str(workers),
                     "AUTHSERVICE_VAR_DIR": str(self.var), "PROMETHEUS_MULTIPROC_DIR": str(self.var / "metrics")}
-        if server:
-            self.env["AUTHSERVICE_SERVER"] = server
-        from authservice.serve import chosen_server
-
-        self.server = chosen_server(self.env)
+        self.server = server or SERVER
         if threads is not None:
             self.env["GUNICORN_THREADS"] = str(threads)
         self.process: subprocess.Popen | None = None
-        self.logfile = self.var / "gunicorn.log"
+        self.logfile = self.var / "server.log"
 
     def start(self, wait: bool = True) -> None:
         self._log = open(self.logfile, "ab")  # noqa: SIM115 - closed in stop()
@@ -389,6 +388,28 @@ class ShippedHAProxy:
     def state_changes(self, server: str) -> list[str]:
         """HAProxy's own lines about ``server`` (app1, app2) going UP or DOWN, oldest first."""
         return re.findall(rf"Server instances/{server} is (UP|DOWN)", self.log_tail(10**7))
+
+    def in_rotation(self, server: str) -> bool:
+        """UP as far as HAProxy's log says (servers start UP; a change is logged)."""
+        changes = self.state_changes(server)
+        return not changes or changes[-1] == "UP"
+
+    def restart(self, instance: Instance, server: str, *, timeout: float = 60.0) -> tuple[float, float]:
+        """SIGTERM to ``instance``'s launcher (what an orchestrator sends), wait for it to exit,
+        wait for HAProxy to take it out, start it again, wait until HAProxy has it back.
+        Returns (seconds to exit, seconds until back in rotation)."""
+        seen = len(self.state_changes(server))
+        started = time.monotonic()
+        instance.signal(signal.SIGTERM)
+        instance.process.wait(timeout=timeout)
+        exited = time.monotonic() - started
+        instance.stop()
+        if not self.wait_state(server, "DOWN", after=seen, timeout=timeout):
+            raise RuntimeError(f"HAProxy never took {server} out: {self.state_changes(server)}")
+        instance.start()
+        if not self.wait_state(server, "UP", after=seen + 1, timeout=timeout):
+            raise RuntimeError(f"HAProxy never put {server} back: {self.state_changes(server)}")
+        return exited, time.monotonic() - started
 
     def wait_state(self, server: str, state: str, *, after: int = 0, timeout: float = 30.0) -> bool:
         """Until HAProxy reports ``server`` in ``state`` (beyond its first ``after`` changes)."""
