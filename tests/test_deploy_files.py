@@ -380,7 +380,7 @@ def test_haproxy_config_names_its_limits_and_retries():
                   " ".join(line.split()[:2]) for line in config.splitlines() if line.strip() and
                   not line.strip().startswith("#")}
     assert {"maxconn", "timeout http-request", "timeout http-keep-alive", "timeout client", "timeout queue",
-            "option forwardfor", "option redispatch", "retry-on", "http-request deny",
+            "option forwardfor", "option redispatch", "option http-buffer-request", "retry-on", "http-request deny",
             "http-request disable-l7-retry"} <= directives
     (retry_on,) = re.findall(r"^\s*retry-on (.+)$", config, re.M)
     assert set(retry_on.split()) == {"conn-failure", "empty-response"}
