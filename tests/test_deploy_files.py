@@ -40,13 +40,16 @@ FILE_SECRETS = {"DJANGO_SECRET_KEY", "AUTHSERVICE_KEY_ENCRYPTION_KEY"}
 
 
 def variables_the_project_reads() -> set[str]:
-    pattern = re.compile(r"""(?:environ\.get|env_bool|env_list|environ\.setdefault|environ)\(?\[?"""
+    pattern = re.compile(r"""(?:environ\.get|env_bool|env_list|env_secret|environ\.setdefault|environ)\(?\[?"""
                          r"""["']([A-Z0-9_]+)["']""")
+    secrets = re.compile(r"""env_secret\(["']([A-Z0-9_]+)["']""")
     names: set[str] = set()
     for path in ROOT.joinpath("authservice").rglob("*.py"):
-        names |= set(pattern.findall(path.read_text()))
-    # The *_FILE variants (test_settings_read_secret_files checks that they are honoured).
-    return names | {f"{name}_FILE" for name in FILE_SECRETS & names}
+        text = path.read_text()
+        names |= set(pattern.findall(text))
+        # A secret may be given as a file: NAME_FILE (test_settings_read_secret_files runs it).
+        names |= {f"{name}_FILE" for name in secrets.findall(text)}
+    return names
 
 
 def check_command(command: list[str]) -> None:
