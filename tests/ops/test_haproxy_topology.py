@@ -156,12 +156,14 @@ METRICS_SPELLINGS = ["/metrics", "/metrics?format=text", "/%6detrics", "/%6Detri
 
 
 def test_metrics_are_refused_through_the_proxy_and_served_directly(topology):
-    with client_from(ATTACKER) as outside:
-        for path in METRICS_SPELLINGS:
-            response = outside.get(f"{topology.proxy.url}{path}")
-            assert response.status_code in {403, 404}, (path, response.status_code)
-            assert b"authservice_" not in response.content, path
-        assert outside.get(f"{topology.proxy.url}/healthz").status_code == 200
+    # From 127.0.0.1 too, an address the instances' allowlist admits: the public port never serves them.
+    for address in (PROXY_ADDRESS, ATTACKER):
+        with client_from(address) as outside:
+            for path in METRICS_SPELLINGS:
+                response = outside.get(f"{topology.proxy.url}{path}")
+                assert response.status_code in {403, 404}, (address, path, response.status_code)
+                assert b"authservice_" not in response.content, path
+            assert outside.get(f"{topology.proxy.url}/healthz").status_code == 200
     for instance in topology.instances:
         direct = httpx.get(f"{instance.url}/metrics", timeout=10)
         assert direct.status_code == 200 and b"authservice_" in direct.content
