@@ -76,7 +76,7 @@ def test_faults_smoke():
               "--base-port", os.environ.get("OPS_SMOKE_FAULTS_PORT", "18460"), timeout=240)
     rows = {line.split("  ")[0]: line for line in out.splitlines()}
     for fault in ("PostgreSQL restarted", "PostgreSQL stopped", "Redis restarted", "Redis FLUSHALL",
-                  "worker SIGKILL", "SIGHUP under load", "SIGTERM via HAProxy", "rolling restart via HAProxy"):
+                  "worker SIGKILL", "SIGHUP via HAProxy", "SIGTERM via HAProxy", "rolling restart via HAProxy"):
         assert " PASS " in rows[fault], out
     # The replayed assertion is refused after Redis lost everything it held.
     assert "first 200, replay 400" in rows["Redis FLUSHALL"] or "first 200, replay 401" in rows["Redis FLUSHALL"]
