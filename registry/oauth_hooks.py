@@ -11,7 +11,7 @@ from dataclasses import replace
 from django.utils import timezone
 
 from authservice.conf import authservice_settings
-from authservice.grants import ClientGrants, default_grants
+from authservice.grants import ClientGrants, default_grants, is_registry_scope
 from ocen_sdk.jws import VerificationKey
 from ocen_sdk.key_loading import verification_key_from_jwk
 from registry.models import KeyStatus, Participant, PublicKey, ResourceMapping, Status, participant_audience
@@ -28,13 +28,18 @@ def participant_grants(client) -> ClientGrants:
     scopes_by_audience: dict[str, frozenset[str]] = {}
     mappings = ResourceMapping.objects.filter(client=participant).select_related("provider")
     for mapping in mappings:
+        # The registry's scopes are usable at the registry only, and nothing else is there
+        # (authservice.grants.is_registry_scope), mappings from before grants were vetted too.
+        registry_scopes = frozenset(filter(is_registry_scope, mapping.scope_set))
         if mapping.provider_id is None:
-            audience = authservice_settings.REGISTRY_AUDIENCE
+            audience, scopes = authservice_settings.REGISTRY_AUDIENCE, registry_scopes
         elif mapping.provider.status == Status.APPROVED:
             audience = participant_audience(mapping.provider.participant_id)
+            scopes = mapping.scope_set - registry_scopes
         else:
             continue
-        scopes_by_audience[audience] = scopes_by_audience.get(audience, frozenset()) | mapping.scope_set
+        if scopes:
+            scopes_by_audience[audience] = scopes_by_audience.get(audience, frozenset()) | scopes
     return ClientGrants(
         scopes_by_audience=scopes_by_audience,
         claims={
