@@ -195,3 +195,27 @@ def test_honest_keys_still_pass():
         assert parse_public_key(key.public_pem()).kid
     assert parse_public_key(ed25519.Ed25519PrivateKey.generate().public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()).kty == "OKP"
+
+
+def test_an_ed25519_key_with_a_small_order_component_is_refused():
+    """A real key plus a point of order 8: signatures verify differently under cofactored
+    and cofactorless verification, so the participant could deny them."""
+    from nacl.bindings import crypto_core_ed25519_add
+
+    honest = ed25519.Ed25519PrivateKey.generate().public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    mixed = crypto_core_ed25519_add(honest, SMALL_ORDER_POINTS["order 8 (a)"])
+    with pytest.raises(ValidationError, match="small order"):
+        parse_public_key(_ed25519_pem(mixed))
+
+
+def test_an_rsa_modulus_of_two_close_primes_is_refused():
+    """p and q a few thousand apart: Fermat's method factors n in one step."""
+    p = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_numbers().p
+    q = p + 2000
+    while any(pow(base, q - 1, q) != 1 for base in (2, 3, 5, 7)):  # the next probable prime
+        q += 2
+    pem = rsa.RSAPublicNumbers(65537, p * q).public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    with pytest.raises(ValidationError, match="trivially factored"):
+        parse_public_key(pem)
