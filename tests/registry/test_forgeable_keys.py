@@ -219,3 +219,31 @@ def test_an_rsa_modulus_of_two_close_primes_is_refused():
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
     with pytest.raises(ValidationError, match="trivially factored"):
         parse_public_key(pem)
+
+
+def test_the_migration_revokes_a_stored_forgeable_key_so_the_registry_stops_serving_it(onboard, token_for, client):
+    """Providers verify request signatures with the keys the registry serves: a forgeable
+    key registered before the vetting must leave it."""
+    import importlib
+
+    from django.apps import apps
+
+    creds, _ = onboard("LOAN_AGENT")
+    reader, _ = onboard("LENDER")
+    jwk = {"kty": "OKP", "crv": "Ed25519", "x": _b64(IDENTITY), "kid": "legacy", "alg": "EdDSA", "use": "sig"}
+    PublicKey.objects.create(participant=creds.participant, kid="legacy", thumbprint="legacy-" + "0" * 57,
+                             alg="EdDSA", kty="OKP", source_format=KeyFormat.JWK, public_jwk=jwk)
+    participant_changed(creds.participant)
+    token = token_for(reader.participant.client, reader.client_secret, resource="urn:ocen:registry").json()
+    url = f"/registry/v1/participants/{creds.participant.participant_id}/jwks"
+
+    def served_kids():
+        response = client.get(url, HTTP_AUTHORIZATION=f"Bearer {token['access_token']}")
+        assert response.status_code == 200
+        return {key["kid"] for key in response.json()["keys"]}
+
+    assert "legacy" in served_kids()
+    migration = importlib.import_module("registry.migrations.0010_revoke_forgeable_public_keys")
+    migration.revoke_forgeable_keys(apps, None)
+    assert "legacy" not in served_kids()
+    assert served_kids() == {creds.participant.keys.get(status="ACTIVE").kid}
