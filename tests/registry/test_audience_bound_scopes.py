@@ -95,3 +95,22 @@ def test_one_provider_and_the_registry_still_need_no_resource(onboard, admin_use
     claims = _claims(token_for(agent.participant.client, agent.client_secret))
     assert set(claims["aud"]) == {lender.participant.audience, "urn:ocen:registry"}
     assert set(claims["scope"].split()) == {"ocen.loan", "registry.read"}
+
+
+def test_mappings_from_before_the_vetting_grant_nothing_out_of_place(onboard, token_for):
+    """A provider's scope in a registry mapping, the registry's scope in a provider mapping
+    (rows written before grants were vetted): neither is granted."""
+    from registry.invalidation import grants_changed
+    from registry.models import ResourceMapping
+
+    agent, _ = onboard("LOAN_AGENT")
+    lender, _ = onboard("LENDER")
+    ResourceMapping.objects.filter(client=agent.participant, provider=None).update(scopes="registry.read ocen.loan")
+    ResourceMapping.objects.create(client=agent.participant, provider=lender.participant,
+                                   scopes="ocen.offer registry.audit")
+    grants_changed(agent.participant)
+    for scope, resource in [("ocen.loan", "urn:ocen:registry"), ("registry.audit", lender.participant.audience)]:
+        refused = token_for(agent.participant.client, agent.client_secret, scope=scope, resource=resource)
+        assert refused.status_code == 400 and refused.json()["error"] == "invalid_scope", (scope, resource)
+    claims = _claims(token_for(agent.participant.client, agent.client_secret))
+    assert set(claims["scope"].split()) == {"registry.read", "ocen.offer"}

@@ -15,7 +15,7 @@ import uuid
 from io import StringIO
 
 import pytest
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
@@ -247,3 +247,22 @@ def test_the_migration_revokes_a_stored_forgeable_key_so_the_registry_stops_serv
     migration.revoke_forgeable_keys(apps, None)
     assert "legacy" not in served_kids()
     assert served_kids() == {creds.participant.keys.get(status="ACTIVE").kid}
+
+
+def test_a_certificate_for_a_small_order_ed25519_key_is_refused():
+    """The certificate is signed by a real key; the key it certifies is the identity point."""
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    issuer = ec_key().private_key
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "forger.example")])
+    now = datetime.now(UTC)
+    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+                   .public_key(ed25519.Ed25519PublicKey.from_public_bytes(IDENTITY))
+                   .serial_number(x509.random_serial_number())
+                   .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=30))
+                   .sign(issuer, hashes.SHA256()))
+    with pytest.raises(ValidationError, match="small order"):
+        parse_public_key(certificate.public_bytes(serialization.Encoding.PEM).decode())

@@ -110,3 +110,17 @@ def test_the_grant_service_needs_a_confirmation_for_a_provider_not_yet_approved(
     mapping = services.mapping_grant(client=agent.participant, provider=applied_lender, scopes="ocen.loan",
                                      acting_user=admin_user, confirm_unapproved_provider=True)
     assert mapping.scopes == "ocen.loan"
+
+
+def test_grant_access_needs_its_flag_for_a_provider_not_yet_approved(agent, applied_lender):
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    args = ["grant_access", str(agent.participant.participant_id), str(applied_lender.participant_id),
+            "--scopes", "ocen.loan"]
+    with pytest.raises(CommandError, match="not approved"):
+        call_command(*args, stdout=StringIO())
+    assert not ResourceMapping.objects.filter(provider=applied_lender).exists()
+    call_command(*args, "--confirm-unapproved-provider", stdout=StringIO())
+    assert ResourceMapping.objects.get(provider=applied_lender).scopes == "ocen.loan"

@@ -65,3 +65,10 @@ def test_the_reference_participants_token_without_resource_is_accepted(net):
     assert issued.status_code == 200, issued.text
     response = net.raw_post(BODY, token=issued.json()["access_token"], signature=net.sign(BODY))
     assert response.status_code == 200, response.text
+
+
+def test_a_provider_cannot_require_a_registry_scope(net):
+    from ocen_sdk.provider import ProviderGuard
+
+    with pytest.raises(ValueError, match="registry"):
+        ProviderGuard({**net.provider_config, "REQUIRED_SCOPE": "registry.read"})
