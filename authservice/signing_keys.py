@@ -42,21 +42,24 @@ logger = logging.getLogger(__name__)
 
 # --- Encryption at rest -----------------------------------------------------------------
 
-# A key-encryption key (and an audit key) is 32 random bytes or more, base64 (standard
-# or URL-safe, padded or not: a Fernet key, ``secrets.token_urlsafe(32)``) or hex. A
+# A key-encryption key (and an audit key) is 32 to 64 random bytes, base64 (standard or
+# URL-safe, padded or not: a Fernet key, ``secrets.token_urlsafe(32)``) or hex. A
 # passphrase is refused: anything derived from it, or MACed under it, and kept in the
-# database would let a copy of the database test a wordlist against it offline.
-MIN_KEY_BYTES = 32
-# Random 32 bytes show about 30 distinct values; a repeated pattern shows a few.
+# database would let a copy of the database test a wordlist against it offline. The
+# check is of shape, not a proof of randomness: a generated key always passes (random
+# 32 bytes show about 30 distinct values, their base64 about 31 distinct characters),
+# a typed phrase or a repeated pattern does not.
+MIN_KEY_BYTES, MAX_KEY_BYTES = 32, 64
 MIN_DISTINCT_BYTES = 16
-RANDOM_KEY_RULE = ("32 random bytes or more, base64 or hex encoded, e.g. a Fernet key: "
+MIN_DISTINCT_BASE64_CHARACTERS = 20
+RANDOM_KEY_RULE = ("32 random bytes, base64 or hex encoded, e.g. a Fernet key: "
                    "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'")
 _HEX_KEY = re.compile(r"\A(?:[0-9a-fA-F]{2})+\Z")
 _BASE64_KEY = re.compile(r"\A[A-Za-z0-9_\-+/]+={0,2}\Z")
 
 
 def is_random_key(material: str) -> bool:
-    """Whether ``material`` encodes at least 32 bytes that look random (no passphrase)."""
+    """Whether ``material`` has the shape of a generated key (see above), not a passphrase's."""
     text = material.strip()
     if _HEX_KEY.match(text):
         raw = bytes.fromhex(text)
@@ -66,9 +69,11 @@ def is_random_key(material: str) -> bool:
             raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
         except (ValueError, binascii.Error):
             return False
+        if len(set(body)) < MIN_DISTINCT_BASE64_CHARACTERS:
+            return False
     else:
         return False
-    return len(raw) >= MIN_KEY_BYTES and len(set(raw)) >= MIN_DISTINCT_BYTES
+    return MIN_KEY_BYTES <= len(raw) <= MAX_KEY_BYTES and len(set(raw)) >= MIN_DISTINCT_BYTES
 
 
 def weak_first_keys() -> list[str]:

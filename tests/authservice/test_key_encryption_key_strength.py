@@ -74,7 +74,9 @@ def test_a_passphrase_key_encryption_key_never_protects_a_stored_key(db, setting
     assert not SigningKey.objects.exists()
 
 
-@pytest.mark.parametrize("kek", [PASSPHRASE, "x" * 44, "short-but-base64url"])
+@pytest.mark.parametrize("kek", [PASSPHRASE, "x" * 44, "short-but-base64url", "0" * 64,
+                                 "kek-0123456789abcdef0123456789abcdef0123456789",
+                                 "correcthorsebatterystaplecorrecthorsebattery"])
 def test_the_service_refuses_to_start_with_a_weak_key_encryption_key(tmp_path, kek):
     result = _manage("check", AUTHSERVICE_KEY_ENCRYPTION_KEY=kek, DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}")
     assert result.returncode != 0
