@@ -243,7 +243,7 @@ def test_the_migration_revokes_a_stored_forgeable_key_so_the_registry_stops_serv
         return {key["kid"] for key in response.json()["keys"]}
 
     assert "legacy" in served_kids()
-    migration = importlib.import_module("registry.migrations.0011_revoke_forgeable_public_keys")
+    migration = importlib.import_module("registry.migrations.0013_revoke_forgeable_public_keys")
     migration.revoke_forgeable_keys(apps, None)
     assert "legacy" not in served_kids()
     assert served_kids() == {creds.participant.keys.get(status="ACTIVE").kid}

@@ -44,7 +44,7 @@ def revoke_forgeable_keys(apps, schema_editor) -> None:
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("registry", "0010_client_generation_triggers"),
+        ("registry", "0012_participant_makers"),
     ]
 
     operations = [
