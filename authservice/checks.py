@@ -38,9 +38,29 @@ def key_encryption_key_check(app_configs, **kwargs):
         Warning(
             "AUTHSERVICE_KEY_ENCRYPTION_KEY is not set: the service's private keys are encrypted "
             "with a key derived from DJANGO_SECRET_KEY.",
-            hint="Set AUTHSERVICE_KEY_ENCRYPTION_KEY to a dedicated secret (e.g. a Fernet key).",
+            hint="Set AUTHSERVICE_KEY_ENCRYPTION_KEY to a dedicated key: 32 random bytes, e.g. a Fernet key.",
             id="authservice.W001",
         )
+    ]
+
+
+@register()
+def legacy_key_encryption_key_check(app_configs, **kwargs):
+    """A passphrase after the first key-encryption key only decrypts (the first one, random,
+    is enforced at start-up): it is there to migrate, and should leave once it has."""
+    from authservice.signing_keys import RANDOM_KEY_RULE, is_random_key
+
+    keys = _key_encryption_keys() or []
+    return [
+        Warning(
+            f"AUTHSERVICE_KEY_ENCRYPTION_KEY item {position} is not a random key (a passphrase): it only decrypts, "
+            "and whatever it encrypted falls to a wordlist from a copy of the database or a backup.",
+            hint="Run `manage.py reencrypt_keys`, replace the signing key it protected (`rotate_signing_key`, then "
+                 "`--activate` after the token lifetime), then drop the item (keep it in AUTHSERVICE_AUDIT_KEY "
+                 f"while audit links it keyed must verify). New keys are {RANDOM_KEY_RULE}.",
+            id="authservice.W004",
+        )
+        for position, key in enumerate(keys[1:], start=2) if not is_random_key(key)
     ]
 
 

@@ -26,6 +26,16 @@ class ClientGrants:
         return frozenset().union(*self.scopes_by_audience.values())
 
 
+# The registry's scopes: ``REGISTRY_SCOPE`` and every scope of its namespace. They are
+# granted at the registry's audience only, and nothing else is, so a token that names
+# one provider and the registry carries no scope the provider did not grant but these.
+REGISTRY_SCOPE_NAMESPACE = "registry."
+
+
+def is_registry_scope(scope: str) -> bool:
+    return scope == authservice_settings.REGISTRY_SCOPE or scope.startswith(REGISTRY_SCOPE_NAMESPACE)
+
+
 def default_grants(client) -> ClientGrants:
     """Every active client may read the registry; nothing else without the registry app."""
     return ClientGrants(

@@ -13,7 +13,9 @@ registry's audit log), so no caller can change a key without leaving a trace.
 """
 
 import base64
+import binascii
 import logging
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -26,7 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
-from django.core.exceptions import ValidationError
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 from jwcrypto import jwk
@@ -39,6 +41,67 @@ logger = logging.getLogger(__name__)
 
 
 # --- Encryption at rest -----------------------------------------------------------------
+
+# A key-encryption key (and an audit key) is 32 to 64 random bytes, base64 (standard or
+# URL-safe, padded or not: a Fernet key, ``secrets.token_urlsafe(32)``) or hex. A
+# passphrase is refused: anything derived from it, or MACed under it, and kept in the
+# database would let a copy of the database test a wordlist against it offline. The
+# check is of shape, not a proof of randomness: a generated key always passes (random
+# 32 bytes show about 30 distinct values, their base64 about 31 distinct characters),
+# a typed phrase or a repeated pattern does not.
+MIN_KEY_BYTES, MAX_KEY_BYTES = 32, 64
+MIN_DISTINCT_BYTES = 16
+MIN_DISTINCT_BASE64_CHARACTERS = 20
+RANDOM_KEY_RULE = ("32 random bytes, base64 or hex encoded, e.g. a Fernet key: "
+                   "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'")
+_HEX_KEY = re.compile(r"\A(?:[0-9a-fA-F]{2})+\Z")
+_BASE64_KEY = re.compile(r"\A[A-Za-z0-9_\-+/]+={0,2}\Z")
+
+
+def is_random_key(material: str) -> bool:
+    """Whether ``material`` has the shape of a generated key (see above), not a passphrase's."""
+    text = material.strip()
+    if _HEX_KEY.match(text):
+        raw = bytes.fromhex(text)
+    elif _BASE64_KEY.match(text):
+        body = text.rstrip("=").replace("+", "-").replace("/", "_")
+        try:
+            raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+        except (ValueError, binascii.Error):
+            return False
+        if len(set(body)) < MIN_DISTINCT_BASE64_CHARACTERS:
+            return False
+    else:
+        return False
+    return MIN_KEY_BYTES <= len(raw) <= MAX_KEY_BYTES and len(set(raw)) >= MIN_DISTINCT_BYTES
+
+
+def weak_first_keys() -> list[str]:
+    """Settings whose first key (the one new data is protected with) is not random, each as
+    a sentence naming the setting (never its value) and the fix."""
+    problems = []
+    if authservice_settings.KEY_ENCRYPTION_KEYS and not is_random_key(authservice_settings.KEY_ENCRYPTION_KEYS[0]):
+        problems.append(
+            f"AUTHSERVICE_KEY_ENCRYPTION_KEY must be {RANDOM_KEY_RULE}. A passphrase falls to a wordlist from a copy "
+            "of the database. An existing deployment moves with AUTHSERVICE_KEY_ENCRYPTION_KEY=<new key>,<the old "
+            "one>, `manage.py reencrypt_keys`, then a signing key rotation (see the README, Key-encryption keys).")
+    if authservice_settings.AUDIT_KEYS and not is_random_key(authservice_settings.AUDIT_KEYS[0]):
+        problems.append(
+            f"AUTHSERVICE_AUDIT_KEY's first key (it keys new audit links) must be {RANDOM_KEY_RULE}. Keep an old "
+            "passphrase after it while the links it keyed must verify.")
+    return problems
+
+
+def refuse_weak_keys() -> None:
+    """At start-up: a process with a passphrase as its first key-encryption or audit key
+    does not start (``ImproperlyConfigured`` naming the setting)."""
+    try:
+        problems = weak_first_keys()
+    except ImproperlyConfigured:
+        return  # authservice.E001 names what is wrong with the settings
+    if problems:
+        raise ImproperlyConfigured(" ".join(problems))
+
 
 def _fernet_key(material: str) -> bytes:
     """Use a Fernet key as given; derive one (HKDF-SHA256) from any other string."""
@@ -64,6 +127,12 @@ def _encryption_materials() -> tuple[str, ...]:
 def key_encryption() -> MultiFernet:
     """The configured key-encryption keys: the first encrypts, every one decrypts."""
     return _multi_fernet(_encryption_materials())
+
+
+def _key_encryption_for_writing() -> MultiFernet:
+    """``key_encryption()``, refusing to encrypt anything under a passphrase."""
+    refuse_weak_keys()
+    return key_encryption()
 
 
 def _decrypts(materials: tuple[str, ...], token: str) -> bool:
@@ -164,7 +233,7 @@ def _new_key(*, alg: str, state: str, now: datetime) -> SigningKey:
             alg=alg,
             state=state,
             public_jwk=public_jwk,
-            private_key_encrypted=key_encryption().encrypt(pem).decode("ascii"),
+            private_key_encrypted=_key_encryption_for_writing().encrypt(pem).decode("ascii"),
             created_at=now,
             activated_at=now if state == SigningKeyState.ACTIVE else None,
         )
@@ -275,7 +344,7 @@ def signing_keys_reencrypt() -> Reencryption:
         if _decrypts(materials[:1], key.private_key_encrypted):
             current.append(key.kid)
             continue
-        token = key_encryption().rotate(key.private_key_encrypted.encode("ascii"))
+        token = _key_encryption_for_writing().rotate(key.private_key_encrypted.encode("ascii"))
         key.private_key_encrypted = token.decode("ascii")
         key.save(update_fields=["private_key_encrypted"])
         reencrypted.append(key.kid)

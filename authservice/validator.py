@@ -211,6 +211,16 @@ class ClientCredentialsValidator(OAuth2Validator):
         allowed = set().union(*(grants.scopes_by_audience[aud] for aud in candidates))
         if not requested <= allowed:
             return False
+        providers = audiences - {authservice_settings.REGISTRY_AUDIENCE}
+        if len(providers) > 1:
+            # One provider per token: a scope granted at one provider must never be usable
+            # at another, and a provider checks only that the token names it.
+            raise errors.CustomOAuth2Error(
+                error="invalid_target",
+                description=(f"A token is for one provider at a time, and these scopes are granted at "
+                             f"{len(providers)}: name the one you call with resource (RFC 8707)."),
+                request=request,
+            )
         request.token_audiences = audiences
         request.token_claims = grants.claims
         return True

@@ -180,11 +180,12 @@ def inside_writes_and_verify(samples: int) -> dict:
     pool = list(Participant.objects.filter(organisation__legal_name__startswith=FILL_MARK)
                 .order_by("?").values_list("pk", flat=True)[:samples])
     grants = []
-    services.scope_define(name="bench.grant", acting_user=None)  # grants name catalogue scopes
+    services.scope_define(name="registry.bench", acting_user=None)  # grants name catalogue scopes
     for pk in pool:
         client = Participant.objects.get(pk=pk)
         tick = time.monotonic()
-        services.mapping_grant(client=client, provider=None, scopes="registry.read bench.grant", acting_user=None)
+        services.mapping_grant(client=client, provider=None, at_registry=True, scopes="registry.read registry.bench",
+                               acting_user=None)
         grants.append((time.monotonic() - tick) * 1000)
     figures["mapping_grant_ms"] = statistics.median(grants)
     onboardings, queries = [], []
@@ -314,7 +315,7 @@ def inside_writers(seconds: float, counts: list[int]) -> dict:
 
     pool = list(Participant.objects.filter(organisation__legal_name__startswith=FILL_MARK)
                 .order_by("pk").values_list("pk", flat=True)[:max(counts)])
-    for name in ("writer.0", "writer.1"):
+    for name in ("registry.writer0", "registry.writer1"):
         services.scope_define(name=name, acting_user=None)
     connection.close()
     results = {}
@@ -330,7 +331,8 @@ def inside_writers(seconds: float, counts: list[int]) -> dict:
                 turn += 1
                 tick = time.monotonic()
                 # two catalogue scopes in turn, replacing: every call is a change (and an audit event)
-                services.mapping_grant(client=client, provider=None, scopes=f"registry.read writer.{turn % 2}",
+                services.mapping_grant(client=client, provider=None, at_registry=True,
+                                       scopes=f"registry.read registry.writer{turn % 2}",
                                        acting_user=None, replace=True)
                 latencies.append(time.monotonic() - tick)
                 done[index] += 1

@@ -278,12 +278,13 @@ def last_activity(participant: Participant):
 
 
 def _grant(participant: Participant, data: dict, user):
-    scopes = [scope.name for scope in data["scopes"]]
-    if data["direction"] == GrantMappingForm.AS_CLIENT:
-        return services.mapping_grant(client=participant, provider=data["other"], scopes=scopes,
-                                      acting_user=user, replace=data["replace"])
-    return services.mapping_grant(client=data["other"], provider=participant, scopes=scopes,
-                                  acting_user=user, replace=data["replace"])
+    client, provider = {GrantMappingForm.AS_CLIENT: (participant, data["other"]),
+                        GrantMappingForm.AS_PROVIDER: (data["other"], participant),
+                        GrantMappingForm.AT_REGISTRY: (participant, None)}[data["direction"]]
+    return services.mapping_grant(client=client, provider=provider, scopes=[scope.name for scope in data["scopes"]],
+                                  acting_user=user, replace=data["replace"],
+                                  at_registry=data["direction"] == GrantMappingForm.AT_REGISTRY,
+                                  confirm_unapproved_provider=data["confirm_unapproved_provider"])
 
 
 def _granted(mapping) -> str:

@@ -6,7 +6,7 @@ from django.contrib import admin
 from django.contrib.admin.widgets import AutocompleteSelect
 
 from authservice.services import MAX_SECRET_GRACE_SECONDS
-from registry.models import HOLDING_STATUSES, Organisation, Participant, ResourceMapping, Role, Scope
+from registry.models import HOLDING_STATUSES, Organisation, Participant, ResourceMapping, Role, Scope, Status
 
 KEY_HELP = "A PEM X.509 certificate, a PEM public key, or a JWK (JSON). Never a private key."
 
@@ -62,22 +62,27 @@ class CatalogueScopesField(forms.ModelMultipleChoiceField):
 
 
 class GrantMappingForm(forms.Form):
-    AS_CLIENT, AS_PROVIDER = "client", "provider"
+    AS_CLIENT, AS_PROVIDER, AT_REGISTRY = "client", "provider", "registry"
     direction = forms.ChoiceField(choices=[(AS_CLIENT, "This participant calls the other one (client)"),
-                                           (AS_PROVIDER, "The other one calls this participant (provider)")])
+                                           (AS_PROVIDER, "The other one calls this participant (provider)"),
+                                           (AT_REGISTRY, "This participant reads the registry itself "
+                                                         "(registry scopes only)")])
     # Searched as you type (the participant list's search), not a list of every participant.
     other = forms.ModelChoiceField(
         queryset=Participant.objects.none(), required=False, label="Other participant",
         widget=AutocompleteSelect(ResourceMapping._meta.get_field("provider"), admin.site),
-        help_text="Type a name, client id or participant id. Leave empty to grant scopes at the registry itself "
-                  "(client only).")
+        help_text="Type a name, client id or participant id. Required, except for a grant at the registry.")
     scopes = CatalogueScopesField(queryset=Scope.objects.all(), to_field_name="name",
                                   widget=forms.CheckboxSelectMultiple, help_text="From the scope catalogue.")
     replace = forms.BooleanField(required=False, label="Replace",
                                  help_text="Replace the scopes the mapping holds instead of adding to them.")
+    confirm_unapproved_provider = forms.BooleanField(
+        required=False, label="Grant even though the provider is not approved",
+        help_text="Needed when the provider is not approved yet: the grant takes effect once it is.")
 
     def __init__(self, *args, participant: Participant, **kwargs):
         super().__init__(*args, **kwargs)
+        self.participant = participant
         self.fields["other"].queryset = (
             Participant.objects.filter(status__in=HOLDING_STATUSES).exclude(pk=participant.pk)
             .select_related("organisation")
@@ -85,8 +90,20 @@ class GrantMappingForm(forms.Form):
 
     def clean(self):
         data = super().clean()
-        if data.get("direction") == self.AS_PROVIDER and not data.get("other"):
+        direction, other = data.get("direction"), data.get("other")
+        if direction == self.AT_REGISTRY:
+            if other:
+                raise forms.ValidationError("A grant at the registry names no other participant.")
+            return data
+        if direction == self.AS_PROVIDER and not other:
             raise forms.ValidationError("Choose the participant that will call this one.")
+        if direction == self.AS_CLIENT and not other:
+            raise forms.ValidationError("Choose the provider this participant will call.")
+        provider = other if direction == self.AS_CLIENT else self.participant
+        if provider is not None and provider.status != Status.APPROVED and not data.get("confirm_unapproved_provider"):
+            raise forms.ValidationError(
+                f"The provider {provider} is {provider.get_status_display().lower()}, not approved: tick "
+                "“Grant even though the provider is not approved” to grant anyway.")
         return data
 
 

@@ -53,17 +53,29 @@ _HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
 
 @dataclass(frozen=True)
 class AuditKey:
-    """An HMAC key of the audit log and its id (first 8 hex digits of its SHA-256)."""
+    """An HMAC key of the audit log and its id.
+
+    The id is a MAC under a key of its own, derived apart from the HMAC key, so it says
+    nothing about the HMAC key. ``legacy_key_id`` (the first 8 hex digits of the key's
+    SHA-256) is what links keyed before carry; it still finds their key.
+    """
 
     key_id: str
     secret: bytes = field(repr=False)
+    legacy_key_id: str = ""
 
     @classmethod
     def from_material(cls, material: str) -> "AuditKey":
         """Derive the key (HKDF-SHA256, an info of its own) from a configured string."""
         secret = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
                       info=b"ocen-authservice audit-log key").derive(material.encode("utf-8"))
-        return cls(key_id=hashlib.sha256(secret).hexdigest()[:8], secret=secret)
+        id_key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                      info=b"ocen-authservice audit-log key id").derive(material.encode("utf-8"))
+        return cls(key_id=hmac.new(id_key, b"audit-key-id", hashlib.sha256).hexdigest()[:8], secret=secret,
+                   legacy_key_id=hashlib.sha256(secret).hexdigest()[:8])
+
+    def named(self, key_id: str) -> bool:
+        return key_id in (self.key_id, self.legacy_key_id)
 
 
 @lru_cache(maxsize=4)
@@ -86,7 +98,7 @@ def audit_keys() -> tuple[AuditKey, ...]:
 
 
 def _audit_key(key_id: str) -> AuditKey | None:
-    return next((key for key in audit_keys() if key.key_id == key_id), None)
+    return next((key for key in audit_keys() if key.named(key_id)), None)
 
 
 def _canonical(content: Any) -> bytes:
@@ -298,8 +310,9 @@ class CheckpointInvalid(Exception):
     """A checkpoint document that is malformed or whose signature does not verify."""
 
 
-def _checkpoint_mac(key: AuditKey, checkpoint: Checkpoint) -> str:
-    content = _canonical([key.key_id, checkpoint.sequence, checkpoint.hash, checkpoint.issued_at])
+def _checkpoint_mac(key: AuditKey, checkpoint: Checkpoint, key_id: str | None = None) -> str:
+    """``key_id``: the id the checkpoint names (a legacy id for one signed before ids were MACs)."""
+    content = _canonical([key_id or key.key_id, checkpoint.sequence, checkpoint.hash, checkpoint.issued_at])
     return hmac.new(key.secret, b"audit-checkpoint:" + content, hashlib.sha256).hexdigest()
 
 
@@ -348,7 +361,7 @@ def checkpoint_verify(document: Any) -> Checkpoint:
         raise CheckpointInvalid(f"it is signed with audit key {key_id!r}, which is not configured "
                                 f"(AUTHSERVICE_AUDIT_KEY)")
     checkpoint = Checkpoint(sequence=sequence, hash=digest, issued_at=issued_at)
-    if not _same(value, _checkpoint_mac(key, checkpoint)):
+    if not _same(value, _checkpoint_mac(key, checkpoint, key_id)):
         raise CheckpointInvalid("its signature does not match its content (the checkpoint was altered)")
     return checkpoint
 

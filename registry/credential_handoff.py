@@ -5,7 +5,9 @@ The POST stores the credentials under a random handle in the operator's own sess
 encrypted (Fernet, under a key derived from ``SECRET_KEY``) so the session store never
 holds a readable secret, and redirects to ``.../credentials/<handle>/``. That page
 shows the secret once: a reload, the back button or a second tab finds it already
-shown and rotates nothing. Until the hand-off expires (``TTL_SECONDS``) the secret
+shown and rotates nothing, and of simultaneous requests exactly one shows it (each
+use is claimed by one unique row in the database, ``authservice.replay.claim_once``).
+Until the hand-off expires (``TTL_SECONDS``) the secret
 can still go, once, into the configuration file the page offers for download; then
 it is gone. The secret is never logged and never part of a URL.
 """
@@ -14,17 +16,22 @@ import base64
 import json
 import secrets
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
 from django.http import HttpRequest
+from django.utils import timezone
 
+from authservice.replay import claim_once
 from registry import services
 
 SESSION_KEY = "registry_credential_handoffs"
 TTL_SECONDS = 300
+# A use is remembered a little longer than the hand-off can be opened at all.
+CLAIM_MARGIN_SECONDS = 60
 
 
 @dataclass(frozen=True)
@@ -81,12 +88,21 @@ def store(request: HttpRequest, credentials: services.Credentials, title: str) -
     return handle
 
 
+def _claimed(use: str, handle: str) -> bool:
+    """True for the one request that uses the hand-off this way. Simultaneous requests of
+    one session each read the session before any of them writes it back, so the session's
+    own flags cannot decide: one row in the database does (a unique insert)."""
+    expires_at = timezone.now() + timedelta(seconds=TTL_SECONDS + CLAIM_MARGIN_SECONDS)
+    return claim_once(f"credential_handoff_{use}", handle, expires_at=expires_at)
+
+
 def take_for_display(request: HttpRequest, handle: str, participant_pk: int) -> Handoff | None:
     """The credentials, the first time their page is asked for; None ever after."""
     entries = _entries(request)
     entry = entries.get(handle)
     handoff = _open(entry["token"]) if entry else None
-    if handoff is None or entry["shown"] or handoff.participant_pk != participant_pk:
+    if (handoff is None or entry["shown"] or handoff.participant_pk != participant_pk
+            or not _claimed("display", handle)):
         _save(request, entries)
         return None
     entry["shown"] = True
@@ -101,7 +117,7 @@ def take_for_download(request: HttpRequest, handle: str, participant_pk: int) ->
     entry = entries.pop(handle, None)
     _save(request, entries)
     handoff = _open(entry["token"]) if entry else None
-    if handoff is None or handoff.participant_pk != participant_pk:
+    if handoff is None or handoff.participant_pk != participant_pk or not _claimed("download", handle):
         return None
     return handoff
 

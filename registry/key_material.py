@@ -3,8 +3,10 @@
 
 import base64
 import json
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -12,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from django.core.exceptions import ValidationError
 from jwcrypto import jwk
 from jwcrypto.common import JWException
+from nacl.bindings import crypto_core_ed25519_is_valid_point
 
 from ocen_sdk.key_loading import DEFAULT_ALG
 from registry.models import KeyFormat
@@ -35,18 +38,69 @@ class ParsedKey:
     not_after: datetime | None = None
 
 
-def _check_key_strength(key) -> None:
+def check_key_strength(key) -> None:
+    """Refuse a key that is weak, or that anyone could sign with without its private half.
+
+    Every path that adds a key parses it with ``parse_public_key``, which calls this; the
+    token endpoint calls it again on stored keys (``registry.oauth_hooks``), so a key that
+    was registered before a check existed never authenticates either.
+    """
     if isinstance(key, rsa.RSAPublicKey):
         if key.key_size < MIN_RSA_BITS:
             raise ValidationError(f"RSA keys must be at least {MIN_RSA_BITS} bits; this one has {key.key_size}.")
+        _check_rsa_numbers(key.public_numbers())
         return
     if isinstance(key, ec.EllipticCurvePublicKey):
         if not isinstance(key.curve, ec.SECP256R1):
             raise ValidationError(f"EC keys must use the P-256 curve; this one uses {key.curve.name}.")
-        return
+        return  # cryptography refuses a point that is not on the curve when it loads one
     if isinstance(key, ed25519.Ed25519PublicKey):
+        raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        # libsodium: on the curve, canonically encoded (y < p, no sign bit on x = 0), of
+        # large prime order (so none of the eight small-order points, nor one with a
+        # small-order component). A small-order key verifies signatures nobody made.
+        if not crypto_core_ed25519_is_valid_point(raw):
+            raise ValidationError("This Ed25519 key is not a valid public key (a point of small order, not "
+                                  "canonically encoded, or outside the prime-order group): anyone could sign "
+                                  "for it. Generate a new key.")
         return
     raise ValidationError("Only RSA (2048 bits or more), EC P-256 and Ed25519 keys are accepted.")
+
+
+MIN_RSA_EXPONENT = 65537
+# Trial division bound: every modulus with a prime factor below it is refused.
+SMALL_PRIME_BOUND = 10_000
+# A modulus whose two primes are this close (Fermat's method, this many steps) is refused.
+FERMAT_STEPS = 100
+
+
+@lru_cache(maxsize=1)
+def _small_primes_product() -> int:
+    sieve = bytearray([1]) * SMALL_PRIME_BOUND
+    sieve[0:2] = b"\x00\x00"
+    for number in range(2, math.isqrt(SMALL_PRIME_BOUND) + 1):
+        if sieve[number]:
+            sieve[number * number::number] = bytearray(len(range(number * number, SMALL_PRIME_BOUND, number)))
+    return math.prod(number for number in range(SMALL_PRIME_BOUND) if sieve[number])
+
+
+def _check_rsa_numbers(numbers: rsa.RSAPublicNumbers) -> None:
+    e, n = numbers.e, numbers.n
+    if e < MIN_RSA_EXPONENT or e % 2 == 0:
+        raise ValidationError(f"The RSA public exponent must be odd and at least {MIN_RSA_EXPONENT}; this one is "
+                              f"{e}.")
+    factored = ValidationError("This RSA modulus is trivially factored (a small prime factor, or two primes too "
+                               "close together): anyone could compute its private key. Generate a new key.")
+    if math.gcd(n, _small_primes_product()) != 1:
+        raise factored
+    # Fermat: n = a^2 - b^2 for a just above sqrt(n) when p and q are close (or equal).
+    a = math.isqrt(n)
+    if a * a == n:
+        raise factored
+    for step in range(1, FERMAT_STEPS + 1):
+        b_squared = (a + step) ** 2 - n
+        if math.isqrt(b_squared) ** 2 == b_squared:
+            raise factored
 
 
 def _refuse_private(text: str) -> None:
@@ -100,7 +154,7 @@ def parse_public_key(material: str, *, kid: str | None = None, alg: str | None =
     else:
         raise ValidationError("Expected a PEM certificate, a PEM public key, or a JWK (JSON object).")
 
-    _check_key_strength(public_key)
+    check_key_strength(public_key)
     key = jwk.JWK.from_pyca(public_key)
     kty = key["kty"]
     final_alg = declared_alg or DEFAULT_ALG[kty]

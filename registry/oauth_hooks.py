@@ -6,15 +6,20 @@ providers (or to the registry). Clients that belong to no participant are servic
 accounts and keep the default grant.
 """
 
+import logging
 from dataclasses import replace
 
+from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from authservice.conf import authservice_settings
-from authservice.grants import ClientGrants, default_grants
+from authservice.grants import ClientGrants, default_grants, is_registry_scope
 from ocen_sdk.jws import VerificationKey
 from ocen_sdk.key_loading import verification_key_from_jwk
+from registry.key_material import check_key_strength
 from registry.models import KeyStatus, Participant, PublicKey, ResourceMapping, Status, participant_audience
+
+logger = logging.getLogger(__name__)
 
 
 def participant_grants(client) -> ClientGrants:
@@ -28,13 +33,18 @@ def participant_grants(client) -> ClientGrants:
     scopes_by_audience: dict[str, frozenset[str]] = {}
     mappings = ResourceMapping.objects.filter(client=participant).select_related("provider")
     for mapping in mappings:
+        # The registry's scopes are usable at the registry only, and nothing else is there
+        # (authservice.grants.is_registry_scope), mappings from before grants were vetted too.
+        registry_scopes = frozenset(filter(is_registry_scope, mapping.scope_set))
         if mapping.provider_id is None:
-            audience = authservice_settings.REGISTRY_AUDIENCE
+            audience, scopes = authservice_settings.REGISTRY_AUDIENCE, registry_scopes
         elif mapping.provider.status == Status.APPROVED:
             audience = participant_audience(mapping.provider.participant_id)
+            scopes = mapping.scope_set - registry_scopes
         else:
             continue
-        scopes_by_audience[audience] = scopes_by_audience.get(audience, frozenset()) | mapping.scope_set
+        if scopes:
+            scopes_by_audience[audience] = scopes_by_audience.get(audience, frozenset()) | scopes
     return ClientGrants(
         scopes_by_audience=scopes_by_audience,
         claims={
@@ -51,6 +61,15 @@ def client_verification_keys(client) -> list[VerificationKey]:
     now = timezone.now()
     keys = (PublicKey.objects.filter(participant__client_id=client.pk, participant__status=Status.APPROVED,
                                      status=KeyStatus.ACTIVE).exclude(not_after__lt=now))
-    return [replace(verification_key_from_jwk(key.public_jwk, owner=client.client_id),
-                    not_after=key.not_after.timestamp() if key.not_after else None)
-            for key in keys]
+    usable = []
+    for key in keys:
+        verification_key = verification_key_from_jwk(key.public_jwk, owner=client.client_id)
+        try:
+            check_key_strength(verification_key.key)
+        except ValidationError:
+            # Registered before the registry refused such keys: anyone could sign for it.
+            logger.warning("registered key kid=%s of client_id=%s fails key vetting and is not used; revoke it",
+                           key.kid, client.client_id)
+            continue
+        usable.append(replace(verification_key, not_after=key.not_after.timestamp() if key.not_after else None))
+    return usable

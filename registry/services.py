@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from authservice import not_before
 from authservice.conf import authservice_settings
+from authservice.grants import is_registry_scope
 from authservice.services import (
     client_create,
     client_deactivate,
@@ -634,26 +635,48 @@ def _require_catalogued(scope_list: list[str]) -> None:
 
 @transaction.atomic
 def mapping_grant(*, client: Participant, provider: Participant | None, scopes: str | list[str],
-                  acting_user, replace: bool = False) -> ResourceMapping:
-    """Allow ``client`` to use ``scopes`` at ``provider`` (None: the registry).
+                  acting_user, replace: bool = False, at_registry: bool = False,
+                  confirm_unapproved_provider: bool = False) -> ResourceMapping:
+    """Allow ``client`` to use ``scopes`` at ``provider``, or at the registry itself when
+    ``provider`` is None and ``at_registry`` says so (a missing provider is never read as
+    the registry).
 
-    Every scope must be in the catalogue (``Scope``). The scopes are added to those of
-    an existing mapping; with ``replace`` they replace them. A no-op change writes
-    nothing. The returned mapping's ``scopes_before`` holds its scopes before the call
-    ("" for a new mapping).
+    Every scope must be in the catalogue (``Scope``). The registry's scopes
+    (``registry.*``) are granted at the registry only, and nothing else is. A provider
+    that is not APPROVED needs ``confirm_unapproved_provider`` (the grant takes effect
+    when it is approved). The scopes are added to those of an existing mapping; with
+    ``replace`` they replace them. A no-op change writes nothing. The returned mapping's
+    ``scopes_before`` holds its scopes before the call ("" for a new mapping).
     """
     scope_list = parse_scopes(scopes)
+    if provider is None and not at_registry:
+        raise ValidationError("Choose the provider the client may call: a grant needs a target (a grant at the "
+                              "registry itself is asked for as such).")
+    if provider is not None and at_registry:
+        raise ValidationError("A grant is at a provider or at the registry, not both.")
     if provider is not None and provider.pk == client.pk:
         raise ValidationError("A participant cannot be mapped to itself.")
+    misplaced = [scope for scope in scope_list if is_registry_scope(scope) != at_registry]
+    if misplaced and at_registry:
+        raise ValidationError(f"Only the registry's scopes (registry.*) are granted at the registry; "
+                              f"{misplaced[0]} is a provider's scope: grant it at the provider.")
+    if misplaced:
+        raise ValidationError(f"{misplaced[0]} is the registry's scope: grant it at the registry, not at a provider.")
     _require_catalogued(scope_list)
     # Lock both ends in primary-key order: A→B and B→A granted at once cannot deadlock.
     ends = sorted([p for p in (client, provider) if p is not None], key=lambda p: p.pk)
     locked = {p.pk: _locked(p) for p in ends}
     client = locked[client.pk]
     _require_live(client)
+    unapproved = False
     if provider is not None:
         provider = locked[provider.pk]
         _require_live(provider)
+        unapproved = provider.status != Status.APPROVED
+        if unapproved and not confirm_unapproved_provider:
+            raise ValidationError(f"The provider {provider} is {provider.get_status_display().lower()}, not approved: "
+                                  "confirm the grant to a provider that is not approved (it takes effect when the "
+                                  "provider is approved).")
     mapping = ResourceMapping.objects.select_for_update().filter(client=client, provider=provider).first()
     scopes_before = mapping.scopes if mapping else ""
     if not replace:
@@ -670,7 +693,8 @@ def mapping_grant(*, client: Participant, provider: Participant | None, scopes: 
     record_event(action=AuditAction.MAPPING_GRANTED, acting_user=acting_user, participant=client,
                  before={"scopes": scopes_before} if scopes_before else {},
                  after={"provider": _provider_label(provider), "audience": mapping.audience, "scopes": scope_text,
-                        **({"replaced": True} if replace and scopes_before else {})})
+                        **({"replaced": True} if replace and scopes_before else {}),
+                        **({"confirmed_unapproved_provider": True} if unapproved else {})})
     mapping.scopes_before = scopes_before
     return mapping
 

@@ -76,7 +76,7 @@ def rekey_legacy_links(apps, schema_editor) -> None:
 def unkey_links(apps, schema_editor) -> None:
     from registry.audit import audit_keys, link_digest
 
-    keys = {key.key_id: key for key in audit_keys()}
+    keys = {key_id: key for key in audit_keys() for key_id in (key.key_id, key.legacy_key_id)}
 
     def holds(event) -> bool:
         key = keys.get(event.key_id)

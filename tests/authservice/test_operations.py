@@ -8,6 +8,7 @@ from io import StringIO
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from django.core.management.base import SystemCheckError
@@ -105,7 +106,7 @@ def test_check_deploy_is_clean_after_the_readmes_deployment_steps(tmp_path):
     production = {
         "DJANGO_DEBUG": "0", "DJANGO_SECURE_HTTPS": "1",
         "DJANGO_SECRET_KEY": "x" * 20 + "a-long-and-random-production-secret-key-value",
-        "AUTHSERVICE_KEY_ENCRYPTION_KEY": "a dedicated key-encryption key\n",
+        "AUTHSERVICE_KEY_ENCRYPTION_KEY": Fernet.generate_key().decode() + "\n",
         "AUTHSERVICE_ISSUER": "https://auth.example.org",
         "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
         "DJANGO_STATIC_ROOT": str(tmp_path / "static"),
@@ -119,7 +120,7 @@ def test_check_deploy_is_clean_after_the_readmes_deployment_steps(tmp_path):
 
     # The mistake: another key-encryption key. `manage.py check` fails, naming the key and the fix.
     (key,) = json.loads(_manage("rotate_signing_key", "--status", "--json", **production).stdout)
-    wrong = _manage("check", **{**production, "AUTHSERVICE_KEY_ENCRYPTION_KEY": "another key"})
+    wrong = _manage("check", **{**production, "AUTHSERVICE_KEY_ENCRYPTION_KEY": Fernet.generate_key().decode()})
     assert wrong.returncode != 0
     assert "authservice.E002" in wrong.stderr and key["kid"] in wrong.stderr, wrong.stderr
     assert "reencrypt_keys" in wrong.stderr

@@ -14,7 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "production-secret-key-0123456789abcdef0123456789abcdef"
-KEK = "kek-0123456789abcdef0123456789abcdef0123456789"
+KEK = "RvFKuO1GfY-xHjvUFfVQ2-5wlmRk_-dAOlJYnzQS9U4"  # a generated key: a passphrase is refused (key shape check)
 
 
 def _run(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess:

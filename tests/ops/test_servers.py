@@ -60,7 +60,8 @@ class Served:
                     "DATABASE_URL": f"sqlite:///{self.database}", "REDIS_URL": "", "AUTHSERVICE_VAR_DIR": str(tmp_path),
                     "GUNICORN_BIND": f"127.0.0.1:{self.port}", "GUNICORN_WORKERS": str(workers),
                     "DJANGO_SECRET_KEY": "launcher-test-secret-0123456789abcdef0123456789",
-                    "AUTHSERVICE_KEY_ENCRYPTION_KEY": "launcher-test-kek", "PYTHONWARNINGS": "ignore", **env}
+                    "AUTHSERVICE_KEY_ENCRYPTION_KEY": "lE5TlWR2A-p3Mki3fl5UdE4c0cxBFKXE_7b3axc4xj0",
+                    "PYTHONWARNINGS": "ignore", **env}
         self.log = tmp_path / "server.log"
         self.process: subprocess.Popen | None = None
 

@@ -78,7 +78,7 @@ def test_token_for_another_audience_is_401(client, onboard, admin_user, token_fo
 
 def test_token_without_registry_read_is_403_insufficient_scope(client, onboard, admin_user, token_for, lender):
     agent, _ = onboard("LOAN_AGENT", "No Read Co")
-    services.mapping_grant(client=agent.participant, provider=None, scopes="registry.audit",
+    services.mapping_grant(client=agent.participant, provider=None, at_registry=True, scopes="registry.audit",
                            acting_user=admin_user)
     token = token_for(agent.participant.client, agent.client_secret, scope="registry.audit").json()["access_token"]
     response = client.get("/registry/v1/participants", HTTP_AUTHORIZATION=f"Bearer {token}")

@@ -119,7 +119,8 @@ def test_opposite_mappings_granted_at_once_do_not_deadlock(signing_key):
     def grant():
         with lock:
             client, provider = directions.pop()
-        return services.mapping_grant(client=client, provider=provider, scopes="ocen.loan", acting_user=None)
+        return services.mapping_grant(client=client, provider=provider, scopes="ocen.loan", acting_user=None,
+                                      confirm_unapproved_provider=True)  # both ends still applied
 
     outcomes = _race(grant, times=4)
     assert not [o for o in outcomes if isinstance(o, Exception)]

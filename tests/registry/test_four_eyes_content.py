@@ -88,11 +88,13 @@ def test_a_grant_made_to_a_pending_application_changes_what_is_approved(operator
     alice, _, carol = operators
     participant = _record(alice)
     digest = approval_digest(participant)
-    services.scope_define(name="ocen.loan", acting_user=None)
-    services.mapping_grant(client=participant, provider=None, scopes="ocen.loan", acting_user=alice.user)
-    assert approval_content(participant)["grants"] == [{"audience": "urn:ocen:registry", "scopes": "ocen.loan"}]
+    # A grant names its target: at the registry, explicitly and with a registry scope.
+    services.scope_define(name="registry.audit", acting_user=None)
+    services.mapping_grant(client=participant, provider=None, at_registry=True, scopes="registry.audit",
+                           acting_user=alice.user)
+    assert approval_content(participant)["grants"] == [{"audience": "urn:ocen:registry", "scopes": "registry.audit"}]
     page = carol.http.get(workflow_url(participant, "approve")).content.decode()
-    assert "ocen.loan" in page and approval_digest(participant) in page
+    assert "registry.audit" in page and approval_digest(participant) in page
     refused = carol.http.post(workflow_url(participant, "approve"), {"confirm": "1", "digest": digest})
     assert refused.status_code == 400 and "changed since" in refused.content.decode()
 

@@ -124,7 +124,8 @@ CHANGES = {
     "mapping grant": lambda w: services.mapping_grant(client=w["reader"].participant, provider=w["a"].participant,
                                                       scopes="ocen.loan ocen.offer", acting_user=w["admin"]),
     "mapping grant to A's client": lambda w: services.mapping_grant(
-        client=w["a"].participant, provider=None, scopes="registry.read registry.audit", acting_user=w["admin"]),
+        client=w["a"].participant, provider=None, at_registry=True, scopes="registry.read registry.audit",
+        acting_user=w["admin"]),
     "mapping remove": lambda w: services.mapping_remove(
         mapping=ResourceMapping.objects.get(client=w["reader"].participant, provider=w["a"].participant),
         acting_user=w["admin"]),

@@ -66,13 +66,15 @@ def test_a_get_signature_is_refused_on_a_post(net):
 
 
 def test_a_request_forwarded_to_another_provider_is_refused(net):
-    """B received A's request (token valid at B and C) and replays it to C: C refuses."""
+    """B received A's request and replays it to C: C refuses. A token for both B and C is
+    no longer issued (one provider per token), so C sees A's token for C beside a
+    signature addressed to B, and the signature alone is refused."""
     other_key = ec_key()
     other = services.participant_onboard(org_name="Provider C", role="LENDER", base_url="https://c.example",
                                          public_key=other_key.public_pem(), acting_user=None)
     services.mapping_grant(client=net.agent.participant, provider=other.participant, scopes="ocen.loan",
                            acting_user=None)
-    token = net.tokens(resource=[net.audience, other.participant.audience]).get()
+    token = net.tokens().get()
     signed_for_other = net.sign(BODY, aud=participant_audience(other.participant.participant_id))
     _refused(_post(net, signature=signed_for_other, token=token), "ERR_SIG_WRONG_AUDIENCE")
 

@@ -13,13 +13,17 @@ class Command(RegistryCommand):
         parser.add_argument("--scopes", required=True, help='space-separated, e.g. "ocen.loan ocen.offer"')
         parser.add_argument("--replace", action="store_true",
                             help="replace the scopes the client has at the provider instead of adding to them")
+        parser.add_argument("--confirm-unapproved-provider", action="store_true",
+                            help="grant even though the provider is not approved (it takes effect once it is)")
 
-    def handle(self, *args, client_participant_id, provider_participant_id, scopes, replace, **options):
+    def handle(self, *args, client_participant_id, provider_participant_id, scopes, replace,
+               confirm_unapproved_provider, **options):
         actor = self.acting_user(options)
         client = self.participant(client_participant_id)
         provider = self.participant(provider_participant_id)
-        mapping = self.run_service(lambda: mapping_grant(client=client, provider=provider, scopes=scopes,
-                                                         acting_user=actor, replace=replace))
+        mapping = self.run_service(lambda: mapping_grant(
+            client=client, provider=provider, scopes=scopes, acting_user=actor, replace=replace,
+            confirm_unapproved_provider=confirm_unapproved_provider))
         self.stdout.write(f"{client} may use {mapping.scopes} at {provider} (audience {mapping.audience}).")
         if replace and mapping.scopes_before and mapping.scopes_before != mapping.scopes:
             self.stdout.write(f"Replaced: before {mapping.scopes_before}; after {mapping.scopes}.")

@@ -63,12 +63,14 @@ from ocen_sdk.jws import (
     VerifiedSignature,
     b64url_decode,
     b64url_encode,
+    claim_audiences,
     parse_json_object,
     sign_detached,
     verify_detached,
 )
 from ocen_sdk.key_loading import default_alg, load_private_key
 from ocen_sdk.remote import (
+    REGISTRY_AUDIENCE,
     AccessTokenVerifier,
     ParticipantRecord,
     RegistryClient,
@@ -79,6 +81,9 @@ from ocen_sdk.remote import (
 )
 
 logger = logging.getLogger(__name__)
+
+# The registry's scopes, granted at the registry's audience only.
+REGISTRY_SCOPE_NAMESPACE = "registry."
 
 DEFAULTS: dict[str, Any] = {
     "ISSUER": None,
@@ -262,6 +267,9 @@ class ProviderGuard:
         missing = [name for name in ("ISSUER", "AUDIENCE", "CLIENT_ID") if not self.config[name]]
         if missing:
             raise ValueError(f"OCEN_PROVIDER needs {', '.join(missing)}")
+        if str(self.config["REQUIRED_SCOPE"] or "").startswith(REGISTRY_SCOPE_NAMESPACE):
+            raise ValueError("OCEN_PROVIDER REQUIRED_SCOPE must be one of the provider's own scopes, not the "
+                             "registry's (registry.*): those are granted at the registry only")
         self.compat = bool(self.config["ALLOW_B64_WITHOUT_CRIT"])
         store = replay_store or self.config["REPLAY_STORE"]
         if store is None:
@@ -393,6 +401,12 @@ class ProviderGuard:
         return token.strip()
 
     def _token_checks(self, verified_token: VerifiedToken) -> VerifiedToken:
+        # A token is for one provider (and the registry): its scopes were granted by the
+        # provider it names, so one that also names another could carry that one's scopes.
+        others = sorted(set(claim_audiences(verified_token.claims)) - {self.config["AUDIENCE"], REGISTRY_AUDIENCE})
+        if others:
+            raise ProviderAuthError("invalid_token", f"the token is also for {others[0]}: ask for one with "
+                                    f"resource={self.config['AUDIENCE']}", "ERR_TOKEN_AUDIENCE")
         scope = self.config["REQUIRED_SCOPE"]
         if scope and scope not in verified_token.scopes:
             raise ProviderAuthError("insufficient_scope", f"the token lacks scope {scope}", "ERR_SCOPE")
