@@ -332,18 +332,32 @@ def _checked(environ, start_response):
 
 # --- The main process --------------------------------------------------------------------------
 
+_SETTINGS_CHECK = """
+import os, sys
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "authservice.settings")
+from django.core.exceptions import ImproperlyConfigured
+try:
+    import django
+    django.setup()
+except ImproperlyConfigured as exc:
+    print(exc, file=sys.stderr)
+    sys.exit(2)
+"""
+
+
 def settings_refused() -> None:
-    """Read the service's settings once here, so a setting they refuse (production without
-    its secrets) stops the launcher with one line, instead of every worker in turn."""
-    from django.core.exceptions import ImproperlyConfigured
+    """Load the service's settings and apps once, in a child process (this one must not
+    import Django or prometheus_client before the workers fork), so that what they refuse
+    at start-up (production without its secrets, a passphrase key-encryption key) stops
+    the launcher with one line, instead of every worker in turn."""
+    import subprocess
 
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "authservice.settings")
-    try:
-        from django.conf import settings
-
-        settings.SECRET_KEY  # noqa: B018 - imports the settings module
-    except ImproperlyConfigured as exc:
-        raise Refused(str(exc)) from None
+    result = subprocess.run([sys.executable, "-c", _SETTINGS_CHECK], cwd=ROOT, capture_output=True, text=True,  # noqa: S603
+                            check=False)
+    if result.returncode == 2:
+        raise Refused(result.stderr.strip().splitlines()[-1])
+    if result.returncode != 0:
+        raise Refused(f"the settings cannot be loaded: {(result.stderr.strip().splitlines() or ['?'])[-1]}")
 
 
 def main(argv: list[str] | None = None) -> None:

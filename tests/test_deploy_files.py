@@ -146,7 +146,8 @@ def test_settings_read_secret_files(tmp_path):
     """What compose.yaml and the k8s files rely on: AUTHSERVICE_ENV=production with the two keys
     given only as files starts, and reads them."""
     (tmp_path / "secret").write_text("secret-from-a-file-0123456789abcdef0123456789abcdef\n")
-    (tmp_path / "kek").write_text("kek-from-a-file-0123456789\n")
+    kek = "WbcFQu2ZP8egqUg1t1_JFoEalF4nCVuFOi_gvrCQP9s="  # a Fernet key, as operators generate it
+    (tmp_path / "kek").write_text(kek + "\n")
     env = {**{k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "AUTHSERVICE_"))},
            "AUTHSERVICE_ENV": "production", "DJANGO_SECRET_KEY_FILE": str(tmp_path / "secret"),
            "AUTHSERVICE_KEY_ENCRYPTION_KEY_FILE": str(tmp_path / "kek"), "AUTHSERVICE_VAR_DIR": str(tmp_path / "var"),
@@ -158,8 +159,7 @@ def test_settings_read_secret_files(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
                             timeout=120, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.split() == ["secret-from-a-file-0123456789abcdef0123456789abcdef",
-                                     "kek-from-a-file-0123456789"]
+    assert result.stdout.split() == ["secret-from-a-file-0123456789abcdef0123456789abcdef", kek]
     assert not (tmp_path / "var").exists() or not any((tmp_path / "var").rglob("*secret*"))
 
 
