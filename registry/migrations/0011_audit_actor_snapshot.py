@@ -44,6 +44,17 @@ def _old_digest(event, secret: bytes, actor_id) -> str:
     return hmac.new(secret, b"audit-link:" + canonical.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
+def _by_id(keys) -> dict:
+    """The configured audit keys by every id a stored link may carry: the current one, and
+    the id links were keyed with before ids became MACs (``AuditKey.legacy_key_id``)."""
+    found = {}
+    for key in keys:
+        found.setdefault(key.key_id, key)
+        if getattr(key, "legacy_key_id", ""):
+            found.setdefault(key.legacy_key_id, key)
+    return found
+
+
 def _in_order(AuditEvent):
     sequence = 0
     while batch := list(AuditEvent.objects.filter(sequence__gt=sequence).order_by("sequence")[:BATCH]):
@@ -75,7 +86,7 @@ def _relink(apps, *, holds, digest, key_id: str) -> None:
 def relink_without_actor_ids(apps, schema_editor) -> None:
     from registry.audit import audit_keys, link_digest
 
-    keys = {key.key_id: key for key in audit_keys()}
+    keys = _by_id(audit_keys())
     User = apps.get_model(settings.AUTH_USER_MODEL)
     highest = User.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
     present = set(User.objects.values_list("pk", flat=True))
@@ -98,7 +109,7 @@ def relink_without_actor_ids(apps, schema_editor) -> None:
 def relink_with_actor_ids(apps, schema_editor) -> None:
     from registry.audit import audit_keys, link_digest
 
-    keys = {key.key_id: key for key in audit_keys()}
+    keys = _by_id(audit_keys())
 
     def holds(event) -> bool:
         key = keys.get(event.key_id)

@@ -155,3 +155,19 @@ def test_the_migration_relinks_an_intact_old_chain_under_the_current_key(operato
     assert head.last_hash == AuditEvent.objects.get(sequence=3).hash
     services.organisation_create(legal_name="After the upgrade", acting_user=operator)
     assert "4 events" in _verify()
+
+
+def test_the_migration_relinks_a_chain_keyed_under_the_previous_releases_key_ids(operator):
+    """The previous release named each link's key by the first 8 hex digits of the key's
+    SHA-256; audit key ids are MACs now. An intact chain from it still verifies after the
+    migration (the upgrade path of every existing deployment)."""
+    from django.apps import apps
+
+    from registry.audit import audit_keys
+
+    key = audit_keys()[0]
+    assert key.legacy_key_id and key.legacy_key_id != key.key_id
+    relink_migration._relink(apps, holds=lambda event: True, key_id=key.legacy_key_id,
+                             digest=lambda event: relink_migration._old_digest(event, key.secret, event.actor_id))
+    relink_migration.relink_without_actor_ids(apps, None)
+    assert _verify("--full").startswith("Audit log intact: 3 events verified.")
