@@ -263,6 +263,22 @@ def add_db_prefix_option(parser, default: str) -> None:
                         help="name prefix of the temporary databases (to keep runs that share a server apart)")
 
 
+def wait_until_ready(process: subprocess.Popen, url: str, timeout: float, *, name: str, log_tail) -> None:
+    """Until ``url``/readyz answers 200; an error naming ``name`` (with its log) if the
+    process exits first or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited: {log_tail()}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{name} not ready after {timeout:.0f} s: {log_tail()}")
+
+
 class Instance:
     """One instance (the project's launcher, python -m authservice.serve) on 127.0.0.1:``port``."""
 
@@ -288,17 +304,7 @@ class Instance:
             self.wait_ready()
 
     def wait_ready(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited: {self.log_tail()}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"{self.name} not ready after {timeout:.0f} s: {self.log_tail()}")
+        wait_until_ready(self.process, self.url, timeout, name=self.name, log_tail=self.log_tail)
 
     def log_tail(self, chars: int = 2000) -> str:
         try:
@@ -367,17 +373,7 @@ class ShippedHAProxy:
         with open(self.logfile, "ab") as output:
             self.process = subprocess.Popen(["haproxy", "-db", "-f", str(self.CONFIG)], env=self.env, stdout=output,
                                             stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"HAProxy exited: {self.log_tail()}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"HAProxy did not come up: {self.log_tail()}")
+        wait_until_ready(self.process, self.url, timeout, name="HAProxy", log_tail=self.log_tail)
 
     def log_tail(self, chars: int = 3000) -> str:
         try:

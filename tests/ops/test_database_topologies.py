@@ -16,14 +16,12 @@ is skipped locally and fails under ``CI=true`` (``.ci/run`` installs them).
 from __future__ import annotations
 
 import contextlib
-import os
 import tempfile
 import time
 from pathlib import Path
 from urllib.parse import quote
 
 import httpx
-import psycopg
 import pytest
 from django.db import connection
 
@@ -39,7 +37,7 @@ from scripts.opslib import (
     temp_database,
 )
 from tests.pgbouncer import PgBouncer
-from tests.test_support import free_port
+from tests.test_support import admin_dsn, free_port, require
 
 pytestmark = [
     pytest.mark.ops_smoke,
@@ -53,18 +51,8 @@ SUSPENSION_SECONDS = 1  # the promise: a suspension is effective at the token en
 REQUESTS = 60
 
 
-def require(ok: bool, what: str) -> None:
-    if not ok:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{what} is required under CI=true")
-        pytest.skip(f"{what} is not installed")
 
 
-def shared_admin_dsn() -> str:
-    settings = connection.settings_dict
-    return psycopg.conninfo.make_conninfo(host=settings["HOST"] or "127.0.0.1", port=settings["PORT"] or 5432,
-                                          user=settings["USER"] or "postgres", password=settings["PASSWORD"] or None,
-                                          dbname="postgres")
 
 
 def token(url: str, participant, *, secret: str | None = None) -> httpx.Response:
@@ -130,7 +118,7 @@ def test_behind_pgbouncer_a_suspension_is_effective_within_1s():
     require(PgBouncer.available(), "pgbouncer (apt-get install pgbouncer)")
     bouncer = PgBouncer().start()
     try:
-        with temp_database(shared_admin_dsn(), "pgbouncer") as direct_url:
+        with temp_database(admin_dsn(), "pgbouncer") as direct_url:
             name = direct_url.rsplit("/", 1)[1]
             # Migrations run straight on PostgreSQL, as deployments do; the service runs
             # through PgBouncer (which refuses startup options: no statement_timeout).
@@ -157,7 +145,7 @@ def test_with_redis_stopped_tokens_are_issued_and_wrong_secrets_lock_out():
     redis_server = OwnRedis(free_port(), workdir)
     redis_server.start()
     try:
-        with temp_database(shared_admin_dsn(), "noredis") as url:
+        with temp_database(admin_dsn(), "noredis") as url:
             env = service_env(database_url=url, redis_url=redis_server.url, issuer="http://127.0.0.1:8000",
                               extra={"AUTHSERVICE_AUTH_FAILURE_LIMIT": "5"})
             prepare_database(env)

@@ -22,13 +22,11 @@ OPS_SMOKE_DB_PREFIX keeps the temporary database apart from other runs on one se
 import os
 import shutil
 import signal
-import socket
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
-import psycopg
 import pytest
 from django.db import connection
 
@@ -43,6 +41,7 @@ from scripts.opslib import (
     service_env,
     temp_database,
 )
+from tests.test_support import admin_dsn, free_port, require
 
 pytestmark = [
     pytest.mark.ops_smoke,
@@ -56,24 +55,10 @@ FAILURE_LIMIT = 5  # per (client_id, address); per address, five times as many
 TOKEN = {"grant_type": "client_credentials"}
 
 
-def require(ok: bool, what: str) -> None:
-    if not ok:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{what} is required under CI=true")
-        pytest.skip(f"{what} is not installed")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
-def admin_dsn() -> str:
-    settings = connection.settings_dict
-    return psycopg.conninfo.make_conninfo(host=settings["HOST"] or "127.0.0.1", port=settings["PORT"] or 5432,
-                                          user=settings["USER"] or "postgres", password=settings["PASSWORD"] or None,
-                                          dbname="postgres")
 
 
 def client_from(address: str, **kwargs) -> httpx.Client:

@@ -12,11 +12,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import psycopg
 import pytest
 from django.db import connection
 
 from scripts.opslib import initdb_available
+from tests.test_support import admin_dsn, require
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,19 +27,8 @@ pytestmark = [
 ]
 
 
-def require(ok: bool, what: str) -> None:
-    if not ok:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{what} is required under CI=true")
-        pytest.skip(f"{what} is not installed")
 
 
-def admin_dsn() -> str:
-    """The server the test database lives on; the scripts create and drop their own databases there."""
-    settings = connection.settings_dict
-    return psycopg.conninfo.make_conninfo(host=settings["HOST"] or "127.0.0.1", port=settings["PORT"] or 5432,
-                                          user=settings["USER"] or "postgres", password=settings["PASSWORD"] or None,
-                                          dbname="postgres")
 
 
 def db_prefix(default: str) -> list[str]:

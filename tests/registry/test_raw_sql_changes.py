@@ -73,36 +73,34 @@ def test_a_client_deactivated_by_raw_sql_gets_no_token(onboard, client):
     assert _token(client, credentials).status_code == 401
 
 
-def test_a_mapping_removed_by_raw_sql_is_no_longer_granted(onboard, client, admin_user):
+@pytest.fixture
+def agent_mapped_to_lender(onboard, client, admin_user):
+    """A loan agent granted ocen.loan at a lender, its token for the lender issued (cached)."""
     from registry import services
-    from registry.models import ResourceMapping
 
     agent, _ = onboard("LOAN_AGENT")
     lender, _ = onboard("LENDER")
     services.mapping_grant(client=_participant(agent), provider=_participant(lender), scopes="ocen.loan",
-                                    acting_user=admin_user)
-    audience = _participant(lender).audience
-    assert _token(client, agent, resource=audience).status_code == 200
-    _raw(f'DELETE FROM "{ResourceMapping._meta.db_table}" WHERE provider_id = %s',  # noqa: S608
-         [_participant(lender).pk])
-    response = _token(client, agent, resource=audience)
+                           acting_user=admin_user)
+    assert _token(client, agent, resource=_participant(lender).audience).status_code == 200
+    return agent, _participant(lender)
+
+
+def test_a_mapping_removed_by_raw_sql_is_no_longer_granted(agent_mapped_to_lender, client):
+    from registry.models import ResourceMapping
+
+    agent, provider = agent_mapped_to_lender
+    _raw(f'DELETE FROM "{ResourceMapping._meta.db_table}" WHERE provider_id = %s', [provider.pk])  # noqa: S608
+    response = _token(client, agent, resource=provider.audience)
     assert response.status_code == 400
     assert response.json()["error"] == "invalid_target"
 
 
-def test_a_provider_suspended_by_raw_sql_is_no_longer_an_audience(onboard, client, admin_user):
-    from registry import services
-
-    agent, _ = onboard("LOAN_AGENT")
-    lender, _ = onboard("LENDER")
-    services.mapping_grant(client=_participant(agent), provider=_participant(lender), scopes="ocen.loan",
-                                    acting_user=admin_user)
-    audience = _participant(lender).audience
-    assert _token(client, agent, resource=audience).status_code == 200
-    provider = _participant(lender)
+def test_a_provider_suspended_by_raw_sql_is_no_longer_an_audience(agent_mapped_to_lender, client):
+    agent, provider = agent_mapped_to_lender
     _raw(f'UPDATE "{provider._meta.db_table}" SET status = %s WHERE id = %s',  # noqa: S608
          ["SUSPENDED", provider.pk])
-    response = _token(client, agent, resource=audience)
+    response = _token(client, agent, resource=provider.audience)
     assert response.status_code == 400
     assert response.json()["error"] == "invalid_target"
 
