@@ -6,9 +6,10 @@ The short waits themselves are the stock parts' own settings (psycopg_pool's
 ``timeout`` and ``reconnect_timeout``, the connect and statement timeouts of
 PostgreSQL, socket timeouts for Redis); this module turns the errors they raise into
 a clean answer, wherever they surface: in a view (``process_exception``), on the
-OAuth fast path, or in a middleware (the 500 handler, ``authservice.views``). There
-is no circuit of our own: while the database is down each request waits at most the
-pool's timeout, and the pool reconnects as soon as it is back (settings.py).
+OAuth fast path, or in a middleware (the 500 handler, ``authservice.views``). While
+the database is down, the first request waits the pool's timeout and the ones after
+it fail at once (``authservice.postgresql``: a pybreaker circuit on taking a
+connection); the pool reconnects as soon as it is back (settings.py).
 """
 
 import logging

@@ -155,7 +155,10 @@ DATABASE_URL = env_secret("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'db.sqlite3'
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Fail fast: an unreachable server is a 503 within about a second (see
-    # authservice.availability), never a request parked for the pool's default 30 s.
+    # authservice.availability), never a request parked for the pool's default 30 s; and
+    # while it stays unreachable, at once (authservice.postgresql: Django's backend with a
+    # circuit breaker on taking a connection).
+    DATABASES["default"]["ENGINE"] = "authservice.postgresql"
     options = DATABASES["default"].setdefault("OPTIONS", {})
     options.setdefault("connect_timeout", int(os.environ.get("DATABASE_CONNECT_TIMEOUT", "2")))
     # A statement (or a lock wait) never holds a request thread longer than this. 0: none

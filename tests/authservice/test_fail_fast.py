@@ -115,3 +115,72 @@ def onboard_registry_reader(client, signing_key):
     response = client.post("/oauth2/token", form({"grant_type": "client_credentials"}), content_type=FORM,
                            HTTP_AUTHORIZATION=basic(credentials.client_id, credentials.client_secret))
     return response.json()["access_token"]
+
+
+def _unreachable(alias: str):
+    """A connection for ``alias`` through the project's PostgreSQL backend, its pool pointed at a closed port."""
+    return _connection(alias, {
+        "ENGINE": "authservice.postgresql", "NAME": "nowhere", "USER": "postgres", "HOST": "127.0.0.1",
+        "PORT": str(_free_port()),
+        "OPTIONS": {"connect_timeout": 1, "pool": {"min_size": 0, "max_size": 2, "timeout": 0.5,
+                                                   "reconnect_timeout": 1}}})
+
+
+def _connection(alias: str, settings_dict: dict):
+    from django.db.utils import ConnectionHandler
+
+    from authservice.postgresql.base import DatabaseWrapper
+
+    return DatabaseWrapper(ConnectionHandler({"default": settings_dict}).settings["default"], alias)
+
+
+@pytest.mark.django_db
+def test_while_the_database_stays_unreachable_requests_stop_waiting_for_the_pool():
+    """The first request waits the pool's timeout; the circuit then opens and the next ones
+    fail at once (as django.db.OperationalError, so they answer 503), until a trial after
+    the reset time fails again."""
+    from authservice.postgresql.base import breaker_for
+
+    connection = _unreachable("unreachable-a")
+    breaker = breaker_for("unreachable-a")
+    try:
+        with pytest.raises(OperationalError) as first:
+            connection.ensure_connection()
+        assert "tried again shortly" not in str(first.value)  # the pool's own timeout
+        assert breaker.current_state == "open"
+        for _ in range(20):
+            with pytest.raises(OperationalError, match="database unreachable \\(tried again shortly\\)"):
+                connection.ensure_connection()
+        time.sleep(breaker.reset_timeout + 0.1)
+        with pytest.raises(OperationalError) as trial:  # half-open: the pool is asked again
+            connection.ensure_connection()
+        assert "tried again shortly" not in str(trial.value)
+        assert breaker.current_state == "open"
+    finally:
+        connection.close_pool()
+
+
+@pytest.mark.django_db
+def test_a_successful_trial_closes_the_circuit():
+    from django.db import connection as default
+
+    if default.vendor != "postgresql":
+        pytest.skip("the circuit is the PostgreSQL backend's")
+    from authservice.postgresql.base import breaker_for
+
+    reachable = _connection("reachable-a", {**default.settings_dict, "OPTIONS": {
+        **default.settings_dict["OPTIONS"], "pool": {"min_size": 0, "max_size": 2, "timeout": 1}}})
+    breaker = breaker_for("reachable-a")
+    try:
+        breaker.open()
+        with pytest.raises(OperationalError, match="tried again shortly"):
+            reachable.ensure_connection()
+        time.sleep(breaker.reset_timeout + 0.1)
+        reachable.ensure_connection()
+        assert breaker.current_state == "closed"
+        with reachable.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            assert cursor.fetchone() == (1,)
+    finally:
+        reachable.close()
+        reachable.close_pool()

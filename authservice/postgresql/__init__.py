@@ -1,0 +1,1 @@
+"""Django's PostgreSQL backend, with a circuit breaker (pybreaker) on taking a connection."""
