@@ -1,38 +1,64 @@
 """A per-process LRU cache bounded by the approximate bytes it holds, whose entries may
-carry an expiry time.
+carry an expiry time: ``cachetools.TLRUCache`` (sized by each entry's bytes, expiring
+each entry at its own time), behind a lock, counted in the metrics.
 
 The byte bound is what an operator sizes a worker by: entry counts say nothing when
 one entry is a 300-byte client record and another a 50 KB list page. Expired entries
-are swept as the cache is used (a heap of expiry times, popped on each access), so an
-entry no request asks for again leaves on time instead of waiting for eviction; no
-thread is needed. Hits, misses, evictions, expiries and the current size go to the
-Prometheus metrics under the cache's name.
+are swept as the cache is used (TLRUCache's ``expire``), so an entry no request asks
+for again leaves on time instead of waiting for eviction; no thread is needed. Hits,
+misses, evictions, expiries and the current size go to the Prometheus metrics under
+the cache's name.
 """
 
-import heapq
-import itertools
+import math
 import sys
 import threading
 import time
 import types
-from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
+
+import cachetools
 
 from authservice.observability import CACHE_BYTES, CACHE_ENTRIES, CACHE_EVENTS
 
-# What an entry costs beyond its value: the key's tuple, the OrderedDict node, the heap
-# item and the bookkeeping record, measured on CPython 3.11 to the nearest 50 bytes.
+# What an entry costs beyond its value: the key, the cache's own records for it (its
+# dict slots, its place in the recency order and the expiry heap) and the entry tuple,
+# measured on CPython 3.11 to the nearest 50 bytes.
 ENTRY_OVERHEAD = 350
 
 
-@dataclass(slots=True)
-class _Entry:
+class _Entry(NamedTuple):
     value: Any
     size: int
     expires_at: float | None
-    serial: int
+
+
+class _Store(cachetools.TLRUCache):
+    """TLRUCache whose evictions and expiries are counted by ``owner``."""
+
+    def __init__(self, owner: "BoundedCache", maxsize: int) -> None:
+        super().__init__(maxsize, ttu=_expiry, timer=owner._clock, getsizeof=_entry_size)
+        self.owner = owner
+
+    def popitem(self):
+        item = super().popitem()
+        self.owner._count("eviction")
+        return item
+
+    def expire(self, time=None):
+        expired = super().expire(time)
+        for _ in expired:
+            self.owner._count("expiry")
+        return expired
+
+
+def _expiry(key: Hashable, entry: _Entry, now: float) -> float:
+    return math.inf if entry.expires_at is None else entry.expires_at
+
+
+def _entry_size(entry: _Entry) -> int:
+    return entry.size
 
 
 class BoundedCache:
@@ -46,12 +72,9 @@ class BoundedCache:
         self.name = name
         self._max_bytes = max_bytes
         self._clock = clock
-        self._entries: OrderedDict[Hashable, _Entry] = OrderedDict()
-        self._expiries: list[tuple[float, int, Hashable]] = []
-        self._serials = itertools.count()
-        self._bytes = 0
         self._lock = threading.Lock()
         self.hits = self.misses = self.evictions = self.expired = 0
+        self._store = _Store(self, max_bytes())
 
     # --- reads and writes ----------------------------------------------------------------
 
@@ -59,17 +82,13 @@ class BoundedCache:
         """The live value under ``key`` (None when absent, expired, or refused by ``valid``:
         a stale value, which the caller then replaces); counts a hit or a miss."""
         with self._lock:
-            now = self._clock()
-            self._sweep(now)
-            entry = self._entries.get(key)
-            if entry is not None and entry.expires_at is not None and entry.expires_at <= now:
-                self._remove(key, "expiry")
-                entry = None
+            if self._store.expire():
+                self._publish()
+            entry = self._store.get(key)  # a use: most recently used now
             if entry is None or (valid is not None and not valid(entry.value)):
                 self.misses += 1
                 CACHE_EVENTS.labels(self.name, "miss").inc()
                 return None
-            self._entries.move_to_end(key)
             self.hits += 1
             CACHE_EVENTS.labels(self.name, "hit").inc()
             return entry.value
@@ -78,88 +97,66 @@ class BoundedCache:
         """Store ``value`` (``size`` approximate bytes, the entry overhead is added), then
         evict least recently used entries until the cache fits its bound again. A value
         larger than the whole bound is not stored."""
-        size += ENTRY_OVERHEAD
         with self._lock:
-            now = self._clock()
-            self._sweep(now)
-            if key in self._entries:
-                self._remove(key, None)
             limit = self._max_bytes()
-            if size > limit or (expires_at is not None and expires_at <= now):
-                self._publish()
-                return
-            serial = next(self._serials)
-            self._entries[key] = _Entry(value, size, expires_at, serial)
-            self._bytes += size
-            if expires_at is not None:
-                heapq.heappush(self._expiries, (expires_at, serial, key))
-            while self._bytes > limit:
-                oldest = next(iter(self._entries))
-                self._remove(oldest, "eviction")
+            if limit != self._store.maxsize:
+                self._resize(limit)
+            self._store.pop(key, None)
+            # TLRUCache refuses an entry larger than the bound (ValueError) before it evicts
+            # anything, and skips one already expired.
+            if size + ENTRY_OVERHEAD <= limit:
+                self._store[key] = _Entry(value, size + ENTRY_OVERHEAD, expires_at)
+            else:
+                self._store.expire()
             self._publish()
 
     def discard(self, key: Hashable) -> None:
         with self._lock:
-            if key in self._entries:
-                self._remove(key, None)
+            if self._store.pop(key, None) is not None:
                 self._publish()
 
     def clear(self) -> None:
         with self._lock:
-            self._entries.clear()
-            self._expiries.clear()
-            self._bytes = 0
+            self._store = _Store(self, self._max_bytes())
             self._publish()
 
     # --- what it holds -----------------------------------------------------------------------
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._store)
 
     def __contains__(self, key: Hashable) -> bool:
-        return key in self._entries
+        return key in self._store
 
     @property
     def size_bytes(self) -> int:
-        return self._bytes
+        return self._store.currsize
 
     def keys(self) -> list[Hashable]:
-        """Least recently used first."""
+        """The keys of the live entries (in no particular order)."""
         with self._lock:
-            return list(self._entries)
+            return list(self._store)
 
     # --- internals (the lock is held) --------------------------------------------------------
 
-    def _remove(self, key: Hashable, event: str | None) -> None:
-        entry = self._entries.pop(key)
-        self._bytes -= entry.size
+    def _resize(self, limit: int) -> None:
+        """A new bound (a setting changed): the entries move to a store of that size, the
+        ones that no longer fit evicted."""
+        old, self._store = self._store, _Store(self, limit)
+        for key, entry in old.items():
+            if entry.size <= limit:
+                self._store[key] = entry
+
+    def _count(self, event: str) -> None:
         if event == "eviction":
             self.evictions += 1
-            CACHE_EVENTS.labels(self.name, "eviction").inc()
-        elif event == "expiry":
+        else:
             self.expired += 1
-            CACHE_EVENTS.labels(self.name, "expiry").inc()
-
-    def _sweep(self, now: float) -> None:
-        """Drop every entry whose time has come; heap items of entries already gone are
-        skipped, and the heap is rebuilt when they outnumber the live ones."""
-        removed = False
-        while self._expiries and self._expiries[0][0] <= now:
-            _, serial, key = heapq.heappop(self._expiries)
-            entry = self._entries.get(key)
-            if entry is not None and entry.serial == serial:
-                self._remove(key, "expiry")
-                removed = True
-        if len(self._expiries) > 2 * len(self._entries) + 64:
-            self._expiries = [(e.expires_at, e.serial, k) for k, e in self._entries.items()
-                              if e.expires_at is not None]
-            heapq.heapify(self._expiries)
-        if removed:
-            self._publish()
+        CACHE_EVENTS.labels(self.name, event).inc()
 
     def _publish(self) -> None:
-        CACHE_ENTRIES.labels(self.name).set(len(self._entries))
-        CACHE_BYTES.labels(self.name).set(self._bytes)
+        CACHE_ENTRIES.labels(self.name).set(len(self._store))
+        CACHE_BYTES.labels(self.name).set(self._store.currsize)
 
 
 # --- Sizes ----------------------------------------------------------------------------------------
