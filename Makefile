@@ -54,8 +54,10 @@ faults: install
 soak: install
 	$(PY) scripts/soak.py $(SOAK_ARGS)
 
+## ruff, and the direction of imports between the apps and the SDK (import-linter, pyproject.toml).
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports --no-cache
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache
