@@ -46,6 +46,19 @@ def test_scale_mode_fills_measures_and_prints_every_figure(tmp_path):
                     "token_inproc_one_us", "token_inproc_random_cached_us", "token_inproc_miss_us"):
             assert figures[key] > 0, key
     assert set(payload["meta"]["writers"]) == {"1", "2"}
+    assert payload["meta"]["cpu_hog"] is False
+    for figures in payload["results"].values():
+        # Every measured pass records its load average and the hit rate of the cache it reads,
+        # held to what its warm-up reached.
+        measured = {p["pass"] for p in figures["passes"]}
+        assert {"detail", "jwks", "search", "token, one", "token, many"} <= measured
+        for p in figures["passes"]:
+            assert p["load1"] >= 0 and "feed" in p
+        token_passes = [p for p in figures["passes"] if p["pass"].startswith("token")]
+        assert all(p["hit_rate"] is not None for p in token_passes)
+        assert set(figures["warm_hit_rate"]) == {"detail", "jwks", "search", "token"}
+    assert "measured passes at 50" in result.stdout
+    assert " inproc " in result.stdout and " wrk " in result.stdout
     for label in ("detail, random of a hot set", "crawl all pages", "token, random hot-set clients",
                   "token, random/one client", "search CPU (+DB), uncached",
                   "verify_audit_log, incremental", "verify_audit_log --full", "growth"):
