@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install lint migrate clean demo bench cluster faults soak
+.PHONY: run test install lint migrate clean demo bench cluster faults soak docs
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,7 +39,7 @@ bench: install
 	cd bench && npm install --no-audit --no-fund --silent
 	$(PY) bench/run.py $(BENCH_ARGS)
 
-## Operations checks (README "Operations"): three instances behind HAProxy; PostgreSQL,
+## Operations checks (docs: measurements/operations.md): three instances behind HAProxy; PostgreSQL,
 ## Redis and worker faults on a private PostgreSQL cluster and Redis, then SIGTERM and a
 ## rolling restart through deploy/haproxy.cfg as shipped; a bounded soak.
 cluster: install
@@ -54,10 +54,14 @@ faults: install
 soak: install
 	$(PY) scripts/soak.py $(SOAK_ARGS)
 
+## The documentation site (docs/, mkdocs.yml) into site/; --strict: a broken link or nav entry fails.
+docs: install
+	$(VENV)/bin/mkdocs build --strict
+
 ## ruff, and the direction of imports between the apps and the SDK (import-linter, pyproject.toml).
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports --no-cache
 
 clean:
-	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache
+	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache site
