@@ -209,6 +209,24 @@ class TestWithPostgreSQL:
             assert _token(http, client.client_id, secret).status_code == 200
         assert _state_queries(queries.captured_queries) == []
 
+    def test_a_lapsed_trust_costs_a_check_per_request_never_a_miss(self, credentials):
+        """A heartbeat starved by a busy machine lets the trust lapse (here: the listener
+        stopped, the same session's records kept): each request then reads its client's
+        generation, and the cached record still serves it: a hit, not the uncached path."""
+        client, secret = credentials
+        http = Client()
+        assert _token(http, client.client_id, secret).status_code == 200  # cached
+        listener.stop()
+        assert not listener.trusted()
+        hits, misses = client_cache.entries.hits, client_cache.entries.misses
+        for _ in range(5):
+            with CaptureQueriesContext(connection) as queries:
+                assert _token(http, client.client_id, secret).status_code == 200
+            sql = [q["sql"] for q in queries.captured_queries]
+            assert [q for q in sql if "generation" in q], sql  # the state is read per request
+            assert not [q for q in sql if "registry_participant" in q or "is_active" in q], sql  # no reload
+        assert (client_cache.entries.hits - hits, client_cache.entries.misses - misses) == (5, 0)
+
     def test_behind_a_transaction_pooler_the_feed_is_never_trusted(self, credentials):
         """PgBouncer in transaction mode accepts LISTEN and answers every query, and
         delivers no notice: the canary never comes back, so the cache is never trusted."""
