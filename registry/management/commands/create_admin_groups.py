@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand
 
-from registry.admin_groups import admin_groups_ensure
+from registry.admin.groups import admin_groups_ensure
 
 
 class Command(BaseCommand):
