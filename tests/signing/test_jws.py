@@ -196,3 +196,25 @@ def test_an_es256_signature_and_its_high_s_twin_normalise_to_one_value(keys):
     second = verify_detached(twin, BODY, resolver_for(keys["ES256"]))  # both verify: ECDSA is malleable
     assert first.signature == second.signature
     assert int.from_bytes(first.signature[32:], "big") <= n // 2
+
+
+@pytest.mark.parametrize("alg", list(PAIRS))
+def test_the_reference_participants_header_verifies_only_with_the_compatibility_switch(keys, alg):
+    """OCEN's reference participant signs with ``b64: false``, no ``crit`` and ``"kid": null``."""
+    encoded = b64(json.dumps({"alg": alg, "b64": False, "kid": None}).encode())
+    signature = f"{encoded}..{b64(jws._raw_sign(alg, keys[alg].private_key, encoded.encode() + b'.' + BODY))}"
+    with pytest.raises(jws.UnencodedPayloadNotCritical):
+        verify_detached(signature, BODY, resolver_for(keys[alg]))
+    verified = verify_detached(signature, BODY, resolver_for(keys[alg]), allow_b64_without_crit=True)
+    assert verified.header == {"alg": alg, "b64": False}  # "kid": null counts as no kid
+    with pytest.raises(jws.SignatureInvalid):
+        verify_detached(signature, BODY + b" ", resolver_for(keys[alg]), allow_b64_without_crit=True)
+
+
+def test_an_es256_signature_must_be_64_bytes(keys):
+    """RFC 7518 §3.4: R || S, 32 bytes each; the same numbers padded to 33 bytes each are refused."""
+    signature = sign_detached(BODY, keys["ES256"].private_key, alg="ES256", kid="k1")
+    raw = jws.b64url_decode(signature.split(".")[2])
+    padded = b"\0" + raw[:32] + b"\0" + raw[32:]
+    with pytest.raises(jws.SignatureInvalid):
+        verify_detached(f"{signature.rsplit('.', 1)[0]}.{b64(padded)}", BODY, resolver_for(keys["ES256"]))

@@ -2,10 +2,12 @@
 ocen_sdk, run against a live Auth Service, from this checkout and from a fresh venv
 that has only the ocen-sdk wheel and its dependencies (no Django)."""
 
+import ast
 import os
 import subprocess
 import sys
 import time
+import tomllib
 import venv
 from pathlib import Path
 
@@ -20,6 +22,20 @@ from tests.test_support import free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def sdk_version() -> str:
+    """The version sdk/pyproject.toml declares: its own, or the attribute it names (read, not imported)."""
+    pyproject = tomllib.loads((ROOT / "sdk" / "pyproject.toml").read_text())
+    if "version" in pyproject["project"]:
+        return pyproject["project"]["version"]
+    module, name = pyproject["tool"]["setuptools"]["dynamic"]["version"]["attr"].rsplit(".", 1)
+    package = ROOT / "sdk" / "src" / module.replace(".", "/")
+    source = package / "__init__.py" if package.is_dir() else package.with_suffix(".py")
+    for node in ast.parse(source.read_text()).body:
+        if isinstance(node, ast.Assign) and any(getattr(target, "id", None) == name for target in node.targets):
+            return ast.literal_eval(node.value)
+    raise AssertionError(f"sdk/pyproject.toml names {module}.{name}, which {source} does not assign")
 
 
 @pytest.fixture
@@ -96,13 +112,16 @@ def test_the_sdk_wheel_works_alone_in_a_fresh_venv(network, tmp_path):
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True).create(env_dir)
     python = str(env_dir / "bin" / "python")
+    # Alone: nothing of this checkout on the path (a PYTHONPATH with sdk/src would make pip
+    # take the source tree, and its build's metadata, for an installed ocen-sdk).
+    alone = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO", "PYTHON"))}
     install = subprocess.run([python, "-m", "pip", "install", "--quiet", str(wheel)], capture_output=True, text=True,
-                             timeout=600)
+                             timeout=600, env=alone)
     assert install.returncode == 0, install.stderr
     check = subprocess.run([python, "-c", "import importlib.util, ocen_sdk; print(ocen_sdk.__version__, "
                             "importlib.util.find_spec('django') is None)"], capture_output=True, text=True,
-                           cwd=tmp_path)
-    assert check.stdout.split() == ["0.3.0", "True"], check.stderr  # installed, and no Django at all
+                           cwd=tmp_path, env=alone)
+    assert check.stdout.split() == [sdk_version(), "True"], check.stderr  # installed, and no Django at all
     result = _run_examples(python, network)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "HTTP 200, response signature verified" in result.stdout

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import httpx
 
 if TYPE_CHECKING:
-    from ocen_sdk.remote import TokenManager
+    from ocen_sdk.tokens import TokenManager
 
 T = TypeVar("T")
 

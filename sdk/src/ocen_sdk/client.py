@@ -13,7 +13,7 @@
 
 Every request gets the Bearer token and an ``x-jws-signature`` over the exact body
 (or the request target when bodyless), bound to the method, target, provider, time
-and a fresh id (``ocen_sdk.http``). Every response's signature is verified with the
+and a fresh id (``ocen_sdk.wire``). Every response's signature is verified with the
 provider's key from the registry and must answer this very request (its id) with
 this status; a missing, bad or unbound one raises ``ResponseSignatureError`` (after
 the response arrived: it must not be trusted).
@@ -29,7 +29,12 @@ from collections.abc import AsyncGenerator, Generator
 
 import httpx
 
-from ocen_sdk.http import (
+from ocen_sdk.errors import ProviderUnknown
+from ocen_sdk.jws import ALGORITHMS, JWSError, PrivateKey, VerifiedSignature, sign_detached, verify_detached
+from ocen_sdk.key_loading import default_alg
+from ocen_sdk.registry import RegistryClient
+from ocen_sdk.tokens import TokenManager
+from ocen_sdk.wire import (
     ALTERNATE_SIGNATURE_HEADER,
     REQUEST_BINDING,
     RESPONSE_BINDING,
@@ -38,9 +43,6 @@ from ocen_sdk.http import (
     request_binding,
     signed_payload,
 )
-from ocen_sdk.jws import ALGORITHMS, JWSError, PrivateKey, VerifiedSignature, sign_detached, verify_detached
-from ocen_sdk.key_loading import default_alg
-from ocen_sdk.remote import ProviderUnknown, RegistryClient, TokenManager
 
 
 class ResponseSignatureError(JWSError):

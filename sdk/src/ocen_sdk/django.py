@@ -36,7 +36,6 @@ from django.core.signals import setting_changed
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from ocen_sdk.http import ALTERNATE_SIGNATURE_HEADER, SIGNATURE_HEADER
 from ocen_sdk.provider import (
     Caller,
     DuplicateRequest,
@@ -45,6 +44,7 @@ from ocen_sdk.provider import (
     RecordedResponse,
     claimed_request_id,
 )
+from ocen_sdk.wire import ALTERNATE_SIGNATURE_HEADER, SIGNATURE_HEADER
 
 logger = logging.getLogger(__name__)
 

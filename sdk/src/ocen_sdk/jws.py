@@ -12,14 +12,18 @@ middleware and the participant SDK. Every verification names its algorithms.
     verified = verify_jwt(token, resolver, algorithms=["RS256"], typ={"at+jwt"})
 
 Every failure raises a ``JWSError`` subclass with a stable ``code``; nothing returns
-``False``. The cryptography is pyca/cryptography's; this module does the framing and
-the checks around it (algorithm allow-list, key/algorithm binding, ``crit``).
+``False``.
+
+jwcrypto does the cryptography (its JWA algorithms over the exact signing input) and
+the base64url coding. Framing and checks stay here, in one pass over the header: the
+limits on untrusted input, the algorithm allow-list, key/algorithm binding, ``crit``
+with the names a caller understands, and OCEN's reference participant's ``b64: false``
+without ``crit`` and ``"kid": null`` (``allow_b64_without_crit``).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
+import functools
 import json
 import math
 import re
@@ -29,9 +33,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from jwcrypto.common import base64url_decode, base64url_encode
+from jwcrypto.jwa import JWA
+from jwcrypto.jwk import JWK
 
 ALGORITHMS: tuple[str, ...] = ("RS256", "PS256", "ES256", "EdDSA")
 DEFAULT_ALGORITHM = "RS256"
@@ -200,34 +205,45 @@ def _key_fits(alg: str, key: PublicKey | PrivateKey) -> bool:
     return False
 
 
-def _pss() -> padding.PSS:
-    return padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
+class _SameKey:
+    """A key by identity (pyca's public keys are unhashable), as a cache key."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, key: PublicKey | PrivateKey) -> None:
+        self.key = key
+
+    def __hash__(self) -> int:
+        return id(self.key)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _SameKey) and other.key is self.key
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached_jwk(key: _SameKey) -> JWK:
+    converted = JWK.from_pyca(key.key)
+    # jwcrypto rebuilds the pyca key from these numbers on first use; pyca checked them
+    # when it loaded the key, and checking an RSA private key again costs 100 ms or more.
+    converted.unsafe_skip_rsa_key_validation = True
+    return converted
+
+
+def _jwk(key: PublicKey | PrivateKey) -> JWK:
+    """jwcrypto's form of a key, made once per key object."""
+    return _cached_jwk(_SameKey(key))
 
 
 def _raw_sign(alg: str, key: PrivateKey, data: bytes) -> bytes:
-    if alg == "RS256":
-        return key.sign(data, padding.PKCS1v15(), hashes.SHA256())
-    if alg == "PS256":
-        return key.sign(data, _pss(), hashes.SHA256())
-    if alg == "ES256":
-        r, s = decode_dss_signature(key.sign(data, ec.ECDSA(hashes.SHA256())))
-        return r.to_bytes(32, "big") + s.to_bytes(32, "big")
-    return key.sign(data)  # EdDSA
+    """The signature over ``data``, the exact signing input (ES256: R || S, 32 bytes each)."""
+    return JWA.signing_alg(alg).sign(_jwk(key), data)
 
 
 def _raw_verify(alg: str, key: PublicKey, signature: bytes, data: bytes) -> None:
-    if alg == "RS256":
-        key.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
-    elif alg == "PS256":
-        # RFC 7518 §3.5: salt length equals the hash length.
-        key.verify(signature, data, _pss(), hashes.SHA256())
-    elif alg == "ES256":
-        if len(signature) != 64:
-            raise InvalidSignature()
-        der = encode_dss_signature(int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big"))
-        key.verify(der, data, ec.ECDSA(hashes.SHA256()))
-    else:
-        key.verify(signature, data)
+    """Raise ``InvalidSignature`` unless ``signature`` is ``key``'s over ``data``."""
+    if alg == "ES256" and len(signature) != 64:  # RFC 7518 §3.4; jwcrypto would split any length in two
+        raise InvalidSignature()
+    JWA.signing_alg(alg).verify(_jwk(key), data, signature)
 
 
 # The order of P-256, for the low-s form of an ES256 signature.
@@ -248,27 +264,23 @@ def normalised_signature(alg: str, signature: bytes) -> bytes:
 # --- Encoding ----------------------------------------------------------------------------------
 
 def b64url_encode(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    return base64url_encode(data)
 
 
 _BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
-
-
-_FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
 
 
 def b64url_decode(data: str) -> bytes:
     """Decode canonical base64url without padding (RFC 7515 §2): a last character whose
     unused bits are set is refused (RFC 4648 §3.5 lets decoders refuse it; every
     conforming encoder writes them as zero), so one value has one encoding only."""
-    if not isinstance(data, str) or not _BASE64URL.fullmatch(data):
+    if not isinstance(data, str) or not _BASE64URL.fullmatch(data) or len(data) % 4 == 1:
         raise MalformedSignature("not base64url")
-    padded = (data + "=" * (-len(data) % 4)).encode("ascii").translate(_FROM_URLSAFE)
     try:
-        decoded = binascii.a2b_base64(padded, strict_mode=True)
-    except (binascii.Error, ValueError) as exc:
-        raise MalformedSignature("not base64url") from exc
-    if b64url_encode(decoded) != data:
+        decoded = base64url_decode(data)
+    except ValueError:  # recent jwcrypto refuses a non-canonical encoding itself
+        decoded = None
+    if decoded is None or b64url_encode(decoded) != data:
         raise MalformedSignature("not canonical base64url (the last character's unused bits are set)")
     return decoded
 
@@ -420,18 +432,12 @@ def _check_critical(header: dict[str, Any], allow_b64_without_crit: bool, unders
     return b64
 
 
-def _check_key(alg: str, candidate: VerificationKey) -> bool:
-    if candidate.alg is not None and candidate.alg != alg:
-        return False
-    return _key_fits(alg, candidate.key)
-
-
 def _verify_with(alg: str, header: dict[str, Any], candidates: Sequence[VerificationKey], signature: bytes,
                  signing_input: bytes, payload: bytes, encoded_header: str = "") -> VerifiedSignature:
     if not candidates:
         raise KeyNotFound("no key is registered for this signer" + (f" with kid {header['kid']!r}"
                                                                      if "kid" in header else ""))
-    fitting = [candidate for candidate in candidates if _check_key(alg, candidate)]
+    fitting = [key for key in candidates if key.alg in (None, alg) and _key_fits(alg, key.key)]
     if not fitting:
         raise KeyAlgorithmMismatch(f"the signer's key does not fit alg {alg}")
     now = time.time()

@@ -15,7 +15,7 @@ and its request signature; sign every response. No web framework here:
     }
 
 A request is accepted once, at the method, target and provider it was signed for,
-within REPLAY_WINDOW seconds of its signing (``ocen_sdk.http`` has the wire
+within REPLAY_WINDOW seconds of its signing (``ocen_sdk.wire`` has the wire
 contract), from a caller the registry shows APPROVED whose token is not older than
 its tokens-not-before; the caller's record is revalidated at most STATUS_MAX_AGE
 seconds apart. Failures answer 401 (403 for a caller that is not approved) with
@@ -45,17 +45,7 @@ from typing import Any
 
 import httpx
 
-from ocen_sdk.http import (
-    ALTERNATE_SIGNATURE_HEADER,
-    MAX_JTI_LENGTH,
-    REQUEST_BINDING,
-    RESPONSE_BINDING,
-    SIGNATURE_HEADER,
-    fresh,
-    is_bound,
-    response_binding,
-    signed_payload,
-)
+from ocen_sdk.errors import RegistryError
 from ocen_sdk.jws import (
     ALGORITHMS,
     JWSError,
@@ -69,15 +59,19 @@ from ocen_sdk.jws import (
     verify_detached,
 )
 from ocen_sdk.key_loading import default_alg, load_private_key
-from ocen_sdk.remote import (
-    REGISTRY_AUDIENCE,
-    AccessTokenVerifier,
-    ParticipantRecord,
-    RegistryClient,
-    RegistryError,
-    ServiceKeys,
-    TokenManager,
-    VerifiedToken,
+from ocen_sdk.registry import REGISTRY_AUDIENCE, ParticipantRecord, RegistryClient
+from ocen_sdk.service_keys import AccessTokenVerifier, ServiceKeys, VerifiedToken
+from ocen_sdk.tokens import TokenManager
+from ocen_sdk.wire import (
+    ALTERNATE_SIGNATURE_HEADER,
+    MAX_JTI_LENGTH,
+    REQUEST_BINDING,
+    RESPONSE_BINDING,
+    SIGNATURE_HEADER,
+    fresh,
+    is_bound,
+    response_binding,
+    signed_payload,
 )
 
 logger = logging.getLogger(__name__)
