@@ -13,10 +13,7 @@ import sys
 
 import httpx
 
-from ocen_sdk.client import OCENAuth
-from ocen_sdk.jws import OCENError
-from ocen_sdk.key_loading import load_private_key
-from ocen_sdk.remote import RegistryClient, ServiceKeys, TokenManager
+from ocen_sdk import OCENAuth, OCENError, RegistryClient, ServiceKeys, TokenManager, load_private_key
 
 
 async def main() -> int:

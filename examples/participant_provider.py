@@ -15,8 +15,8 @@ import os
 import sys
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
-from ocen_sdk.http import SIGNATURE_HEADER
 from ocen_sdk.provider import MemoryReplayStore, ProviderAuthError, ProviderGuard, claimed_request_id
+from ocen_sdk.wire import SIGNATURE_HEADER
 
 
 def build_guard() -> ProviderGuard:

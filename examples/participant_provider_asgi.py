@@ -16,8 +16,8 @@ import os
 
 import httpx
 
-from ocen_sdk.http import SIGNATURE_HEADER
 from ocen_sdk.provider import MemoryReplayStore, ProviderAuthError, ProviderGuard, claimed_request_id
+from ocen_sdk.wire import SIGNATURE_HEADER
 
 
 def build_guard(async_http: httpx.AsyncClient | None = None) -> ProviderGuard:

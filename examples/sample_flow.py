@@ -38,11 +38,10 @@ from django.core.management import call_command  # noqa: E402
 from django.core.wsgi import get_wsgi_application  # noqa: E402
 from django.test.utils import override_settings  # noqa: E402
 
-from ocen_sdk.client import OCENAuth, ResponseSignatureError  # noqa: E402
-from ocen_sdk.http import REQUEST_BINDING, SIGNATURE_HEADER, request_binding  # noqa: E402
+from ocen_sdk import OCENAuth, RegistryClient, ResponseSignatureError, TokenManager  # noqa: E402
 from ocen_sdk.jws import sign_detached  # noqa: E402
 from ocen_sdk.key_loading import public_pem, thumbprint  # noqa: E402
-from ocen_sdk.remote import RegistryClient, TokenManager  # noqa: E402
+from ocen_sdk.wire import REQUEST_BINDING, SIGNATURE_HEADER, request_binding  # noqa: E402
 
 
 class QuietHandler(WSGIRequestHandler):
