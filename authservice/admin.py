@@ -1,4 +1,5 @@
-"""Read-only admin views of OAuth clients, revoked tokens and signing keys.
+"""Read-only admin views of OAuth clients and revoked tokens (the signing keys' is
+``signing.admin``; ``SigningKeyAdmin`` is re-exported here under its old import path).
 
 Clients belong to participants and change only through the registry's workflows;
 django-oauth-toolkit's editable admin pages (which would let anyone with access
@@ -13,7 +14,8 @@ from oauth2_provider.models import (
     get_refresh_token_model,
 )
 
-from authservice.models import RevokedToken, SigningKey
+from authservice.models import RevokedToken
+from signing.admin import SigningKeyAdmin  # noqa: F401  (old import path)
 
 for model in (get_application_model(), get_access_token_model(), get_grant_model(), get_id_token_model(),
               get_refresh_token_model()):
@@ -47,12 +49,4 @@ class RevokedTokenAdmin(ReadOnlyAdmin):
     list_display = ["client_id", "revoked_at", "expires_at"]
     search_fields = ["client_id"]
     fields = ["client_id", "jti", "revoked_at", "expires_at"]
-    readonly_fields = fields
-
-
-@admin.register(SigningKey)
-class SigningKeyAdmin(ReadOnlyAdmin):
-    list_display = ["kid", "alg", "state", "created_at", "activated_at", "retired_at"]
-    list_filter = ["state", "alg"]
-    fields = ["kid", "alg", "state", "public_jwk", "created_at", "activated_at", "retired_at"]
     readonly_fields = fields

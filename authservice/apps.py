@@ -8,6 +8,3 @@ class AuthServiceConfig(AppConfig):
 
     def ready(self) -> None:
         from authservice import checks  # noqa: F401  (registers system checks)
-        from authservice.signing_keys import refuse_weak_keys
-
-        refuse_weak_keys()  # a passphrase key-encryption or audit key: the process does not start

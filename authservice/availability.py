@@ -49,7 +49,7 @@ _last_logged = {"at": float("-inf")}
 def is_unavailable(exc: BaseException | None) -> bool:
     """A dependency did not answer in time, or the service cannot sign (a deployment
     mistake an operator must fix: /readyz and `manage.py check` name it)."""
-    from authservice.signing_keys import SigningKeyUnavailable
+    from signing.keys import SigningKeyUnavailable
 
     return isinstance(exc, (*UNAVAILABLE, SigningKeyUnavailable))
 

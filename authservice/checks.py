@@ -1,4 +1,5 @@
-"""System checks for configuration that is legal but unsafe."""
+"""System checks for configuration that is legal but unsafe. (Those of the key-encryption
+keys and the stored signing keys are the signing app's: ``signing.checks``.)"""
 
 from pathlib import Path
 
@@ -7,7 +8,6 @@ from django.contrib.staticfiles import finders
 from django.contrib.staticfiles.storage import staticfiles_storage
 from django.core.checks import Error, Tags, Warning, register
 from django.core.exceptions import ImproperlyConfigured
-from django.db import DatabaseError
 
 from authservice.conf import authservice_settings
 
@@ -21,76 +21,6 @@ def authservice_settings_check(app_configs, **kwargs):
     except ImproperlyConfigured as exc:
         return [Error(str(exc), id="authservice.E001")]
     return []
-
-
-def _key_encryption_keys() -> list[str] | None:
-    try:
-        return authservice_settings.KEY_ENCRYPTION_KEYS
-    except ImproperlyConfigured:
-        return None  # authservice.E001 reports it
-
-
-@register()
-def key_encryption_key_check(app_configs, **kwargs):
-    if settings.DEBUG or _key_encryption_keys() is None or _key_encryption_keys():
-        return []
-    return [
-        Warning(
-            "AUTHSERVICE_KEY_ENCRYPTION_KEY is not set: the service's private keys are encrypted "
-            "with a key derived from DJANGO_SECRET_KEY.",
-            hint="Set AUTHSERVICE_KEY_ENCRYPTION_KEY to a dedicated key: 32 random bytes, e.g. a Fernet key.",
-            id="authservice.W001",
-        )
-    ]
-
-
-@register()
-def legacy_key_encryption_key_check(app_configs, **kwargs):
-    """A passphrase after the first key-encryption key only decrypts (the first one, random,
-    is enforced at start-up): it is there to migrate, and should leave once it has."""
-    from authservice.signing_keys import RANDOM_KEY_RULE, is_random_key
-
-    keys = _key_encryption_keys() or []
-    return [
-        Warning(
-            f"AUTHSERVICE_KEY_ENCRYPTION_KEY item {position} is not a random key (a passphrase): it only decrypts, "
-            "and whatever it encrypted falls to a wordlist from a copy of the database or a backup.",
-            hint="Run `manage.py reencrypt_keys`, replace the signing key it protected (`rotate_signing_key`, then "
-                 "`--activate` after the token lifetime), then drop the item (keep it in AUTHSERVICE_AUDIT_KEY "
-                 f"while audit links it keyed must verify). New keys are {RANDOM_KEY_RULE}.",
-            id="authservice.W004",
-        )
-        for position, key in enumerate(keys[1:], start=2) if not is_random_key(key)
-    ]
-
-
-@register()
-def signing_keys_decrypt_check(app_configs, **kwargs):
-    """Every stored private key decrypts with the configured key-encryption keys.
-
-    Not tagged ``database``, so a plain ``manage.py check`` (and ``migrate``) fails
-    before a service that could not sign a single token is started. A database that
-    is down or not migrated yet is not this check's business (``/readyz`` reports it).
-    """
-    if _key_encryption_keys() is None:
-        return []
-    from authservice.signing_keys import undecryptable_keys
-
-    try:
-        broken = undecryptable_keys()
-    except DatabaseError:
-        return []
-    return [
-        Error(
-            f"Signing key {key.kid} ({key.state}) cannot be decrypted with the configured key-encryption keys: "
-            "the service cannot sign with it (the token endpoint answers 503).",
-            hint=key.fix + (" If that key is lost for good, replace the signing key: `manage.py "
-                            "rotate_signing_key`, then `manage.py rotate_signing_key --activate --force`."
-                            if key.state == "ACTIVE" else ""),
-            id="authservice.E002",
-        )
-        for key in broken
-    ]
 
 
 @register(Tags.security, deploy=True)

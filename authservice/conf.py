@@ -13,39 +13,28 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
-from django.utils.module_loading import import_string
 
-SUPPORTED_SIGNING_ALGS = ("RS256", "ES256")
+from signing.conf import DEFAULTS as SIGNING_DEFAULTS
+from signing.conf import (
+    SUPPORTED_SIGNING_ALGS,  # noqa: F401  (its old home; signing owns it)
+    imported,
+    signing_settings,
+    validated,
+)
+
 ACCESS_TOKEN_TYPS = ("at+jwt", "JWT")
 
 DEFAULTS: dict[str, Any] = {
     # The `iss` of every token; may carry a path (https://auth.example/realms/ocen).
     "ISSUER": "http://127.0.0.1:8000",
-    # Lifetime of access tokens, seconds: their `exp`, and how long a retired signing
-    # key stays in the JWKS. The one setting for both.
-    "ACCESS_TOKEN_TTL": 900,
     # The access token's `typ` header: "at+jwt" (RFC 9068) or "JWT" (for OCEN reference
     # resource servers on Spring Security 5, which refuse at+jwt).
     "ACCESS_TOKEN_TYP": "at+jwt",
-    # Algorithm of newly generated service signing keys.
-    "SIGNING_ALG": "RS256",
-    # Cache-Control max-age of the JWKS and discovery documents. A next key must have
-    # been published at least this long before it may start signing.
-    "JWKS_MAX_AGE": 300,
-    # Clock skew allowed when validating tokens, seconds.
-    "LEEWAY": 30,
     # The audience of the registry API and the scope every active participant gets there.
     "REGISTRY_AUDIENCE": "urn:ocen:registry",
     "REGISTRY_SCOPE": "registry.read",
     # Largest body accepted by the OAuth endpoints, bytes.
     "MAX_OAUTH_BODY_BYTES": 8192,
-    # Key-encryption keys for the service's private keys (first encrypts, all decrypt).
-    "KEY_ENCRYPTION_KEYS": [],
-    # HMAC keys of the audit log's chain links and checkpoints (first keys new links, all
-    # verify). Empty: derived from the key-encryption keys (or SECRET_KEY), see registry.audit.
-    "AUDIT_KEYS": [],
-    # How long a process reuses the loaded signing key before looking for a newer one.
-    "SIGNER_CACHE_SECONDS": 10,
     # Accept http:// participant API base URLs (development only).
     "REGISTRY_ALLOW_HTTP_ENDPOINTS": False,
     # Hook: function(client) -> authservice.grants.ClientGrants, what a client may be
@@ -56,10 +45,6 @@ DEFAULTS: dict[str, Any] = {
     "CLIENT_KEYS_PROVIDER": "authservice.grants.no_client_keys",
     # Longest lifetime accepted for a private_key_jwt client assertion, seconds.
     "MAX_CLIENT_ASSERTION_LIFETIME": 300,
-    # Hook: function(*, action, before, after), called inside the transaction of every
-    # change to the service's signing keys (authservice.signing_keys.SigningKeyEvent).
-    # The project's settings name the registry's audit log.
-    "SIGNING_KEY_EVENT_RECORDER": "authservice.signing_keys.ignore_key_event",
     # Failed client authentication at the token, introspection and revocation endpoints
     # (authservice.auth_limits): this many failures for one client_id from one address
     # within AUTH_FAILURE_WINDOW seconds lock that pair out for AUTH_LOCKOUT_SECONDS;
@@ -85,12 +70,16 @@ DEFAULTS: dict[str, Any] = {
     # Must be cheap: it runs on the token endpoint. The project's settings name the
     # registry's activity counters.
     "TOKEN_ACTIVITY_RECORDER": "authservice.conf.no_token_activity",
+    # The signing app's keys (signing.conf: the token lifetime and leeway, which also say
+    # how long a retired key stays published, the signing algorithm, the JWKS max-age,
+    # the key-encryption and audit keys, the signer cache and the key event hook).
+    **SIGNING_DEFAULTS,
 }
 
 
 # Settings holding a dotted path, imported once and served as the object itself.
-IMPORT_STRINGS = frozenset({"GRANTS_PROVIDER", "CLIENT_KEYS_PROVIDER", "SIGNING_KEY_EVENT_RECORDER",
-                            "LOCKOUT_AUDITOR", "TOKEN_ACTIVITY_RECORDER"})
+# (signing.conf imports its own.)
+IMPORT_STRINGS = frozenset({"GRANTS_PROVIDER", "CLIENT_KEYS_PROVIDER", "LOCKOUT_AUDITOR", "TOKEN_ACTIVITY_RECORDER"})
 POSITIVE_INTEGERS = ("AUTH_FAILURE_LIMIT", "AUTH_FAILURE_LIMIT_PER_ADDRESS", "AUTH_FAILURE_WINDOW",
                      "AUTH_LOCKOUT_SECONDS")
 
@@ -104,25 +93,17 @@ class AuthServiceSettings:
         unknown = set(user) - set(DEFAULTS)
         if unknown:
             raise ImproperlyConfigured(f"Unknown AUTHSERVICE settings: {', '.join(sorted(unknown))}")
-        merged = {**DEFAULTS, **user}
-        if merged["SIGNING_ALG"] not in SUPPORTED_SIGNING_ALGS:
-            raise ImproperlyConfigured(
-                f"AUTHSERVICE SIGNING_ALG must be one of {', '.join(SUPPORTED_SIGNING_ALGS)}"
-            )
+        merged = validated({**DEFAULTS, **user})
         if merged["ACCESS_TOKEN_TYP"] not in ACCESS_TOKEN_TYPS:
             raise ImproperlyConfigured(
                 f"AUTHSERVICE ACCESS_TOKEN_TYP must be one of {', '.join(ACCESS_TOKEN_TYPS)}"
             )
-        if not isinstance(merged["AUDIT_KEYS"], list | tuple) or not all(
-                isinstance(key, str) and key for key in merged["AUDIT_KEYS"]):
-            raise ImproperlyConfigured("AUTHSERVICE AUDIT_KEYS must be a list of non-empty strings")
-        merged["KEY_ENCRYPTION_KEYS"] = _key_encryption_keys(merged["KEY_ENCRYPTION_KEYS"])
         _check_auth_limits(merged)
         if not isinstance(merged["FOUR_EYES"], bool):
             raise ImproperlyConfigured("AUTHSERVICE FOUR_EYES must be True or False")
         merged["TRUSTED_PROXIES"] = _networks(merged["TRUSTED_PROXIES"])
         for name in IMPORT_STRINGS:
-            merged[name] = _imported(name, merged[name])
+            merged[name] = imported(name, merged[name])
         merged["ISSUER"] = merged["ISSUER"].rstrip("/")
         parts = urlsplit(merged["ISSUER"])
         if parts.scheme not in {"http", "https"} or not parts.netloc or parts.query or parts.fragment:
@@ -149,13 +130,6 @@ class AuthServiceSettings:
         self._cache = None
 
 
-def _key_encryption_keys(value: Any) -> list[str]:
-    """Trimmed, non-empty strings: a stray space or newline must not make another key."""
-    if not isinstance(value, list | tuple) or not all(isinstance(item, str) for item in value):
-        raise ImproperlyConfigured("AUTHSERVICE KEY_ENCRYPTION_KEYS must be a list of strings")
-    return [item.strip() for item in value if item.strip()]
-
-
 def _check_auth_limits(merged: dict[str, Any]) -> None:
     for name in POSITIVE_INTEGERS:
         value = merged[name]
@@ -174,20 +148,13 @@ def _networks(values: Any) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Networ
         raise ImproperlyConfigured(f"AUTHSERVICE TRUSTED_PROXIES: {exc}") from exc
 
 
-def _imported(name: str, value: Any) -> Any:
-    if not isinstance(value, str):
-        return value
-    try:
-        return import_string(value)
-    except ImportError as exc:
-        raise ImproperlyConfigured(f"AUTHSERVICE {name} names {value!r}, which cannot be imported: {exc}") from exc
-
-
 def no_token_activity(*, client_id: str, issued: bool) -> None:
     """The default ``TOKEN_ACTIVITY_RECORDER``: nothing is counted."""
 
 
 authservice_settings = AuthServiceSettings()
+# The signing app reads its keys of the dict through this object.
+signing_settings.read_through(authservice_settings)
 
 
 def _reload(*, setting: str, **kwargs: Any) -> None:

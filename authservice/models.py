@@ -1,7 +1,6 @@
-"""The OAuth client model (django-oauth-toolkit's swappable Application) and the
-service's own signing keys."""
-
-from datetime import timedelta
+"""The OAuth client model (django-oauth-toolkit's swappable Application), used values,
+revoked tokens and authentication failure counters. The service's own signing keys are
+the signing app's (``signing.models``), re-exported here under their old import path."""
 
 from django.db import models
 from django.utils import timezone
@@ -9,7 +8,7 @@ from django.utils.translation import gettext_lazy as _
 from oauth2_provider.generators import generate_client_secret
 from oauth2_provider.models import AbstractApplication, ClientSecretField
 
-from authservice.conf import authservice_settings
+from signing.models import SigningKey, SigningKeyQuerySet, SigningKeyState  # noqa: F401  (old import path)
 
 
 class OAuthClient(AbstractApplication):
@@ -45,62 +44,6 @@ class OAuthClient(AbstractApplication):
 
     def is_usable(self, request) -> bool:
         return self.is_active
-
-
-class SigningKeyState(models.TextChoices):
-    NEXT = "NEXT", "Next (published, not signing yet)"
-    ACTIVE = "ACTIVE", "Active (signing)"
-    RETIRED = "RETIRED", "Retired (published until its tokens expire)"
-
-
-class SigningKeyQuerySet(models.QuerySet):
-    def published(self, now=None) -> "SigningKeyQuerySet":
-        """Keys that belong in the JWKS: next, active, and retired ones whose tokens may live."""
-        now = now or timezone.now()
-        horizon = now - timedelta(
-            seconds=authservice_settings.ACCESS_TOKEN_TTL + authservice_settings.LEEWAY
-        )
-        return self.filter(
-            models.Q(state__in=[SigningKeyState.NEXT, SigningKeyState.ACTIVE])
-            | models.Q(state=SigningKeyState.RETIRED, retired_at__gt=horizon)
-        )
-
-
-class SigningKey(models.Model):
-    """One of the service's own signing keys. The private half is encrypted at rest."""
-
-    kid = models.CharField(max_length=64, unique=True)
-    alg = models.CharField(max_length=10)
-    state = models.CharField(max_length=10, choices=SigningKeyState.choices)
-    public_jwk = models.JSONField()
-    private_key_encrypted = models.TextField(blank=True, editable=False)
-    created_at = models.DateTimeField(default=timezone.now)
-    activated_at = models.DateTimeField(null=True, blank=True)
-    retired_at = models.DateTimeField(null=True, blank=True)
-
-    objects = SigningKeyQuerySet.as_manager()
-
-    class Meta:
-        ordering = ["-created_at"]
-        constraints = [
-            models.UniqueConstraint(
-                fields=["state"], condition=models.Q(state="ACTIVE"), name="one_active_signing_key"
-            ),
-            models.UniqueConstraint(
-                fields=["state"], condition=models.Q(state="NEXT"), name="one_next_signing_key"
-            ),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.kid} ({self.alg}, {self.state})"
-
-    @property
-    def published_until(self):
-        if self.state != SigningKeyState.RETIRED or self.retired_at is None:
-            return None
-        return self.retired_at + timedelta(
-            seconds=authservice_settings.ACCESS_TOKEN_TTL + authservice_settings.LEEWAY
-        )
 
 
 class UsedNonce(models.Model):

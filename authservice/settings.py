@@ -91,6 +91,9 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "axes",
+    # The service's own keys and what it signs (the SigningKey model, its commands and
+    # checks); before authservice, which builds on it.
+    "signing",
     "authservice",
     "registry",
 ]
@@ -294,29 +297,17 @@ def _local_issuer() -> str:
     return f"http://{'127.0.0.1' if every_interface else host}:{port}"
 
 
-# A comma-separated list: the first key encrypts, every key decrypts (so the
-# key-encryption key itself can be rotated). Items are trimmed and empty ones dropped
-# ("new, old" and a trailing newline mean what they look like). Unset: derived from
-# SECRET_KEY, which the system checks warn about when DEBUG is off.
 _auth_failure_limit = int(os.environ.get("AUTHSERVICE_AUTH_FAILURE_LIMIT", "20"))
 _auth_lockout_seconds = int(os.environ.get("AUTHSERVICE_AUTH_LOCKOUT_SECONDS", "300"))
 AUTHSERVICE = {
     "ISSUER": os.environ.get("AUTHSERVICE_ISSUER") or _local_issuer(),
     "ACCESS_TOKEN_TTL": int(os.environ.get("AUTHSERVICE_ACCESS_TOKEN_TTL", "900")),
     "ACCESS_TOKEN_TYP": os.environ.get("AUTHSERVICE_ACCESS_TOKEN_TYP", "at+jwt"),
-    "SIGNING_ALG": os.environ.get("AUTHSERVICE_SIGNING_ALG", "RS256"),
-    "KEY_ENCRYPTION_KEYS": [item.strip() for item in env_secret("AUTHSERVICE_KEY_ENCRYPTION_KEY").split(",")
-                            if item.strip()],
-    # The audit log's HMAC keys, comma-separated like the key-encryption key (the first
-    # keys new links, every key verifies). Unset: derived from the key-encryption key.
-    "AUDIT_KEYS": [item.strip() for item in env_secret("AUTHSERVICE_AUDIT_KEY").split(",") if item.strip()],
     "REGISTRY_ALLOW_HTTP_ENDPOINTS": env_bool("AUTHSERVICE_ALLOW_HTTP_ENDPOINTS", False),
     # The token endpoint's hooks: the registry decides what a participant's client is
     # granted and which keys it may sign client assertions with.
     "GRANTS_PROVIDER": "registry.oauth_hooks.participant_grants",
     "CLIENT_KEYS_PROVIDER": "registry.oauth_hooks.client_verification_keys",
-    # Every change to the service's signing keys lands in the registry's audit log.
-    "SIGNING_KEY_EVENT_RECORDER": "registry.audit.record_signing_key_event",
     # Failed client authentication: per (client_id, address), five times as many per
     # address, within a window as long as the lockout; never per client_id alone.
     "AUTH_FAILURE_LIMIT": _auth_failure_limit,
@@ -330,6 +321,20 @@ AUTHSERVICE = {
     "FOUR_EYES": env_bool("AUTHSERVICE_FOUR_EYES", True),
     # Token requests per participant: the registry's cheap activity counters.
     "TOKEN_ACTIVITY_RECORDER": "registry.activity.record_token_request",
+    # --- The signing app's keys (signing.conf; ACCESS_TOKEN_TTL above also says how long
+    # a retired signing key stays published) ---
+    "SIGNING_ALG": os.environ.get("AUTHSERVICE_SIGNING_ALG", "RS256"),
+    # A comma-separated list: the first key encrypts, every key decrypts (so the
+    # key-encryption key itself can be rotated). Items are trimmed and empty ones dropped
+    # ("new, old" and a trailing newline mean what they look like). Unset: derived from
+    # SECRET_KEY, which the system checks warn about when DEBUG is off.
+    "KEY_ENCRYPTION_KEYS": [item.strip() for item in env_secret("AUTHSERVICE_KEY_ENCRYPTION_KEY").split(",")
+                            if item.strip()],
+    # The audit log's HMAC keys, comma-separated like the key-encryption key (the first
+    # keys new links, every key verifies). Unset: derived from the key-encryption key.
+    "AUDIT_KEYS": [item.strip() for item in env_secret("AUTHSERVICE_AUDIT_KEY").split(",") if item.strip()],
+    # Every change to the service's signing keys lands in the registry's audit log.
+    "SIGNING_KEY_EVENT_RECORDER": "registry.audit.record_signing_key_event",
 }
 
 # Text for `make run` (the default); LOG_FORMAT=json for a log pipeline. Either way each

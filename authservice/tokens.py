@@ -11,8 +11,8 @@ from typing import Any
 
 from authservice import not_before
 from authservice.conf import SUPPORTED_SIGNING_ALGS, authservice_settings
-from authservice.signing_keys import SigningKeyUnavailable, active_signer, key_cache
 from ocen_sdk.jws import claim_audiences, sign_jwt, validate_claims, verify_jwt
+from signing.keys import SigningKeyUnavailable, active_signer, key_cache
 
 # RFC 9068's media type, and plain JWT for resource servers that refuse it (Spring Security 5).
 ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "JWT"})

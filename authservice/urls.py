@@ -1,9 +1,18 @@
 from django.contrib import admin
-from django.urls import include, path, re_path
+from django.http import HttpRequest, HttpResponseRedirect
+from django.urls import include, path, re_path, reverse
 
 from authservice import views
 from authservice.observability import metrics
 from registry.api.views import OcenParticipantRoleView
+
+
+def signing_key_admin_moved(request: HttpRequest, rest: str) -> HttpResponseRedirect:
+    """The signing keys' admin pages moved with their model from authservice to the
+    signing app (same rows, same ids): links and bookmarks to the old pages follow."""
+    query = request.META.get("QUERY_STRING", "")
+    return HttpResponseRedirect(f"{reverse('admin:index')}signing/signingkey/{rest}" + (f"?{query}" if query else ""))
+
 
 urlpatterns = [
     path("oauth2/token", views.TokenView.as_view(), name="oauth2-token"),
@@ -21,6 +30,7 @@ urlpatterns = [
     path("registry/v1/", include("registry.api.urls")),
     path("service/participant-roles/<str:participant_id>", OcenParticipantRoleView.as_view(),
          name="ocen-participant-role"),
+    re_path(r"^admin/authservice/signingkey/(?P<rest>.*)$", signing_key_admin_moved),
     path("admin/", admin.site.urls),
 ]
 

@@ -25,8 +25,9 @@ from authservice.availability import is_unavailable, unavailable_response
 from authservice.clientcache import generation_pinned
 from authservice.conf import authservice_settings
 from authservice.observability import CLIENT_AUTH_FAILURES, TOKENS_ISSUED, TOKENS_REFUSED
-from authservice.signing_keys import SigningKeyUnavailable, active_signer, published_jwks
 from ocen_sdk.jws import ALGORITHMS
+from signing.jwks import published_jwks
+from signing.keys import SigningKeyUnavailable, active_signer
 
 logger = logging.getLogger(__name__)
 

@@ -15,8 +15,9 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 
 DEFAULT_TITLE = "OCEN Registry"
-# Navigation order: the registry, then this service's own records, then Django's internals.
-APP_ORDER = ["registry", "authservice"]
+# Navigation order: the registry, then this service's own records (its OAuth clients, its
+# signing keys), then Django's internals.
+APP_ORDER = ["registry", "authservice", "signing"]
 
 
 def admin_title() -> str:

@@ -11,11 +11,11 @@ from urllib.parse import urlencode
 import pytest
 from django.core.cache import cache
 
-from authservice import signing_keys
 from authservice.clientcache import client_cache
 from authservice.services import client_create
 from authservice.signing_keys import key_cache, signing_key_ensure
 from registry.api.cache import rendered_cache
+from signing import keys as signing_keys
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -29,9 +29,7 @@ from django.utils import timezone
 from rest_framework.renderers import JSONRenderer
 
 from authservice.bounded_cache import BoundedCache
-from authservice.signing_keys import active_signer
-from ocen_sdk.http import REGISTRY_BINDING
-from ocen_sdk.jws import sign_detached
+from signing.responses import sign_response
 
 DEFAULT_MAX_BYTES = 128 * 2**20
 # An entry holds at most two signatures (of the body, of the ETag for 304s), each a
@@ -41,14 +39,8 @@ MAX_AGE = timedelta(seconds=60)
 SIGNATURE_MAX_AGE = 30.0
 
 
-def registry_signature(payload: bytes, path: str) -> str | None:
-    """The service's signature over ``payload`` (a body, or a 304's ETag), bound to the
-    path it answers and the time."""
-    signer = active_signer()
-    if signer is None:
-        return None
-    return sign_detached(payload, signer.key, alg=signer.alg, kid=signer.kid,
-                         extra_header={"htu": path, "iat": int(time.time())}, critical=REGISTRY_BINDING)
+# Its old name here.
+registry_signature = sign_response
 
 
 @dataclass
@@ -71,7 +63,7 @@ class Rendered:
         now = time.monotonic()
         if current is None or now - current.signed_at > SIGNATURE_MAX_AGE:
             payload = self.etag.encode() if not_modified else self.body
-            current = _Signature(registry_signature(payload, path), now)
+            current = _Signature(sign_response(payload, path), now)
             self._signatures[key] = current
         return current.value
 

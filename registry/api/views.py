@@ -28,7 +28,7 @@ from authservice.conf import authservice_settings
 from authservice.observability import REGISTRY_CACHE
 from ocen_sdk.http import SIGNATURE_HEADER
 from registry import selectors
-from registry.api.cache import earliest_key_expiry, registry_signature, render, rendered_cache
+from registry.api.cache import earliest_key_expiry, render, rendered_cache
 from registry.api.serializers import (
     JWKSetSerializer,
     OcenParticipantRoleSerializer,
@@ -37,6 +37,7 @@ from registry.api.serializers import (
     ParticipantSerializer,
 )
 from registry.invalidation import list_generation, participant_generation
+from signing.responses import sign_response
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ def _sign_error_response(response, path: str):
     """Errors (401, 403, 404, 400) are signed too: a client can tell the registry's
     "no such participant" from a forged one."""
     if response.content and not response.has_header(SIGNATURE_HEADER):
-        signature = registry_signature(response.content, path)
+        signature = sign_response(response.content, path)
         if signature:
             response[SIGNATURE_HEADER] = signature
     return response

@@ -98,7 +98,7 @@ def test_the_registry_api_answers_503_when_the_service_cannot_sign(client, onboa
     from authservice.signing_keys import SigningKeyUnavailable
 
     token = onboard_registry_reader
-    with mock.patch("registry.api.cache.active_signer", side_effect=SigningKeyUnavailable("undecryptable")):
+    with mock.patch("signing.responses.active_signer", side_effect=SigningKeyUnavailable("undecryptable")):
         response = client.get("/registry/v1/participants", HTTP_AUTHORIZATION=f"Bearer {token}")
     assert response.status_code == 503
     assert response.json()["error"] == "service_unavailable"

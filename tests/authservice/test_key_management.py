@@ -11,15 +11,14 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import serialization
-from django.apps import apps
 from django.core import checks
 from django.core.management import CommandError, call_command
 from django.core.management.base import SystemCheckError
 from django.db import connection
+from django.db.migrations.loader import MigrationLoader
 from django.utils import timezone
 from jwcrypto import jwk
 
-from authservice import signing_keys
 from authservice.conf import authservice_settings
 from authservice.management.commands import reencrypt_keys
 from authservice.models import SigningKey
@@ -28,6 +27,7 @@ from authservice.settings import env_list
 from authservice.signing_keys import key_cache, key_encryption, signing_key_ensure
 from registry.audit import verify_chain
 from registry.models import AuditAction, AuditEvent
+from signing import keys as signing_keys
 from tests.audit import AuditTrail
 from tests.conftest import FORM, basic, form
 
@@ -82,7 +82,9 @@ def test_upgrade_migration_erases_private_halves_retired_keys_kept(signing_key):
     _run("rotate_signing_key", "--activate", "--force")
     SigningKey.objects.filter(pk=signing_key.pk).update(private_key_encrypted=signing_key.private_key_encrypted)
     migration = importlib.import_module("authservice.migrations.0005_erase_retired_private_keys")
-    migration.erase_retired_private_keys(apps, None)
+    # As migrate runs it: over the models as they were then (SigningKey was authservice's).
+    historical = MigrationLoader(connection).project_state(("authservice", "0005_erase_retired_private_keys")).apps
+    migration.erase_retired_private_keys(historical, None)
     assert SigningKey.objects.get(pk=signing_key.pk).private_key_encrypted == ""
     assert SigningKey.objects.get(state="ACTIVE").private_key_encrypted != ""
 

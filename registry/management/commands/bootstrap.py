@@ -5,8 +5,8 @@ import secrets
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
-from authservice.signing_keys import signing_key_ensure
 from registry.admin.groups import admin_groups_ensure
+from signing.keys import signing_key_ensure
 
 
 class Command(BaseCommand):
