@@ -34,14 +34,13 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from authservice.conf import authservice_settings
 from registry.models import AuditAction, AuditChainHead, AuditEvent, AuditVerification
+from signing.conf import signing_settings
+from signing.kek import KeyPurpose, derive
 
 GENESIS_HASH = "0" * 64
 CHECKPOINT_ALG = "HMAC-SHA256"
@@ -66,11 +65,9 @@ class AuditKey:
 
     @classmethod
     def from_material(cls, material: str) -> "AuditKey":
-        """Derive the key (HKDF-SHA256, an info of its own) from a configured string."""
-        secret = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
-                      info=b"ocen-authservice audit-log key").derive(material.encode("utf-8"))
-        id_key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
-                      info=b"ocen-authservice audit-log key id").derive(material.encode("utf-8"))
+        """Derive the key (``signing.kek.derive``, a purpose of its own) from a configured string."""
+        secret = derive(KeyPurpose.AUDIT_LOG, material)
+        id_key = derive(KeyPurpose.AUDIT_LOG_KEY_ID, material)
         return cls(key_id=hmac.new(id_key, b"audit-key-id", hashlib.sha256).hexdigest()[:8], secret=secret,
                    legacy_key_id=hashlib.sha256(secret).hexdigest()[:8])
 
@@ -88,11 +85,11 @@ def audit_keys() -> tuple[AuditKey, ...]:
 
     From ``AUTHSERVICE["AUDIT_KEYS"]``; unset, from the key-encryption keys (so their
     rotation rotates these too); those unset as well, from ``SECRET_KEY``, as
-    ``authservice.signing_keys.key_encryption`` does. The same string gives the same
+    ``signing.kek.key_encryption`` does. The same string gives the same
     key wherever it is configured: listing the key-encryption key after a new audit
     key keeps the links keyed before it verifying.
     """
-    materials = (tuple(authservice_settings.AUDIT_KEYS) or tuple(authservice_settings.KEY_ENCRYPTION_KEYS)
+    materials = (tuple(signing_settings.AUDIT_KEYS) or tuple(signing_settings.KEY_ENCRYPTION_KEYS)
                  or (settings.SECRET_KEY,))
     return _audit_keys(materials)
 

@@ -2,7 +2,7 @@
 page that shows it.
 
 The POST stores the credentials under a random handle in the operator's own session,
-encrypted (Fernet, under a key derived from ``SECRET_KEY``) so the session store never
+encrypted (Fernet, under a key derived from ``SECRET_KEY``, ``signing.kek.derive``) so the session store never
 holds a readable secret, and redirects to ``.../credentials/<handle>/``. That page
 shows the secret once: a reload, the back button or a second tab finds it already
 shown and rotates nothing, and of simultaneous requests exactly one shows it (each
@@ -12,21 +12,19 @@ can still go, once, into the configuration file the page offers for download; th
 it is gone. The secret is never logged and never part of a URL.
 """
 
-import base64
 import json
 import secrets
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from cryptography.fernet import Fernet, InvalidToken
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
 from django.http import HttpRequest
 from django.utils import timezone
 
 from authservice.replay import claim_once
 from registry import services
+from signing.kek import KeyPurpose, fernet_key
 
 SESSION_KEY = "registry_credential_handoffs"
 TTL_SECONDS = 300
@@ -43,9 +41,7 @@ class Handoff:
 
 
 def _fernet() -> Fernet:
-    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
-               info=b"ocen-authservice admin credential hand-off").derive(settings.SECRET_KEY.encode("utf-8"))
-    return Fernet(base64.urlsafe_b64encode(key))
+    return Fernet(fernet_key(KeyPurpose.CREDENTIAL_HANDOFF, settings.SECRET_KEY))
 
 
 def _open(token: str) -> Handoff | None:
