@@ -23,7 +23,7 @@ ROUNDS = 5
 @pytest.mark.django_db
 def test_token_requests_in_process():
     from authservice.services import client_create
-    from authservice.signing_keys import signing_key_ensure
+    from signing.keys import signing_key_ensure
 
     signing_key_ensure()
     oauth_client, secret = client_create(name="bench")
