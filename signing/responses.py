@@ -1,11 +1,11 @@
 """The service's signature on a registry answer: a detached JWS over the exact bytes
 served (a body, or a 304's ETag), bound to the path it answers and the time
-(``ocen_sdk.http``, registry binding), made with the active signing key."""
+(``ocen_sdk.wire``, registry binding), made with the active signing key."""
 
 import time
 
-from ocen_sdk.http import REGISTRY_BINDING
 from ocen_sdk.jws import sign_detached
+from ocen_sdk.wire import REGISTRY_BINDING
 from signing.keys import active_signer
 
 
