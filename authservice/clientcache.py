@@ -34,7 +34,7 @@ from oauth2_provider.models import get_application_model
 from authservice.bounded_cache import BoundedCache, approximate_size
 from authservice.change_listener import listener
 from authservice.conf import authservice_settings
-from authservice.grants import ClientGrants
+from authservice.hooks import ClientGrants
 
 DEFAULT_MAX_BYTES = 768 * 2**20
 

@@ -37,16 +37,16 @@ DEFAULTS: dict[str, Any] = {
     "MAX_OAUTH_BODY_BYTES": 8192,
     # Accept http:// participant API base URLs (development only).
     "REGISTRY_ALLOW_HTTP_ENDPOINTS": False,
-    # Hook: function(client) -> authservice.grants.ClientGrants, what a client may be
+    # Hook: function(client) -> authservice.hooks.ClientGrants, what a client may be
     # granted. The project's settings name the registry's (grants from resource mappings).
-    "GRANTS_PROVIDER": "authservice.grants.default_grants",
+    "GRANTS_PROVIDER": "authservice.hooks.default_grants",
     # Hook: function(client) -> list[ocen_sdk.jws.VerificationKey], a client's registered
     # public keys for private_key_jwt. The project's settings name the registry's.
-    "CLIENT_KEYS_PROVIDER": "authservice.grants.no_client_keys",
+    "CLIENT_KEYS_PROVIDER": "authservice.hooks.no_client_keys",
     # Longest lifetime accepted for a private_key_jwt client assertion, seconds.
     "MAX_CLIENT_ASSERTION_LIFETIME": 300,
     # Failed client authentication at the token, introspection and revocation endpoints
-    # (authservice.auth_limits): this many failures for one client_id from one address
+    # (authservice.lockouts): this many failures for one client_id from one address
     # within AUTH_FAILURE_WINDOW seconds lock that pair out for AUTH_LOCKOUT_SECONDS;
     # AUTH_FAILURE_LIMIT_PER_ADDRESS failures from one address, whatever the client_id,
     # lock the address out. Never the client_id alone: that would let anyone who knows
@@ -58,9 +58,9 @@ DEFAULTS: dict[str, Any] = {
     # Proxies (IP addresses or CIDR networks) whose X-Forwarded-For is believed. Empty:
     # the client's address is the direct peer's (REMOTE_ADDR).
     "TRUSTED_PROXIES": [],
-    # Hook: function(*, lockout: authservice.auth_limits.Lockout), told once when a
+    # Hook: function(*, lockout: authservice.lockouts.Lockout), told once when a
     # lockout starts. The project's settings name the registry's (an audit event).
-    "LOCKOUT_AUDITOR": "authservice.auth_limits.no_lockout_audit",
+    "LOCKOUT_AUDITOR": "authservice.lockouts.no_lockout_audit",
     # Four-eyes in the registry admin: who recorded or reviewed an application cannot
     # approve it, and an offboarding one operator requests another must confirm.
     # Management commands stay single-step.

@@ -74,7 +74,7 @@ class RevokedToken(models.Model):
 class AuthFailureCounter(models.Model):
     """A lockout of failed client authentication under one key (an address, or a
     client_id at an address) and, unless Redis counts them, the failures in the current
-    window (``authservice.auth_limits``). Only failures write here. Times are epoch
+    window (``authservice.lockouts``). Only failures write here. Times are epoch
     seconds, so the check every request makes is a plain comparison on every database."""
 
     # The first 8 bytes of SHA-256 over (kind, client_id, address): fixed-size whatever

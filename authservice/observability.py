@@ -109,7 +109,7 @@ class RequestIdMiddleware:
         token = request_context.set(context)
         started = time.perf_counter()
         try:
-            from authservice.auth_limits import client_ip
+            from authservice.lockouts import client_ip
 
             context["client_addr"] = str(client_ip(request) or "-")
             response = self.get_response(request)
@@ -201,7 +201,7 @@ def _quoted(value: str) -> str:
 def _allowed(request: HttpRequest) -> bool:
     """Whether the client (its real address: behind a trusted proxy, the one the proxy
     forwards, as the failed-authentication limits see it) may read the metrics."""
-    from authservice.auth_limits import client_ip
+    from authservice.lockouts import client_ip
 
     peer = client_ip(request)
     if peer is None:

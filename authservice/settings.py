@@ -104,7 +104,7 @@ MIDDLEWARE = [
     # A request id on every response and log line; the latency histogram.
     "authservice.observability.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "authservice.middleware.OAuthFastPathMiddleware",
+    "authservice.oauth_fast_path.OAuthFastPathMiddleware",
     # After the OAuth short path (JSON only); every page gets a strict CSP.
     "authservice.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",

@@ -23,7 +23,7 @@ from oauthlib.oauth2.rfc6749 import errors
 
 from authservice.clientcache import ClientRecord, client_cache
 from authservice.conf import authservice_settings
-from authservice.grants import ClientGrants
+from authservice.hooks import ClientGrants
 from authservice.observability import annotate
 from authservice.replay import claim_once
 from authservice.revocation import revoke_access_token, token_is_live

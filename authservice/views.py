@@ -20,7 +20,7 @@ from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 from oauth2_provider.settings import oauth2_settings
 
-from authservice import auth_limits
+from authservice import lockouts
 from authservice.availability import is_unavailable, unavailable_response
 from authservice.clientcache import generation_pinned
 from authservice.conf import authservice_settings
@@ -143,7 +143,7 @@ class OAuthEndpointView(View):
 
     Each authenticates a client, so each counts failed authentications and refuses a
     locked-out client address or (client_id, address) before authenticating it
-    (``authservice.auth_limits``).
+    (``authservice.lockouts``).
     """
 
     http_method_names = ["post", "options"]
@@ -172,8 +172,8 @@ class OAuthEndpointView(View):
         missing = [name for name in self.required_parameters if name not in params]
         if missing:
             return oauth_error(400, "invalid_request", f"Missing parameter {missing[0]!r}.")
-        attempt = auth_limits.attempt_for(request, params)
-        check = auth_limits.check(attempt)
+        attempt = lockouts.attempt_for(request, params)
+        check = lockouts.check(attempt)
         if check.locked_for:
             # RFC 6749 §5.2 has no error for this. Not `invalid_client`: the credentials
             # were not even checked, and a client told they are wrong may page its
@@ -205,7 +205,7 @@ class OAuthEndpointView(View):
         if response_body:
             response["Content-Type"] = "application/json"
         if status == 401:
-            auth_limits.record_failure(attempt)
+            lockouts.record_failure(attempt)
             # oauthlib says "Bearer"; a client authenticating with a secret is challenged
             # with the scheme it should use (RFC 6749 §5.2).
             realm = authservice_settings.ISSUER

@@ -79,8 +79,8 @@ def inside_fill(target: int, credentials_path: str, batch: int = 2000) -> dict:
     from django.utils import timezone
     from oauth2_provider.models import get_application_model
 
+    from authservice.clients import generate_client_secret
     from authservice.conf import authservice_settings
-    from authservice.services import generate_client_secret
     from ocen_sdk.key_loading import public_pem
     from registry.audit import audit_keys, link_digest
     from registry.key_material import parse_public_key

@@ -22,7 +22,7 @@ ROUNDS = 5
 
 @pytest.mark.django_db
 def test_token_requests_in_process():
-    from authservice.services import client_create
+    from authservice.clients import client_create
     from signing.keys import signing_key_ensure
 
     signing_key_ensure()

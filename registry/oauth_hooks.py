@@ -13,7 +13,7 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from authservice.conf import authservice_settings
-from authservice.grants import ClientGrants, default_grants, is_registry_scope
+from authservice.hooks import ClientGrants, default_grants, is_registry_scope
 from ocen_sdk.jws import VerificationKey
 from ocen_sdk.key_loading import verification_key_from_jwk
 from registry.key_material import check_key_strength
@@ -34,7 +34,7 @@ def participant_grants(client) -> ClientGrants:
     mappings = ResourceMapping.objects.filter(client=participant).select_related("provider")
     for mapping in mappings:
         # The registry's scopes are usable at the registry only, and nothing else is there
-        # (authservice.grants.is_registry_scope), mappings from before grants were vetted too.
+        # (authservice.hooks.is_registry_scope), mappings from before grants were vetted too.
         registry_scopes = frozenset(filter(is_registry_scope, mapping.scope_set))
         if mapping.provider_id is None:
             audience, scopes = authservice_settings.REGISTRY_AUDIENCE, registry_scopes

@@ -7,7 +7,7 @@ from django import forms
 from django.contrib import admin
 from django.contrib.admin.widgets import AutocompleteSelect
 
-from authservice.services import MAX_SECRET_GRACE_SECONDS
+from authservice.clients import MAX_SECRET_GRACE_SECONDS
 from registry.four_eyes import approval_content, content_digest
 from registry.key_material import PRIVATE_JWK_MEMBERS
 from registry.models import HOLDING_STATUSES, Organisation, Participant, ResourceMapping, Role, Scope, Status

@@ -8,7 +8,7 @@ from datetime import datetime
 from django.db import transaction
 
 from authservice import not_before
-from authservice.services import client_revoke_tokens, client_rotate_secret
+from authservice.clients import client_revoke_tokens, client_rotate_secret
 from registry.audit import record_event
 from registry.invalidation import participant_changed
 from registry.models import AuditAction, Participant
@@ -36,7 +36,7 @@ def participant_rotate_secret(*, participant: Participant, acting_user, grace_se
     Of two rotations at the same moment (two administrators, a double submission)
     exactly one issues a secret; the other is refused, as is any rotation within a
     minute of the last or while its grace period runs, unless ``force`` (see
-    ``authservice.services.client_rotate_secret``)."""
+    ``authservice.clients.client_rotate_secret``)."""
     participant = _locked(participant)
     _require_client(participant, "secret to rotate")
     secret = client_rotate_secret(client=participant.client, grace_seconds=grace_seconds,
@@ -70,7 +70,7 @@ def participant_revoke_tokens(*, participant: Participant, reason: str, acting_u
 def client_auth_lockout_record(*, lockout) -> None:
     """Audit the start of a lockout of failed client authentication: the service's
     ``AUTHSERVICE["LOCKOUT_AUDITOR"]``, called once per lockout (an
-    ``authservice.auth_limits.Lockout``). The event names the participant when the
+    ``authservice.lockouts.Lockout``). The event names the participant when the
     presented client_id is one's; it records the client_id as presented either way."""
     participant = None
     if lockout.client_id:

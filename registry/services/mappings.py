@@ -6,7 +6,7 @@ import difflib
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from authservice.grants import is_registry_scope
+from authservice.hooks import is_registry_scope
 from registry.audit import record_event
 from registry.invalidation import grants_changed
 from registry.models import SCOPE_TOKEN, AuditAction, Participant, ResourceMapping, Scope, Status

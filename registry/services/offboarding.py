@@ -6,7 +6,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from authservice.services import client_delete
+from authservice.clients import client_delete
 from registry.audit import actor_user, record_event
 from registry.invalidation import participant_changed
 from registry.models import AuditAction, KeyStatus, Participant, ResourceMapping, Status

@@ -6,8 +6,8 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from authservice.clients import client_create
 from authservice.conf import authservice_settings
-from authservice.services import client_create
 from registry.audit import actor_user, record_event
 from registry.four_eyes import approval_content, content_digest, is_maker
 from registry.invalidation import participant_changed

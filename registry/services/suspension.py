@@ -5,7 +5,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from authservice import not_before
-from authservice.services import client_deactivate, client_reactivate
+from authservice.clients import client_deactivate, client_reactivate
 from registry.invalidation import participant_changed
 from registry.models import AuditAction, Participant, Status
 from registry.services.keys import _active_keys

@@ -9,7 +9,7 @@ import json
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from authservice.services import client_create
+from authservice.clients import client_create
 
 
 class Command(BaseCommand):

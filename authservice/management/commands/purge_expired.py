@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from authservice.auth_limits import purge_expired_failures
+from authservice.lockouts import purge_expired_failures
 from authservice.replay import purge_expired_nonces
 from authservice.revocation import purge_expired_revocations
 
