@@ -27,9 +27,12 @@ def _connect_kwargs(url: str) -> tuple[dict, str]:
              "port": cfg["PORT"] or 5432, "connect_timeout": 3, "autocommit": True}, cfg["NAME"])
 
 
-def _last_line(exc: Exception) -> str:
+def _reason(exc: Exception) -> str:
+    """libpq's own words, without its "connection to server at ... failed:" preamble or hints."""
     lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
-    return lines[-1] if lines else type(exc).__name__
+    if not lines:
+        return type(exc).__name__
+    return lines[0].rsplit(" failed: ", 1)[-1]
 
 
 def _maintenance_connection(url: str):
@@ -45,7 +48,7 @@ def _maintenance_connection(url: str):
         except psycopg.OperationalError as exc:
             message = str(exc)
             if "FATAL:" not in message:  # nothing answered as PostgreSQL
-                return None, f"server unreachable at {where}: {_last_line(exc)}"
+                return None, f"server unreachable at {where}: {_reason(exc)}"
             if "does not exist" in message and f'database "{dbname}"' in message:
                 why = f"no maintenance database ({' or '.join(MAINTENANCE_DATABASES)}) on {where}"
                 continue
@@ -54,6 +57,10 @@ def _maintenance_connection(url: str):
 
 
 def _run_database(url: str) -> str:
+    import os
+
+    if not os.environ.get("OCEN_TEST_RUN"):
+        raise SystemExit("OCEN_TEST_RUN names the test run (scripts/run-tests sets it)")
     from tests.test_support import run_database_name
 
     return run_database_name(_connect_kwargs(url)[1])
@@ -72,7 +79,7 @@ def postgres(url: str) -> int:
         try:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         except psycopg.Error as exc:
-            print(f"cannot create the test database {name}: {_last_line(exc)}")
+            print(f"cannot create the test database {name}: {_reason(exc)}")
             return 1
         conn.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(name)))
     return 0

@@ -79,10 +79,8 @@ assert caches["default"].key_prefix == CACHE_KEY_PREFIX, "a cache was made befor
 def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
     """This run's own PostgreSQL test database (pytest-django creates it, dropping one of
     the same name first, and drops it after the run). SQLite's is in memory already."""
-    from django.db import connections
-
     database = django_settings.DATABASES["default"]
-    if connections["default"].vendor == "postgresql":
+    if "postgresql" in database["ENGINE"]:  # Django's backend, or authservice.postgresql built on it
         database.setdefault("TEST", {})["NAME"] = run_database_name(database["NAME"])
 
 
@@ -285,6 +283,6 @@ def pytest_report_header(config):
     db = settings.DATABASES["default"]
     cache_backend = settings.CACHES["default"]["BACKEND"].rsplit(".", 1)[-1]
     engine = db["ENGINE"].rsplit(".", 1)[-1]
-    test_name = db.get("TEST", {}).get("NAME") or "in memory"
+    test_name = run_database_name(db["NAME"]) if "postgresql" in db["ENGINE"] else "in memory"
     return (f"database: {engine} {db.get('HOST') or db['NAME']} (test database: {test_name}); "
             f"cache: {cache_backend} (key prefix {CACHE_KEY_PREFIX}); run {RUN_ID}")
