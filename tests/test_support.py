@@ -55,7 +55,8 @@ def database_prefix(what: str) -> str:
     and ``what``, so scripts/run-tests drops it with the run's own if the test could not."""
     from django.db import connection
 
-    return f"{connection.settings_dict['NAME']}_{what}"
+    # TEST NAME: set (tests/conftest.py) even in a session whose tests never open the test database.
+    return f"{connection.settings_dict['TEST'].get('NAME') or connection.settings_dict['NAME']}_{what}"
 
 
 def clear_cache() -> None:
