@@ -21,7 +21,7 @@ on SQLite; ``make test`` runs everything on SQLite and on PostgreSQL.
 One run apart from another: the PostgreSQL test database is this run's own
 (``<DATABASE_URL's name>_<run id>``, created by pytest-django and dropped after it), and
 every cache key is under this run's KEY_PREFIX, including the authentication-failure
-counters authservice.auth_limits keeps in Redis directly; a test empties only this run's
+counters authservice.lockouts keeps in Redis directly; a test empties only this run's
 keys (tests.test_support.clear_cache), never the whole Redis database."""
 
 import base64
@@ -35,7 +35,7 @@ import pytest
 from django.conf import settings as django_settings
 from django.core.cache import caches
 
-from authservice import auth_limits
+from authservice import lockouts
 from authservice.clientcache import client_cache
 from authservice.services import client_create
 from authservice.signing_keys import key_cache, signing_key_ensure
@@ -86,10 +86,10 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
 
 @pytest.fixture(scope="session", autouse=True)
 def _run_own_redis_counters():
-    """authservice.auth_limits counts failed authentications in Redis under a fixed key
+    """authservice.lockouts counts failed authentications in Redis under a fixed key
     prefix, outside the cache's KEY_PREFIX: put this run's under its own."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(auth_limits._RedisCounter, "PREFIX", f"{CACHE_KEY_PREFIX}:{auth_limits._RedisCounter.PREFIX}")
+        patch.setattr(lockouts._RedisCounter, "PREFIX", f"{CACHE_KEY_PREFIX}:{lockouts._RedisCounter.PREFIX}")
         yield
 
 
