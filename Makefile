@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install lint migrate clean demo bench cluster faults soak docs
+.PHONY: run test test-fast install lint migrate clean demo bench cluster faults soak docs
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,10 +24,16 @@ run: install
 	$(PY) manage.py bootstrap
 	$(PY) -m authservice.serve
 
-## Lint, then the whole suite on SQLite and on PostgreSQL (TEST_DATABASE_URL).
+## Lint, then the whole suite on SQLite and on PostgreSQL (TEST_DATABASE_URL, TEST_REDIS_URL),
+## each run in its own test database and cache key prefix; the last line says what ran.
 test: install
 	$(VENV)/bin/ruff check .
 	scripts/run-tests
+
+## Lint, then the unit and integration tests on SQLite: no browser, no ops (a few minutes).
+test-fast: install
+	$(VENV)/bin/ruff check .
+	scripts/run-tests --fast
 
 ## The OCEN sample flow end to end, from an empty database.
 demo: install

@@ -1,21 +1,96 @@
 """Fixtures shared by every suite: a signing key, OAuth clients, token requests, and
 what makes the suite fast without changing what it tests (a cheap password hasher for
-the test users, service signing keys generated once per session)."""
+the test users, service signing keys generated once per session).
+
+Kinds of test. Every test carries exactly one of the markers ``unit``, ``integration``,
+``browser`` and ``ops`` (registered in pyproject.toml), given by the first rule that applies:
+
+1. An explicit ``@pytest.mark.unit`` / ``integration`` / ``browser`` / ``ops`` on the test,
+   its class or its module (``pytestmark``), the closest one winning.
+2. Its directory: tests/browser/ is ``browser``; tests/ops/ and tests/bench/ are ``ops``.
+3. ``integration`` if it uses the test database or a live server: the ``db``,
+   ``transactional_db`` or ``live_server`` fixture (itself or through a fixture it uses),
+   or the ``django_db`` marker.
+4. Else ``unit``.
+
+``ops`` means production-like runs: the service (or HAProxy, PgBouncer, a PostgreSQL
+cluster, the bench harness) started as separate processes; a module elsewhere whose tests
+do that is marked ``ops`` explicitly. ``make test-fast`` runs ``not browser and not ops``
+on SQLite; ``make test`` runs everything on SQLite and on PostgreSQL.
+
+One run apart from another: the PostgreSQL test database is this run's own
+(``<DATABASE_URL's name>_<run id>``, created by pytest-django and dropped after it), and
+every cache key is under this run's KEY_PREFIX, including the authentication-failure
+counters authservice.lockouts keeps in Redis directly; a test empties only this run's
+keys (tests.test_support.clear_cache), never the whole Redis database."""
 
 import base64
 import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
-from django.core.cache import cache
+from django.conf import settings as django_settings
+from django.core.cache import caches
 
+from authservice import lockouts
 from authservice.clientcache import client_cache
 from authservice.services import client_create
 from authservice.signing_keys import key_cache, signing_key_ensure
 from registry.api.cache import rendered_cache
 from signing import keys as signing_keys
+from tests.test_support import CACHE_KEY_PREFIX, RUN_ID, clear_cache, run_database_name
+
+KINDS = ("unit", "integration", "browser", "ops")
+_BY_DIRECTORY = {"browser": "browser", "ops": "ops", "bench": "ops"}
+_USES_DATABASE_OR_SERVER = {"db", "transactional_db", "live_server"}
+_TESTS = Path(__file__).resolve().parent
+
+
+def _kind(item: pytest.Item) -> str:
+    for marker in item.iter_markers():  # the test's own first, then its class's, then its module's
+        if marker.name in KINDS:
+            return marker.name
+    path = Path(str(item.path)).resolve()
+    if path.is_relative_to(_TESTS):
+        top = path.relative_to(_TESTS).parts[0]
+        if top in _BY_DIRECTORY:
+            return _BY_DIRECTORY[top]
+    if _USES_DATABASE_OR_SERVER & set(getattr(item, "fixturenames", ())) or item.get_closest_marker("django_db"):
+        return "integration"
+    return "unit"
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        kind = _kind(item)
+        if not any(marker.name == kind for marker in item.iter_markers()):
+            item.add_marker(kind)
+
+
+# Every cache key of this run under its own prefix (set before any cache is made).
+django_settings.CACHES["default"]["KEY_PREFIX"] = CACHE_KEY_PREFIX
+assert caches["default"].key_prefix == CACHE_KEY_PREFIX, "a cache was made before tests/conftest.py ran"
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
+    """This run's own PostgreSQL test database (pytest-django creates it, dropping one of
+    the same name first, and drops it after the run). SQLite's is in memory already."""
+    database = django_settings.DATABASES["default"]
+    if "postgresql" in database["ENGINE"]:  # Django's backend, or authservice.postgresql built on it
+        database.setdefault("TEST", {})["NAME"] = run_database_name(database["NAME"])
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _run_own_redis_counters():
+    """authservice.lockouts counts failed authentications in Redis under a fixed key
+    prefix, outside the cache's KEY_PREFIX: put this run's under its own."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(lockouts._RedisCounter, "PREFIX", f"{CACHE_KEY_PREFIX}:{lockouts._RedisCounter.PREFIX}")
+        yield
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -108,11 +183,11 @@ def _fresh_caches():
     key_cache.clear()
     client_cache.clear()
     rendered_cache.clear()
-    cache.clear()
+    clear_cache()
     yield
     key_cache.clear()
     client_cache.clear()
-    cache.clear()
+    clear_cache()
 
 
 @pytest.fixture
@@ -187,10 +262,27 @@ def token_for(client) -> Callable:
     return request
 
 
+_COUNTED = ("failed", "error", "passed", "skipped", "xfailed", "xpassed", "deselected")
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """This pass's counts, as pytest's summary gives them, for the last line of
+    scripts/run-tests (which sets OCEN_TEST_SUMMARY to a file to write them to)."""
+    path = os.environ.get("OCEN_TEST_SUMMARY")
+    if not path:
+        return
+    counts = {kind: sum(1 for report in terminalreporter.stats.get(kind, ())
+                        if getattr(report, "count_towards_summary", True)) for kind in _COUNTED}
+    words = [f"{n} {'errors' if kind == 'error' and n != 1 else kind}" for kind, n in counts.items() if n]
+    Path(path).write_text(", ".join(words) or "no tests ran")
+
+
 def pytest_report_header(config):
     from django.conf import settings
 
     db = settings.DATABASES["default"]
     cache_backend = settings.CACHES["default"]["BACKEND"].rsplit(".", 1)[-1]
     engine = db["ENGINE"].rsplit(".", 1)[-1]
-    return f"database: {engine} {db.get('HOST') or db['NAME']}; cache: {cache_backend}"
+    test_name = run_database_name(db["NAME"]) if "postgresql" in db["ENGINE"] else "in memory"
+    return (f"database: {engine} {db.get('HOST') or db['NAME']} (test database: {test_name}); "
+            f"cache: {cache_backend} (key prefix {CACHE_KEY_PREFIX}); run {RUN_ID}")

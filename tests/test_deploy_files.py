@@ -142,6 +142,7 @@ def test_production_mode_everywhere(k8s, compose):
     assert envs["AUTHSERVICE_ENV"] == "production"
 
 
+@pytest.mark.ops
 def test_settings_read_secret_files(tmp_path):
     """What compose.yaml and the k8s files rely on: AUTHSERVICE_ENV=production with the two keys
     given only as files starts, and reads them."""
@@ -228,6 +229,7 @@ def test_probes_reach_the_health_views(k8s, client, settings):
     assert client.get("/healthz", HTTP_HOST="10.0.0.7:8000").status_code == 400  # why the probe sends a Host
 
 
+@pytest.mark.ops
 def test_liveness_cannot_be_failed_by_a_connection_flood(k8s, tmp_path):
     """Liveness does not go through the listener a flood fills: it checks that the launcher
     (PID 1 in the container) has a live worker process. Run here against a stand-in for PID 1."""

@@ -2,26 +2,23 @@
 not written down (the service as the launcher serves it)."""
 
 import os
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import httpx
+import pytest
 
+from tests.test_support import free_port
+
+pytestmark = pytest.mark.ops  # the service started by its launcher
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "s3cr3t-in-the-url-0123456789abcdef"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_a_secret_in_the_url_is_refused_and_never_logged(tmp_path):
-    port = _free_port()
+    port = free_port()
     env = {**{k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "AUTHSERVICE_"))},
            "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}", "REDIS_URL": "",
            "AUTHSERVICE_VAR_DIR": str(tmp_path),

@@ -3,7 +3,6 @@ Retry-After (RFC 6749 temporarily_unavailable at the OAuth endpoints), /healthz 
 answers, /readyz names what is down; JWKS is served from memory through an outage."""
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,22 +13,18 @@ import httpx
 import pytest
 from django.db import OperationalError
 
+from tests.test_support import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def server_without_database(tmp_path_factory):
     """The service as deployed (python -m authservice.serve), its PostgreSQL pool pointed at a closed port."""
     tmp = tmp_path_factory.mktemp("failfast")
-    port = _free_port()
+    port = free_port()
     env = {**{k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "AUTHSERVICE_"))},
-           "DATABASE_URL": f"postgres://postgres@127.0.0.1:{_free_port()}/nowhere", "REDIS_URL": "",
+           "DATABASE_URL": f"postgres://postgres@127.0.0.1:{free_port()}/nowhere", "REDIS_URL": "",
            "AUTHSERVICE_VAR_DIR": str(tmp), "GUNICORN_BIND": f"127.0.0.1:{port}", "GUNICORN_WORKERS": "1"}
     log = (tmp / "server.log").open("w")
     server = subprocess.Popen([sys.executable, "-m", "authservice.serve"],
@@ -47,6 +42,7 @@ def server_without_database(tmp_path_factory):
     log.close()
 
 
+@pytest.mark.ops
 def test_the_token_endpoint_answers_503_temporarily_unavailable(server_without_database):
     url, _ = server_without_database
     response = httpx.post(f"{url}/oauth2/token", data={"grant_type": "client_credentials"}, auth=("c", "s"),
@@ -56,6 +52,7 @@ def test_the_token_endpoint_answers_503_temporarily_unavailable(server_without_d
     assert int(response.headers["Retry-After"]) > 0
 
 
+@pytest.mark.ops
 def test_the_registry_api_and_the_admin_answer_503_not_500(server_without_database):
     url, log = server_without_database
     api = httpx.get(f"{url}/registry/v1/participants", headers={"Authorization": "Bearer x.y.z"}, timeout=10)
@@ -65,6 +62,7 @@ def test_the_registry_api_and_the_admin_answer_503_not_500(server_without_databa
     assert "Traceback" not in log.read_text()
 
 
+@pytest.mark.ops
 def test_healthz_answers_while_readyz_names_the_database(server_without_database):
     url, _ = server_without_database
     assert httpx.get(f"{url}/healthz", timeout=10).json() == {"status": "ok"}
@@ -73,6 +71,7 @@ def test_healthz_answers_while_readyz_names_the_database(server_without_database
     assert ready.json()["checks"]["database"] == "unreachable"
 
 
+@pytest.mark.ops
 def test_discovery_needs_no_database(server_without_database):
     url, _ = server_without_database
     assert httpx.get(f"{url}/.well-known/openid-configuration", timeout=10).status_code == 200
@@ -121,7 +120,7 @@ def _unreachable(alias: str):
     """A connection for ``alias`` through the project's PostgreSQL backend, its pool pointed at a closed port."""
     return _connection(alias, {
         "ENGINE": "authservice.postgresql", "NAME": "nowhere", "USER": "postgres", "HOST": "127.0.0.1",
-        "PORT": str(_free_port()),
+        "PORT": str(free_port()),
         "OPTIONS": {"connect_timeout": 1, "pool": {"min_size": 0, "max_size": 2, "timeout": 0.5,
                                                    "reconnect_timeout": 1}}})
 

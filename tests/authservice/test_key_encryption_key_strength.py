@@ -74,6 +74,7 @@ def test_a_passphrase_key_encryption_key_never_protects_a_stored_key(db, setting
     assert not SigningKey.objects.exists()
 
 
+@pytest.mark.ops
 @pytest.mark.parametrize("kek", [PASSPHRASE, "x" * 44, "short-but-base64url", "0" * 64,
                                  "kek-0123456789abcdef0123456789abcdef0123456789",
                                  "correcthorsebatterystaplecorrecthorsebattery"])
@@ -84,6 +85,7 @@ def test_the_service_refuses_to_start_with_a_weak_key_encryption_key(tmp_path, k
     assert kek not in result.stderr  # the message names the setting, never its value
 
 
+@pytest.mark.ops
 @pytest.mark.parametrize("kek", [Fernet.generate_key().decode(), secrets.token_urlsafe(32), secrets.token_hex(32),
                                  f"{Fernet.generate_key().decode()},{PASSPHRASE}"])
 def test_random_keys_are_accepted_and_a_passphrase_only_to_decrypt(tmp_path, kek):
@@ -93,6 +95,7 @@ def test_random_keys_are_accepted_and_a_passphrase_only_to_decrypt(tmp_path, kek
         assert "authservice.W004" in result.stderr and "reencrypt_keys" in result.stderr
 
 
+@pytest.mark.ops
 def test_a_weak_audit_key_is_refused_at_start_up(tmp_path):
     result = _manage("check", AUTHSERVICE_AUDIT_KEY="audit passphrase", DATABASE_URL=f"sqlite:///{tmp_path / 'db'}")
     assert result.returncode != 0

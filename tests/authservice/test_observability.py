@@ -107,6 +107,7 @@ def _manage_check(tmp_path, metrics_dir: str):
                           timeout=120)
 
 
+@pytest.mark.ops
 def test_a_command_given_a_metrics_directory_that_is_not_there_yet_makes_it(tmp_path):
     """A migration job run with the serving environment: the directory the launcher
     would make at start is not there yet (prometheus_client failed on a file in it)."""
@@ -115,6 +116,7 @@ def test_a_command_given_a_metrics_directory_that_is_not_there_yet_makes_it(tmp_
     assert (tmp_path / "metrics").is_dir()
 
 
+@pytest.mark.ops
 def test_a_metrics_directory_that_cannot_be_made_is_named(tmp_path):
     (tmp_path / "file").write_text("")
     result = _manage_check(tmp_path, str(tmp_path / "file" / "metrics"))

@@ -102,6 +102,7 @@ def _manage(*args, **env):
                           capture_output=True, text=True, timeout=120, check=False)
 
 
+@pytest.mark.ops
 def test_check_deploy_is_clean_after_the_readmes_deployment_steps(tmp_path):
     production = {
         "DJANGO_DEBUG": "0", "DJANGO_SECURE_HTTPS": "1",
@@ -126,12 +127,14 @@ def test_check_deploy_is_clean_after_the_readmes_deployment_steps(tmp_path):
     assert "reencrypt_keys" in wrong.stderr
 
 
+@pytest.mark.ops
 def test_uncollected_static_files_are_warned_about_in_production(tmp_path):
     result = _manage("check", DJANGO_DEBUG="0", DJANGO_STATIC_ROOT=str(tmp_path / "empty"),
                      DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}")
     assert "authservice.W003" in result.stderr and "collectstatic" in result.stderr, result.stderr
 
 
+@pytest.mark.ops
 def test_missing_key_encryption_key_is_warned_about_in_production():
     result = _manage("check", DJANGO_DEBUG="0")
     assert "authservice.W001" in result.stdout + result.stderr

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.ops  # manage.py and the launcher in fresh processes
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "production-secret-key-0123456789abcdef0123456789abcdef"
 KEK = "RvFKuO1GfY-xHjvUFfVQ2-5wlmRk_-dAOlJYnzQS9U4"  # a generated key: a passphrase is refused (key shape check)

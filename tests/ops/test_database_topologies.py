@@ -37,7 +37,7 @@ from scripts.opslib import (
     temp_database,
 )
 from tests.pgbouncer import PgBouncer
-from tests.test_support import admin_dsn, free_port, require
+from tests.test_support import admin_dsn, database_prefix, free_port, require
 
 pytestmark = [
     pytest.mark.ops_smoke,
@@ -118,7 +118,7 @@ def test_behind_pgbouncer_a_suspension_is_effective_within_1s():
     require(PgBouncer.available(), "pgbouncer (apt-get install pgbouncer)")
     bouncer = PgBouncer().start()
     try:
-        with temp_database(admin_dsn(), "pgbouncer") as direct_url:
+        with temp_database(admin_dsn(), database_prefix("pgbouncer")) as direct_url:
             name = direct_url.rsplit("/", 1)[1]
             # Migrations run straight on PostgreSQL, as deployments do; the service runs
             # through PgBouncer (which refuses startup options: no statement_timeout).
@@ -145,7 +145,7 @@ def test_with_redis_stopped_tokens_are_issued_and_wrong_secrets_lock_out():
     redis_server = OwnRedis(free_port(), workdir)
     redis_server.start()
     try:
-        with temp_database(admin_dsn(), "noredis") as url:
+        with temp_database(admin_dsn(), database_prefix("noredis")) as url:
             env = service_env(database_url=url, redis_url=redis_server.url, issuer="http://127.0.0.1:8000",
                               extra={"AUTHSERVICE_AUTH_FAILURE_LIMIT": "5"})
             prepare_database(env)

@@ -16,7 +16,8 @@ addresses (127.0.0.2, 127.0.0.3) by binding their source. In that topology:
   proxy sends the ones it was answering to the other instance.
 
 PostgreSQL pass only; skipped without HAProxy locally, failed without it under CI=true.
-OPS_SMOKE_DB_PREFIX keeps the temporary database apart from other runs on one server.
+Its temporary database is named after this run's test database (OPS_SMOKE_DB_PREFIX, if set,
+instead), so scripts/run-tests drops it with the run's if the test could not.
 """
 
 import os
@@ -41,7 +42,7 @@ from scripts.opslib import (
     service_env,
     temp_database,
 )
-from tests.test_support import admin_dsn, free_port, require
+from tests.test_support import admin_dsn, database_prefix, free_port, require
 
 pytestmark = [
     pytest.mark.ops_smoke,
@@ -76,12 +77,13 @@ class Topology:
 def topology():
     require(shutil.which("haproxy") is not None, "haproxy (apt-get install haproxy)")
     workdir = Path(tempfile.mkdtemp(prefix="ocen-topology-"))
-    prefix = os.environ.get("OPS_SMOKE_DB_PREFIX", "ocen")
+    prefix = os.environ.get("OPS_SMOKE_DB_PREFIX")
+    prefix = f"{prefix}_topology" if prefix else database_prefix("topology")
     redis = OwnRedis(free_port(), workdir) if shutil.which("redis-server") else None
     instances: list[Instance] = []
     proxy = None
     try:
-        with temp_database(admin_dsn(), f"{prefix}_topology") as database_url:
+        with temp_database(admin_dsn(), prefix) as database_url:
             if redis:
                 redis.start()
             proxy_port = free_port()

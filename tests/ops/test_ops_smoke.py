@@ -3,7 +3,8 @@
 The scripts' own promises decide (each exits 1 when one fails); here they run with tiny
 durations in the PostgreSQL pass. Without HAProxy or PostgreSQL's server binaries they
 are skipped locally and fail under CI=true (.ci/run installs them). OPS_SMOKE_*_PORT and
-OPS_SMOKE_DB_PREFIX keep runs that share a machine apart.
+OPS_SMOKE_DB_PREFIX keep runs that share a machine apart (the databases are named after
+this run's test database unless OPS_SMOKE_DB_PREFIX is set).
 """
 
 import os
@@ -16,7 +17,7 @@ import pytest
 from django.db import connection
 
 from scripts.opslib import initdb_available
-from tests.test_support import admin_dsn, require
+from tests.test_support import admin_dsn, database_prefix, require
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,7 +34,7 @@ pytestmark = [
 
 def db_prefix(default: str) -> list[str]:
     prefix = os.environ.get("OPS_SMOKE_DB_PREFIX")
-    return ["--db-prefix", f"{prefix}_{default}"] if prefix else []
+    return ["--db-prefix", f"{prefix}_{default}" if prefix else database_prefix(default)]
 
 
 def run(*args: str, timeout: int = 120) -> str:

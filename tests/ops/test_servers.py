@@ -26,16 +26,11 @@ import httpx
 import pytest
 
 from scripts.opslib import manage, onboard
+from tests.test_support import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.ops_smoke
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def children(pid: int) -> list[int]:

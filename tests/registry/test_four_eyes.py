@@ -264,6 +264,7 @@ def test_four_eyes_must_be_a_boolean(settings):
         authservice_settings.FOUR_EYES  # noqa: B018
 
 
+@pytest.mark.ops
 @pytest.mark.parametrize(("value", "expected"), [(None, "True"), ("false", "False"), ("true", "True")])
 def test_the_environment_variable_sets_four_eyes(value, expected):
     environment = {name: text for name, text in os.environ.items() if name != "AUTHSERVICE_FOUR_EYES"}

@@ -20,7 +20,7 @@ from tests.keymaterial import ec_key, rsa_key
 from tests.signing.conftest import _pem
 from tests.test_support import free_port
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.ops, pytest.mark.django_db(transaction=True)]
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -222,6 +222,7 @@ def test_a_compat_retry_to_a_drf_view_gets_the_first_response(net, settings):
         assert again[SIGNATURE_HEADER] == first[SIGNATURE_HEADER]
 
 
+@pytest.mark.ops
 def test_manage_py_check_refuses_a_local_replay_cache_in_a_project_listing_the_sdk_app(tmp_path):
     """In a fresh process, before anything imported ocen_sdk.django: the check runs from INSTALLED_APPS."""
     import os

@@ -5,6 +5,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.ops  # each runs Python afresh in another process
 ROOT = Path(__file__).resolve().parents[2]
 
 

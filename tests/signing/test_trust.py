@@ -259,6 +259,7 @@ def test_jwt_typed_tokens_are_accepted_by_the_middleware_and_sdk(net, settings):
     assert net.http.post(net.url, content=BODY, auth=net.auth(tokens)).status_code == 200
 
 
+@pytest.mark.ops
 @pytest.mark.parametrize("store", ["database", "redis"])
 def test_the_replay_store_is_shared_between_processes(net, settings, store):
     if connection.vendor != "postgresql":
