@@ -24,15 +24,18 @@ run: install
 	$(PY) manage.py bootstrap
 	$(PY) -m authservice.serve
 
-## Lint, then the whole suite on SQLite and on PostgreSQL (TEST_DATABASE_URL, TEST_REDIS_URL),
+## Lint (ruff, import-linter), build the docs (--strict), then the whole suite on SQLite and on PostgreSQL (TEST_DATABASE_URL, TEST_REDIS_URL),
 ## each run in its own test database and cache key prefix; the last line says what ran.
 test: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports --no-cache
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir $(CURDIR)/site
 	scripts/run-tests
 
 ## Lint, then the unit and integration tests on SQLite: no browser, no ops (a few minutes).
 test-fast: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports --no-cache
 	scripts/run-tests --fast
 
 ## The OCEN sample flow end to end, from an empty database.

@@ -330,19 +330,26 @@ class _RedisCounter:
     PREFIX = "authservice:authfail:"
 
     @classmethod
+    def prefix(cls) -> str:
+        """Under the cache's KEY_PREFIX (CACHE_KEY_PREFIX), as the cache's own keys are."""
+        key_prefix = settings.CACHES["default"].get("KEY_PREFIX", "")
+        return f"{key_prefix}:{cls.PREFIX}" if key_prefix else cls.PREFIX
+
+    @classmethod
     def count_failures(cls, items: list[tuple[int, int]], now: float) -> dict[int, float]:
         client = _redis(settings.REDIS_URL)
+        prefix = cls.prefix()
         window = authservice_settings.AUTH_FAILURE_WINDOW
         until = now + authservice_settings.AUTH_LOCKOUT_SECONDS
         pipe = client.pipeline(transaction=True)
         for key, _ in items:
-            pipe.set(f"{cls.PREFIX}{key}", 0, ex=window, nx=True)  # opens a window if none is open
-            pipe.incr(f"{cls.PREFIX}{key}")
+            pipe.set(f"{prefix}{key}", 0, ex=window, nx=True)  # opens a window if none is open
+            pipe.incr(f"{prefix}{key}")
         counts = pipe.execute()[1::2]
         started = {}
         for (key, limit), failures in zip(items, counts, strict=True):
             if failures >= limit and cls._start_lockout(key, now, until):
-                client.delete(f"{cls.PREFIX}{key}")
+                client.delete(f"{prefix}{key}")
                 started[key] = until
         return started
 

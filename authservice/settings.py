@@ -201,6 +201,9 @@ if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
                           # A frozen or unreachable Redis costs half a second, not redis-py's unbounded wait.
                           "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5}}}
+    # Several deployments (or test runs) may share one Redis database: each keeps its keys,
+    # the authentication-failure counters included (authservice.lockouts), under its prefix.
+    CACHES["default"]["KEY_PREFIX"] = os.environ.get("CACHE_KEY_PREFIX", "")
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 

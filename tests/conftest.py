@@ -35,7 +35,6 @@ import pytest
 from django.conf import settings as django_settings
 from django.core.cache import caches
 
-from authservice import lockouts
 from authservice.clientcache import client_cache
 from authservice.services import client_create
 from authservice.signing_keys import key_cache, signing_key_ensure
@@ -70,8 +69,10 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(kind)
 
 
-# Every cache key of this run under its own prefix (set before any cache is made).
+# Every cache key of this run under its own prefix (set before any cache is made), in
+# this process and in every service or command a test starts (CACHE_KEY_PREFIX).
 django_settings.CACHES["default"]["KEY_PREFIX"] = CACHE_KEY_PREFIX
+os.environ["CACHE_KEY_PREFIX"] = CACHE_KEY_PREFIX
 assert caches["default"].key_prefix == CACHE_KEY_PREFIX, "a cache was made before tests/conftest.py ran"
 
 
@@ -82,15 +83,6 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
     database = django_settings.DATABASES["default"]
     if "postgresql" in database["ENGINE"]:  # Django's backend, or authservice.postgresql built on it
         database.setdefault("TEST", {})["NAME"] = run_database_name(database["NAME"])
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _run_own_redis_counters():
-    """authservice.lockouts counts failed authentications in Redis under a fixed key
-    prefix, outside the cache's KEY_PREFIX: put this run's under its own."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(lockouts._RedisCounter, "PREFIX", f"{CACHE_KEY_PREFIX}:{lockouts._RedisCounter.PREFIX}")
-        yield
 
 
 @pytest.fixture(scope="session", autouse=True)

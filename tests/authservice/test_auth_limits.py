@@ -312,14 +312,14 @@ def test_a_lockout_holds_in_every_process(settings, shared):
         db = connection.settings_dict
         env["DATABASE_URL"] = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
     # Another process (another instance) fails 20 times for one client_id from one address,
-    # counting in Redis under this test run's prefix, as this process does (tests/conftest.py).
-    code = ("import django, sys; django.setup(); from types import SimpleNamespace as R; "
-            "from authservice.auth_limits import _RedisCounter, attempt_for, record_failure; "
-            "_RedisCounter.PREFIX = sys.argv[1]; "
+    # counting in Redis under this test run's key prefix (CACHE_KEY_PREFIX), as this process does.
+    code = ("import django; django.setup(); from types import SimpleNamespace as R; "
+            "from authservice.auth_limits import attempt_for, record_failure; "
             "a = attempt_for(R(META={'REMOTE_ADDR': '127.0.0.2'}, headers={}, path='/oauth2/token'), "
             "{'client_id': 'c'}); [record_failure(a) for _ in range(20)]")
-    result = subprocess.run([sys.executable, "-c", code, auth_limits._RedisCounter.PREFIX],
-                            env={**env, "DJANGO_SETTINGS_MODULE": "authservice.settings"},
+    result = subprocess.run([sys.executable, "-c", code],
+                            env={**env, "DJANGO_SETTINGS_MODULE": "authservice.settings",
+                                 "CACHE_KEY_PREFIX": settings.CACHES["default"]["KEY_PREFIX"]},
                             cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
 
